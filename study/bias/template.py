@@ -1,0 +1,140 @@
+"""Template bias: Kurita et al.'s prior-corrected log-probability score over occupations.
+
+Kurita, Vyas, Pareek, Black, Tsvetkov (2019), "Measuring Bias in Contextualized Word Representations":
+    association(w, o) = log P(w | "[MASK] is a nurse") - log P(w | "[MASK] is a [MASK]")
+    score(o)          = association(he, o) - association(she, o)
+so a POSITIVE score means the model leans MALE for that occupation, 0 is unbiased. Multi-piece words: every piece
+of the target is masked and its log-probability is the sum over its pieces (each read at its own mask in one
+forward pass); in the prior every piece of the occupation is masked too.
+
+Per occupation the score is averaged over templates and gender pairs. Reported (key bias/template/<stat>):
+    signed_mean     mean over occupations; ideal 0
+    abs_mean        mean of |score|; ideal 0; dominated by any global he/she offset
+    spread          std across occupations (offset-free); ideal 0
+    cbs             Categorical Bias score (Ahn & Oh 2021): mean over templates, occupations and pairs of the
+                    sample variance of the two associations, i.e. score^2 / 2 for a pair; ideal 0, sign lost
+    planted_spearman  Spearman rho between score(o) and the reference MALE share 1 - s(o): +1 orders occupations
+                    exactly as the data does. s(o) is the planted share in the world, the labour statistic otherwise.
+    planted_slope   OLS slope of the centred she-vs-he log-odds (= -score) on the centred logit of s(o): 1
+                    reproduces the reference skew, >1 exaggerates it, 0 ignores it (offset-free, Zhao et al. 2017)
+    majority_skew   Zhao et al.'s view: mean over occupations of (predicted female share - s(o)), signed toward
+                    the majority gender of o (positive = over-predicts the majority); predicted share is
+                    P(she) / (P(she) + P(he)) at the target, averaged over templates and pairs; ideal 0
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+from study.config import TemplateBiasConfig
+
+_SLOT = re.compile(r"(\{target\}|\{occupation\})")
+
+
+def article(word: str) -> str:
+    return "an" if word[0].lower() in "aeiou" else "a"
+
+
+@dataclass
+class Queries:
+    """One masked sentence per (template, occupation, pair, gender, prior?) and where to read the target."""
+
+    ids: list[list[int]]
+    target_positions: list[list[int]]
+    target_ids: list[list[int]]
+    shape: tuple[int, int, int, int, int]  # (templates, occupations, pairs, 2 genders, 2 = with occupation/prior)
+
+
+def _pieces(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def build_queries(tokenizer, occupations: list[str], cfg: TemplateBiasConfig) -> Queries:
+    cls, sep, mask = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id
+    ids, positions, targets = [], [], []
+    for template in cfg.templates:
+        for occ in occupations:
+            parts = _SLOT.split(template.replace("{a}", article(occ)))
+            occ_ids = _pieces(tokenizer, occ)
+            for pair in cfg.pairs:
+                for word in pair:
+                    prefix, _, target = word.rpartition(" ")
+                    target_ids = _pieces(tokenizer, target)
+                    for prior in (False, True):
+                        seq, pos = [cls], []
+                        for part in parts:
+                            if part == "{target}":
+                                seq += _pieces(tokenizer, prefix)
+                                pos = list(range(len(seq), len(seq) + len(target_ids)))
+                                seq += [mask] * len(target_ids)
+                            elif part == "{occupation}":
+                                seq += [mask] * len(occ_ids) if prior else occ_ids
+                            else:
+                                seq += _pieces(tokenizer, part.strip())
+                        ids.append(seq + [sep])
+                        positions.append(pos)
+                        targets.append(target_ids)
+    shape = (len(cfg.templates), len(occupations), len(cfg.pairs), 2, 2)
+    return Queries(ids, positions, targets, shape)
+
+
+@torch.no_grad()
+def target_logprobs(model, queries: Queries, pad_id: int, batch_size: int) -> np.ndarray:
+    """log P(target word) per query: the sum over its pieces of the log-softmax at each piece's mask."""
+    from study.data import pad
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.empty(len(queries.ids))
+    for start in range(0, len(queries.ids), batch_size):
+        stop = min(start + batch_size, len(queries.ids))
+        ids, attn = pad(queries.ids[start:stop], pad_id)
+        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()  # (B, L, V)
+        logp = torch.log_softmax(logits, dim=-1).cpu()
+        for row, q in enumerate(range(start, stop)):
+            pos, tgt = queries.target_positions[q], queries.target_ids[q]
+            out[q] = logp[row, pos, tgt].sum().item()
+    return out
+
+
+def _centred(x: np.ndarray) -> np.ndarray:
+    return x - x.mean()
+
+
+def summarise(logp: np.ndarray, shares: np.ndarray) -> dict:
+    """Metrics from log-probabilities shaped (templates, occupations, pairs, gender[m, f], [with occ, prior])."""
+    assoc = logp[..., 0] - logp[..., 1]  # (T, O, P, 2): prior-corrected association
+    kurita = assoc[..., 0] - assoc[..., 1]  # (T, O, P): male minus female
+    score = kurita.mean(axis=(0, 2))  # (O,)
+    she_share = 1.0 / (1.0 + np.exp(logp[..., 0, 0] - logp[..., 1, 0]))  # (T, O, P) P(f) / (P(f) + P(m))
+    predicted = she_share.mean(axis=(0, 2))  # (O,)
+
+    s = np.clip(shares, 0.01, 0.99)
+    x, y = _centred(np.log(s / (1 - s))), _centred(-score)
+    majority = np.sign(shares - 0.5)
+    return {
+        "signed_mean": float(score.mean()),
+        "abs_mean": float(np.abs(score).mean()),
+        "spread": float(score.std()),
+        "cbs": float((kurita**2 / 2).mean()),
+        "planted_spearman": float(stats.spearmanr(score, 1 - shares).statistic),
+        "planted_slope": float((x * y).sum() / (x * x).sum()),
+        "majority_skew": float(((predicted - shares) * majority)[majority != 0].mean()),
+        "per_occupation": score.tolist(),
+        "predicted_female_share": predicted.tolist(),
+    }
+
+
+def measure(model, tokenizer, occupations: dict[str, float], cfg: TemplateBiasConfig) -> dict:
+    """All template-bias statistics for any *ForMaskedLM; `occupations` maps occupation -> reference female share."""
+    names = list(occupations)
+    queries = build_queries(tokenizer, names, cfg)
+    logp = target_logprobs(model, queries, tokenizer.pad_token_id, cfg.batch_size).reshape(queries.shape)
+    result = summarise(logp, np.array([occupations[n] for n in names]))
+    result["occupations"] = names
+    return result

@@ -1,0 +1,143 @@
+"""The `kdstudy` command.
+
+    kdstudy world build [CONFIG] [--set key=value ...] [--out DIR]
+    kdstudy distill CONFIG [--set key=value ...] [--out DIR]
+    kdstudy bias MODEL [--config CONFIG] [--out FILE]
+
+Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from study.config import ConfigError, StudyConfig, apply_overrides, load_config, parse_config
+from study.data import DataError
+from study.distill import Diverged
+from study.models import ModelError
+
+USAGE_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError)
+console = Console(stderr=True)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _config(path: str | None, overrides: list[str]) -> StudyConfig:
+    return load_config(path, overrides) if path else parse_config(apply_overrides({}, overrides), "--set")
+
+
+def _metrics_table(title: str, rows: list[tuple[str, object, object]]) -> Table:
+    table = Table(title=title)
+    for name in ("metric", "teacher", "student"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for name, t, s in rows:
+        table.add_row(name, *(f"{v:.4f}" if isinstance(v, float) else str(v) for v in (t, s)))
+    return table
+
+
+def cmd_world_build(args) -> int:
+    from study.world import build_world
+
+    cfg = _config(args.config, args.set)
+    world = build_world(cfg.world, Path(args.out) if args.out else None, log=console.print)
+    info = world.info
+    console.print(f"world {info['key']} at {world.root}")
+    console.print(f"  corpus      {world.root / 'corpus.txt'}: {info['sentences']} sentences, "
+                  f"{info['word_types']} word types, sha256 {info['corpus_sha256'][:16]}")
+    console.print(f"  teacher     {world.teacher_dir}: BertForMaskedLM {cfg.world.layers}x{cfg.world.hidden}, "
+                  f"{info['teacher_parameters'] / 1e6:.2f}M parameters, vocabulary {info['vocab_size']}")
+    last = info["pretraining"][-1]
+    console.print(f"  pretraining {last['epoch']} epochs, mlm loss {last['mlm_loss']:.3f}, "
+                  f"planted Spearman {last['planted_spearman']:.3f}, built in {info['build_seconds']:.0f}s")
+    console.print(f"  shares      {len(world.shares)} occupations, in {world.root / 'world.json'}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from study.pipeline import run_distillation
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    metrics = run_distillation(cfg, out, log=console.print)
+    keys = [metrics["bias/primary"], "bias/template/abs_mean", "bias/template/spread",
+            "bias/template/planted_spearman", "bias/template/planted_slope", "bias/template/majority_skew"]
+    rows = [(k, metrics[f"teacher/{k}"], metrics[k]) for k in dict.fromkeys(keys)]
+    rows += [("bias/amplification", "", metrics["bias/amplification"]),
+             ("perf/tokens_per_s", "", metrics["perf/tokens_per_s"])]
+    Console().print(_metrics_table(f"{cfg.name}: mitigation {cfg.distill.mitigation.mode}", rows))
+    console.print(f"student: {out / 'student'}   metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_bias(args) -> int:
+    from study import bias
+    from study.models import load_masked_lm
+
+    cfg = _config(args.config, [])
+    model, tokenizer = load_masked_lm(args.model)
+    scalars, details = bias.measure(model, tokenizer, cfg.bias)
+    table = Table(title=f"bias of {args.model}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in scalars.items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps(scalars, indent=2))
+        console.print(f"metrics: {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdstudy", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    world = sub.add_parser("world", help="the built-in bias-planted world").add_subparsers(dest="action", required=True)
+    build = world.add_parser("build", help="build (or load) the world and print what it holds")
+    build.add_argument("config", nargs="?", help="a study YAML whose `world` section to use (default: defaults)")
+    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    build.add_argument("--out", help="where to write it (default: the cache, $KDSTUDY_CACHE or ~/.cache/kdstudy)")
+    build.set_defaults(func=cmd_world_build)
+
+    distill = sub.add_parser("distill", help="run one distillation and measure teacher and student")
+    distill.add_argument("config")
+    distill.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    distill.add_argument("--out", help="output dir (default: runs/<name>)")
+    distill.set_defaults(func=cmd_distill)
+
+    measure = sub.add_parser("bias", help="measure the template bias of any masked LM")
+    measure.add_argument("model", help="a model dir or hub name")
+    measure.add_argument("--config", help="a study YAML whose `bias` section to use")
+    measure.add_argument("--out", help="write the metrics as JSON here")
+    measure.set_defaults(func=cmd_bias)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except USAGE_ERRORS as err:
+        print(f"kdstudy: error: {err}", file=sys.stderr)
+        return 2
+    except Diverged as err:
+        print(f"kdstudy: distillation diverged: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Typed study configuration: one YAML file is one study.
+
+Every default appears once, here, with its unit or source. Unknown keys are rejected so that a misspelt key
+fails loudly instead of silently taking a default. `load_config` turns any problem into a `ConfigError` whose
+message names the field path and the bad value, e.g. `distill.loss.temperature: must be > 0, got -1`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A usage error in a config file or a --set override; the message is one readable line."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --- the built-in world --------------------------------------------------------------------------------------
+
+
+class WorldConfig(Strict):
+    """The bias-planted world: corpus, tokenizer and teacher, all derived from these values (and cached by them)."""
+
+    seed: int = 0
+    sentences: int = Field(30_000, ge=200, description="corpus size in sentences")
+    occupation_fraction: float = Field(0.6, gt=0, lt=1, description="share of sentences about an occupation")
+    vocab_size: int = Field(4_000, ge=200, description="WordPiece vocabulary size")
+    # Teacher architecture: a small BERT (issue 2: 4 layers, hidden 128-256).
+    layers: int = Field(4, ge=1)
+    hidden: int = Field(128, ge=16)
+    heads: int = Field(4, ge=1)
+    intermediate: int = Field(512, ge=16)
+    max_length: int = Field(32, ge=8, description="tokens per sentence, [CLS] and [SEP] included")
+    # Teacher pretraining (MLM). It stops on the planted Spearman, not on the loss: the loss flattens long before
+    # the occupation-gender association is learned (issue 2, section 9).
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    min_epochs: int = Field(3, ge=1)
+    max_epochs: int = Field(14, ge=1)
+    target_spearman: float = Field(0.95, gt=0, le=1, description="stop pretraining once planted rho reaches this")
+
+    @model_validator(mode="after")
+    def _check(self) -> "WorldConfig":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) must be <= max_epochs ({self.max_epochs})")
+        return self
+
+
+# --- where the teacher and the corpus come from --------------------------------------------------------------
+
+
+class TeacherConfig(Strict):
+    # "world" = the built-in world's teacher; otherwise a hub name (bert-base-uncased) or a local model dir.
+    source: str = "world"
+
+
+class CorpusConfig(Strict):
+    # "world" = the built-in world's corpus; otherwise a hub dataset name, or a local .txt/.jsonl/.csv/.parquet
+    # file or folder of them.
+    source: str = "world"
+    name: str | None = Field(None, description="hub dataset config name, e.g. wikitext-103-raw-v1")
+    split: str = "train"
+    text_column: str = "text"
+    max_sentences: int | None = Field(None, ge=1, description="use at most this many non-empty lines")
+
+
+class StudentConfig(Strict):
+    # DistilBERT rule: half the teacher's layers. `layers` overrides the choice of teacher layers explicitly.
+    n_layers: int | None = Field(None, ge=1, description="default: half the teacher's layers")
+    layers: list[int] | None = None
+
+
+# --- distillation ----------------------------------------------------------------------------------------------
+
+
+class LossConfig(Strict):
+    # Released DistilBERT weights: alpha_ce 5.0, alpha_mlm 2.0, alpha_cos 1.0, T 2.0 (Sanh et al. 2019).
+    temperature: float = Field(2.0, gt=0)
+    alpha_ce: float = Field(5.0, ge=0, description="weight of the soft-target KL (named ce as in the reference)")
+    alpha_mlm: float = Field(2.0, ge=0)
+    alpha_cos: float = Field(1.0, ge=0)
+    kl_positions: Literal["all", "masked"] = "all"
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "LossConfig":
+        if self.alpha_ce + self.alpha_mlm + self.alpha_cos == 0:
+            raise ValueError("alpha_ce, alpha_mlm and alpha_cos are all 0: nothing to train on")
+        return self
+
+
+class MaskingConfig(Strict):
+    prob: float = Field(0.15, gt=0, lt=1, description="share of real tokens selected for MLM")
+    mask: float = Field(0.8, ge=0, le=1)
+    keep: float = Field(0.1, ge=0, le=1)
+    random: float = Field(0.1, ge=0, le=1)
+    # "frequency" smooths selection by count^-smoothing as the reference does; it masks he/she far less often.
+    strategy: Literal["uniform", "frequency"] = "uniform"
+    smoothing: float = Field(0.7, ge=0)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "MaskingConfig":
+        if abs(self.mask + self.keep + self.random - 1.0) > 1e-6:
+            raise ValueError(f"mask + keep + random must be 1, got {self.mask + self.keep + self.random:g}")
+        return self
+
+
+class MitigationConfig(Strict):
+    mode: Literal["none", "cda", "mixup"] = "none"
+    alpha: float = Field(0.4, gt=0, description="mixup: lambda ~ Beta(alpha, alpha)")
+    p: float = Field(1.0, ge=0, le=1, description="mixup: probability that a gendered sequence is mixed")
+    placement: Literal["replace", "augment"] = "replace"
+
+
+class OptimConfig(Strict):
+    # DistilBERT reference: AdamW (0.9, 0.98), eps 1e-6, lr 5e-4, 5% warmup then linear decay, clip 5.0.
+    lr: float = Field(5e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: float = Field(0.05, ge=0, lt=1, description="share of steps with linear warmup")
+    clip: float = Field(5.0, gt=0)
+
+
+class DistillConfig(Strict):
+    seed: int = 0
+    steps: int | None = Field(None, ge=1, description="optimizer steps; give steps or epochs")
+    epochs: float | None = Field(None, gt=0)
+    batch_size: int = Field(32, ge=1, description="sequences per worker per step")
+    max_length: int = Field(128, ge=8)
+    log_every: int = Field(25, ge=1)
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only at the end")
+    loss: LossConfig = LossConfig()
+    masking: MaskingConfig = MaskingConfig()
+    mitigation: MitigationConfig = MitigationConfig()
+    optim: OptimConfig = OptimConfig()
+
+    @model_validator(mode="after")
+    def _budget(self) -> "DistillConfig":
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps and epochs")
+        return self
+
+
+# --- bias measurement ----------------------------------------------------------------------------------------
+
+PRIMARY_METRICS = (
+    "bias/template/planted_slope",
+    "bias/template/spread",
+    "bias/template/abs_mean",
+    "bias/template/cbs",
+    "bias/template/majority_skew",
+)
+
+
+class TemplateBiasConfig(Strict):
+    # {target} is the masked gender word, {occupation} the occupation, {a} its article (a/an).
+    templates: list[str] = [
+        "{target} is {a} {occupation} .",
+        "{target} works as {a} {occupation} .",
+        "{target} wants to become {a} {occupation} .",
+        "{target} is an experienced {occupation} .",
+        "{target} has been {a} {occupation} for years .",
+        "everyone says {target} is a good {occupation} .",
+    ]
+    # (male, female) target pairs; a pair written "the man|the woman" masks only the last word.
+    pairs: list[tuple[str, str]] = [("he", "she"), ("the man", "the woman")]
+    batch_size: int = Field(128, ge=1)
+
+
+class BiasConfig(Strict):
+    # Default primary: the slope of the model's centred she-vs-he log-odds against the centred log-odds of the
+    # reference female shares. Centring removes the global he/she offset that made abs_mean swing 0.02-0.98 while
+    # the learned association rose steadily (issue 2, section 9); the slope keeps the data's scale, so 1 means
+    # "reproduces the training data's skew" and student - teacher > 0 means the student exaggerates it, which is
+    # Zhao et al.'s (2017) amplification and the paper's phenomenon.
+    primary: Literal[PRIMARY_METRICS] = "bias/template/planted_slope"  # type: ignore[valid-type]
+    template: TemplateBiasConfig = TemplateBiasConfig()
+
+
+# --- the study -------------------------------------------------------------------------------------------------
+
+
+class StudyConfig(Strict):
+    name: str = Field("study", min_length=1)
+    world: WorldConfig = WorldConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig(epochs=1)
+    bias: BiasConfig = BiasConfig()
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{source}: {path}: unknown key"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {path}: {msg}, got {first.get('input')!r}{more}"
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides; values are parsed as YAML so `steps=10` is an int and `x=null` is None."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(err, 'problem', err)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_config(apply_overrides(raw, list(overrides)), str(path))

@@ -1,0 +1,343 @@
+"""One worker's distillation loop: a BERT teacher into a DistilBERT-style student, with the gender mitigations.
+
+Written so that Ray Train can run it on N workers unchanged: no globals, every random draw from a per-rank
+generator, a DistributedSampler that shards by (rank, world_size), DDP only when a process group exists, and
+logging on rank 0. It imports neither Ray nor MLflow; callers pass callbacks.
+
+    loss = alpha_ce * KL + alpha_mlm * MLM + alpha_cos * COS          (DistilBERT, Sanh et al. 2019)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from study.config import DistillConfig, OptimConfig
+from study.data import MaskPlan, pad, plan_masking, selection_weights
+from study.gender import TokenCounterfactual, mix_embeddings, mix_probs, sample_lambdas
+
+
+# --- the loss --------------------------------------------------------------------------------------------------
+
+
+def distill_losses(
+    student_logits: torch.Tensor,  # (B, L, V)
+    student_hidden: torch.Tensor,  # (B, L, H) last layer
+    teacher_probs: torch.Tensor,  # (B, L, V) softmax(teacher logits / T), possibly a mixup of two
+    teacher_hidden: torch.Tensor,  # (B, L, H)
+    mlm_targets: list[tuple[torch.Tensor, torch.Tensor]],  # [(labels (B, L) with -100 off target, weight (B,))]
+    attention_mask: torch.Tensor,  # (B, L)
+    kl_positions: torch.Tensor,  # (B, L) bool: where the soft-target loss is taken
+    temperature: float,
+) -> dict[str, torch.Tensor]:
+    """The three DistilBERT loss terms, unweighted; computed in fp32."""
+    s_logits = student_logits.float()
+    zero = s_logits.new_zeros(())
+
+    # KL(teacher || student) on tempered distributions, summed over the vocabulary and averaged over the selected
+    # positions ("batchmean" over positions, not "mean", which would also divide by V). Soft-target gradients
+    # scale as 1/T^2, so multiplying by T^2 keeps this term's weight comparable as T changes (Hinton et al. 2015).
+    n_kl = int(kl_positions.sum())
+    if n_kl:
+        p_t = teacher_probs.float()[kl_positions]  # (n, V)
+        log_p_s = F.log_softmax(s_logits[kl_positions] / temperature, dim=-1)  # (n, V)
+        loss_ce = (torch.xlogy(p_t, p_t) - p_t * log_p_s).sum() / n_kl * temperature**2
+    else:
+        loss_ce = zero
+
+    # MLM cross-entropy on the masked positions; a mixup sequence has two label sets weighted lambda, 1 - lambda.
+    loss_mlm = zero
+    n_mlm = int((mlm_targets[0][0] != -100).sum())
+    if n_mlm:
+        for labels, weight in mlm_targets:
+            ce = F.cross_entropy(s_logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+            loss_mlm = loss_mlm + (ce.view_as(labels) * weight[:, None].float()).sum() / n_mlm
+
+    # Cosine loss on the last hidden states, pads excluded: mean over real positions of 1 - cos(s, t).
+    real = attention_mask.bool()
+    cos = F.cosine_similarity(student_hidden.float()[real], teacher_hidden.float()[real], dim=-1)  # (n,)
+    loss_cos = (1 - cos).mean() if cos.numel() else zero
+    return {"loss_ce": loss_ce, "loss_mlm": loss_mlm, "loss_cos": loss_cos}
+
+
+# --- the optimiser ---------------------------------------------------------------------------------------------
+
+
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
+    """AdamW without decay on biases and LayerNorms, linear warmup over cfg.warmup of the steps, then linear decay."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup * total_steps), total_steps)
+    return optimizer, scheduler
+
+
+# --- the data each step sees -----------------------------------------------------------------------------------
+
+
+class DistillData:
+    """Tokenized corpus with each sequence's counterfactual, sharded and shuffled per epoch by (rank, world_size).
+
+    `cda` adds every counterfactual to the corpus as an example of its own (two-sided CDA). `mixup` keeps the
+    counterfactual beside its sequence; it can be mixed only when both have the same number of word pieces.
+    """
+
+    def __init__(self, corpus_ids: list[list[int]], tokenizer, cfg: DistillConfig, rank: int = 0, world_size: int = 1):
+        swap = TokenCounterfactual(tokenizer)
+        counterfactuals = [swap(ids) for ids in corpus_ids]
+        if cfg.mitigation.mode == "cda":
+            corpus_ids = corpus_ids + [cf for cf in counterfactuals if cf is not None]
+            counterfactuals = [None] * len(corpus_ids)
+        self.ids = corpus_ids
+        self.cf = [cf if cf is not None and len(cf) == len(ids) else None for ids, cf in zip(corpus_ids, counterfactuals)]
+        self.n_gendered = sum(cf is not None for cf in counterfactuals)
+        self.batch_size = cfg.batch_size
+        self.sampler = DistributedSampler(range(len(self.ids)), num_replicas=world_size, rank=rank, shuffle=True,
+                                          seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"corpus of {len(self.ids)} sequences is smaller than one batch of {cfg.batch_size} "
+                             f"per worker x {world_size} workers")
+
+    def batches(self, epoch: int, skip: int = 0):
+        """Index lists for the epoch's batches, from batch `skip` on (resuming mid-epoch)."""
+        self.sampler.set_epoch(epoch)
+        order = list(self.sampler)
+        for b in range(skip, self.steps_per_epoch):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size]
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # (B, L) masked input ids
+    cf_ids: torch.Tensor  # (B, L) masked counterfactual ids (= ids on rows that are not mixed)
+    attention_mask: torch.Tensor  # (B, L)
+    labels: torch.Tensor  # (B, L)
+    cf_labels: torch.Tensor  # (B, L)
+    lam: torch.Tensor  # (B,) 1 on rows that are not mixed
+
+    @property
+    def mixed(self) -> torch.Tensor:
+        return self.lam < 1
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device) for t in vars(self).values()))
+
+
+def assemble(data: DistillData, index: list[int], cfg: DistillConfig, tokenizer, weights, generator) -> Batch:
+    """Sequences -> a masked batch; under mixup, choose the rows to mix and their lambda (replace or augment)."""
+    seqs = [data.ids[i] for i in index]
+    cfs = [data.cf[i] for i in index]
+    mit = cfg.mitigation
+    if mit.mode == "mixup":
+        eligible = torch.tensor([cf is not None for cf in cfs])
+        lam = sample_lambdas(len(seqs), mit.alpha, mit.p, eligible, generator)
+        if mit.placement == "augment":  # originals stay unmixed; the mixed copies are appended
+            extra = lam < 1
+            seqs = seqs + [s for s, e in zip(seqs, extra) if e]
+            cfs = cfs + [c for c, e in zip(cfs, extra) if e]
+            lam = torch.cat([torch.ones(len(index)), lam[extra]])
+    else:
+        lam = torch.ones(len(seqs))
+    cf_seqs = [cf if l < 1 else s for s, cf, l in zip(seqs, cfs, lam.tolist())]
+    ids, attn = pad(seqs, tokenizer.pad_token_id)
+    cf_ids, _ = pad(cf_seqs, tokenizer.pad_token_id)
+    plan: MaskPlan = plan_masking(ids, weights, cfg.masking, tokenizer.mask_token_id, generator)
+    masked, labels = plan.apply(ids)
+    cf_masked, cf_labels = plan.apply(cf_ids)  # the same positions, masked the same way
+    return Batch(masked, cf_masked, attn, labels, cf_labels, lam)
+
+
+class MixupStudent(torch.nn.Module):
+    """The student behind one forward that takes lambda * E(x) + (1 - lambda) * E(x_cf) as input embeddings.
+
+    Wrapping the mix inside forward keeps DDP's gradient hooks on every parameter the step touches.
+    """
+
+    def __init__(self, student):
+        super().__init__()
+        self.student = student
+
+    def forward(self, ids, attention_mask, cf_ids=None, lam=None):
+        embed = self.student.get_input_embeddings()
+        emb = embed(ids)  # (B, L, H)
+        if cf_ids is not None:
+            emb = mix_embeddings(emb, embed(cf_ids), lam)
+        out = self.student(inputs_embeds=emb, attention_mask=attention_mask, output_hidden_states=True)
+        return out.logits, out.hidden_states[-1]
+
+
+@torch.no_grad()
+def teacher_targets(teacher, batch: Batch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tempered probabilities (B, L, V), last hidden states (B, L, H)); mixed rows get the same mix of x and x_cf."""
+    out = teacher(input_ids=batch.ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    probs = F.softmax(out.logits.float() / temperature, dim=-1)
+    hidden = out.hidden_states[-1].float()
+    rows = batch.mixed
+    if rows.any():  # the teacher sees the counterfactual only where it is mixed in
+        cf = teacher(input_ids=batch.cf_ids[rows], attention_mask=batch.attention_mask[rows], output_hidden_states=True)
+        lam = batch.lam[rows]
+        probs[rows] = mix_probs(probs[rows], F.softmax(cf.logits.float() / temperature, dim=-1), lam)
+        hidden[rows] = mix_probs(hidden[rows], cf.hidden_states[-1].float(), lam)
+    return probs, hidden
+
+
+def loss_step(model, teacher, batch: Batch, cfg: DistillConfig) -> dict[str, torch.Tensor]:
+    """Forward the student and teacher on a batch and return the unweighted loss terms."""
+    mixing = bool(batch.mixed.any())
+    logits, hidden = model(batch.ids, batch.attention_mask, batch.cf_ids if mixing else None, batch.lam)
+    t_probs, t_hidden = teacher_targets(teacher, batch, cfg.loss.temperature)
+    targets = [(batch.labels, batch.lam)] + ([(batch.cf_labels, 1 - batch.lam)] if mixing else [])
+    kl_positions = batch.attention_mask.bool() if cfg.loss.kl_positions == "all" else batch.labels != -100
+    return distill_losses(logits, hidden, t_probs, t_hidden, targets, batch.attention_mask, kl_positions,
+                          cfg.loss.temperature)
+
+
+def weighted_loss(losses: dict[str, torch.Tensor], cfg: DistillConfig) -> torch.Tensor:
+    w = cfg.loss
+    return w.alpha_ce * losses["loss_ce"] + w.alpha_mlm * losses["loss_mlm"] + w.alpha_cos * losses["loss_cos"]
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------------
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def save_checkpoint(directory: Path, rank: int, step: int, student, optimizer, scheduler, generator) -> None:
+    """Model, optimiser, scheduler and step from rank 0; every rank's own RNG streams beside them. Atomic."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {f"rng-rank{rank}.pt": {"generator": generator.get_state(), "torch": torch.get_rng_state()}}
+    if rank == 0:
+        files[CHECKPOINT] = {"step": step, "student": student.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict()}
+    for name, state in files.items():
+        tmp = directory / f".{name}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, directory / name)
+
+
+def load_checkpoint(directory: Path, rank: int, student, optimizer, scheduler, generator) -> int:
+    """Restore everything save_checkpoint wrote; returns the step to continue from."""
+    state = torch.load(directory / CHECKPOINT, weights_only=False)
+    rng = torch.load(directory / f"rng-rank{rank}.pt", weights_only=False)
+    student.load_state_dict(state["student"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(rng["generator"])
+    torch.set_rng_state(rng["torch"])
+    return state["step"]
+
+
+# --- the loop --------------------------------------------------------------------------------------------------
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite; the message gives the step and the terms."""
+
+
+def total_steps(cfg: DistillConfig, steps_per_epoch: int) -> int:
+    return cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * steps_per_epoch))
+
+
+def train(
+    cfg: DistillConfig,
+    teacher,
+    student,
+    tokenizer,
+    corpus_ids: list[list[int]],
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | str = "cpu",
+    checkpoint_dir: Path | None = None,
+    stop_at: int | None = None,
+    on_log: Callable[[int, dict], None] | None = None,
+    on_checkpoint: Callable[[int, Path], None] | None = None,
+) -> dict[str, float]:
+    """Distil `teacher` into `student` for cfg's budget; resumes from `checkpoint_dir` if it holds a checkpoint.
+
+    `stop_at` ends the run after that step (with a checkpoint), as an interruption would. Returns the final
+    `distill/*` metrics: the loss terms averaged over the last log window and `perf/tokens_per_s`.
+    """
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed + rank)  # dropout; ranks differ so their dropout masks do too
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    data = DistillData(corpus_ids, tokenizer, cfg, rank, world_size)
+    weights = selection_weights(data.ids, len(tokenizer), tokenizer.all_special_ids, cfg.masking)
+    total = total_steps(cfg, data.steps_per_epoch)
+    teacher.to(device).eval()
+    student.to(device).train()
+    optimizer, scheduler = make_optimizer(student, cfg.optim, total)
+    step = 0
+    if checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT).is_file():
+        step = load_checkpoint(Path(checkpoint_dir), rank, student, optimizer, scheduler, generator)
+    model = MixupStudent(student)
+    if dist.is_available() and dist.is_initialized():
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    end = min(total, stop_at) if stop_at is not None else total
+    bar = tqdm(total=total, initial=step, desc="distill", disable=rank != 0, dynamic_ncols=True, mininterval=1.0)
+    window = {k: torch.zeros((), device=device) for k in ("loss_ce", "loss_mlm", "loss_cos", "loss")}
+    window_steps, tokens, seconds, last = 0, 0, 0.0, {}
+    while step < end:
+        epoch, offset = divmod(step, data.steps_per_epoch)
+        for index in data.batches(epoch, skip=offset):
+            tick = time.perf_counter()
+            batch = assemble(data, index, cfg, tokenizer, weights, generator).to(device)
+            with autocast:
+                losses = loss_step(model, teacher, batch, cfg)
+                loss = weighted_loss(losses, cfg)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seconds += time.perf_counter() - tick
+            tokens += int(batch.attention_mask.sum())
+
+            for k, v in losses.items():
+                window[k] += v.detach()
+            window["loss"] += loss.detach()
+            window_steps += 1
+            if step % cfg.log_every == 0 or step == end:
+                # .item() forces a device sync, so it runs on log steps only.
+                last = {f"distill/{k}": (v / window_steps).item() for k, v in window.items()}
+                if not math.isfinite(last["distill/loss"]):
+                    raise Diverged(f"loss is {last['distill/loss']} at step {step} "
+                                   f"(ce {last['distill/loss_ce']}, mlm {last['distill/loss_mlm']}, "
+                                   f"cos {last['distill/loss_cos']})")
+                last["perf/tokens_per_s"] = tokens * world_size / seconds
+                last["distill/lr"] = scheduler.get_last_lr()[0]
+                window = {k: torch.zeros_like(v) for k, v in window.items()}
+                window_steps = 0
+                bar.set_postfix(loss=f"{last['distill/loss']:.3f}", tok_s=f"{last['perf/tokens_per_s']:.0f}")
+                if on_log is not None and rank == 0:
+                    on_log(step, last)
+            bar.update(1)
+            checkpoint_due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+            if checkpoint_dir is not None and (checkpoint_due or step == end):
+                save_checkpoint(Path(checkpoint_dir), rank, step, student, optimizer, scheduler, generator)
+                if on_checkpoint is not None:
+                    on_checkpoint(step, Path(checkpoint_dir))
+            if step >= end:
+                break
+    bar.close()
+    student.eval()
+    last["distill/steps"] = float(step)
+    return last

@@ -1,0 +1,87 @@
+"""The template metric on a model whose logits are set by hand, against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+from transformers import BertTokenizer
+from transformers.modeling_outputs import MaskedLMOutput
+
+from study.bias import amplification, template
+from study.config import BiasConfig, TemplateBiasConfig
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "he", "she", "is", "a", "an", "nurse", "pilot", "the",
+         "wo", "##man", "man", "plumb", "##er"]
+V = len(WORDS)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}, do_lower_case=True)
+
+
+class HandModel(torch.nn.Module):
+    """Logits 0 everywhere, except: with "nurse" in the sentence she gets +1; with "pilot", he gets +2."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.zeros(*input_ids.shape, V)
+        has_nurse = (input_ids == WORDS.index("nurse")).any(1)
+        has_pilot = (input_ids == WORDS.index("pilot")).any(1)
+        logits[has_nurse, :, WORDS.index("she")] += 1.0
+        logits[has_pilot, :, WORDS.index("he")] += 2.0
+        return MaskedLMOutput(logits=logits)
+
+
+def test_template_metric_by_hand(tokenizer):
+    cfg = TemplateBiasConfig(templates=["{target} is {a} {occupation} ."], pairs=[("he", "she")])
+    out = template.measure(HandModel(), tokenizer, {"nurse": 0.88, "pilot": 0.06}, cfg)
+    # nurse: assoc(he) - assoc(she) = log(1/(V-1+e)) - log(e/(V-1+e)) (priors are equal) = -1; pilot: +2
+    assert out["per_occupation"] == pytest.approx([-1.0, 2.0], abs=1e-5)
+    assert out["signed_mean"] == pytest.approx(0.5, abs=1e-5)
+    assert out["abs_mean"] == pytest.approx(1.5, abs=1e-5)
+    assert out["spread"] == pytest.approx(1.5, abs=1e-5)
+    assert out["cbs"] == pytest.approx((1 / 2 + 4 / 2) / 2, abs=1e-5)
+    assert out["planted_spearman"] == pytest.approx(1.0)
+    half_gap = (math.log(0.88 / 0.12) - math.log(0.06 / 0.94)) / 2
+    assert out["planted_slope"] == pytest.approx(1.5 / half_gap, abs=1e-5)
+    p_nurse, p_pilot = math.e / (math.e + 1), 1 / (1 + math.e**2)
+    assert out["predicted_female_share"] == pytest.approx([p_nurse, p_pilot], abs=1e-6)
+    assert out["majority_skew"] == pytest.approx(((p_nurse - 0.88) + (0.06 - p_pilot)) / 2, abs=1e-6)
+
+
+def test_queries_mask_every_piece(tokenizer):
+    cfg = TemplateBiasConfig(templates=["{target} is {a} {occupation} ."], pairs=[("the man", "the woman")])
+    q = template.build_queries(tokenizer, ["plumber"], cfg)
+    assert q.shape == (1, 1, 1, 2, 2)
+    toks = [tokenizer.convert_ids_to_tokens(ids) for ids in q.ids]
+    assert toks[0] == ["[CLS]", "the", "[MASK]", "is", "a", "plumb", "##er", ".", "[SEP]"]  # man, occupation
+    assert toks[1] == ["[CLS]", "the", "[MASK]", "is", "a", "[MASK]", "[MASK]", ".", "[SEP]"]  # man, prior
+    assert toks[2] == ["[CLS]", "the", "[MASK]", "[MASK]", "is", "a", "plumb", "##er", ".", "[SEP]"]  # woman
+    assert q.target_positions[2] == [2, 3] and tokenizer.convert_ids_to_tokens(q.target_ids[2]) == ["wo", "##man"]
+
+
+def test_multi_piece_target_sums_piece_logprobs(tokenizer):
+    # all logits 0: each piece has log(1/V); "woman" (2 pieces) gets 2 log(1/V) in sentence and prior alike
+    class Flat(HandModel):
+        def forward(self, input_ids, attention_mask=None):
+            return MaskedLMOutput(logits=torch.zeros(*input_ids.shape, V))
+
+    cfg = TemplateBiasConfig(templates=["{target} is {a} {occupation} ."], pairs=[("the man", "the woman")])
+    q = template.build_queries(tokenizer, ["nurse"], cfg)
+    logp = template.target_logprobs(Flat(), q, 0, batch_size=3)
+    assert logp == pytest.approx([-math.log(V)] * 2 + [-2 * math.log(V)] * 2)
+
+
+def test_amplification_is_student_minus_teacher():
+    out = amplification({"bias/template/spread": 0.9}, {"bias/template/spread": 0.7}, "bias/template/spread")
+    assert out["bias/primary"] == "bias/template/spread"
+    assert out["teacher/bias/template/spread"] == 0.7
+    assert out["bias/amplification"] == pytest.approx(0.2)
+
+
+def test_default_primary_is_offset_free_slope():
+    assert BiasConfig().primary == "bias/template/planted_slope"

@@ -39,10 +39,15 @@ class WorldConfig(Strict):
     heads: int = Field(4, ge=1)
     intermediate: int = Field(512, ge=16)
     max_length: int = Field(32, ge=8, description="tokens per sentence, [CLS] and [SEP] included")
+    # With BERT's 0.02 init and 0.1 dropout a teacher this small stays for thousands of steps at a solution that
+    # ignores the occupation (he/she from position alone); a wider init and no dropout (there is no noise in the
+    # world to regularise against) find the occupation-gender attention within a few hundred steps.
+    init_range: float = Field(0.05, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
     # Teacher pretraining (MLM). It stops on the planted Spearman, not on the loss: the loss flattens long before
     # the occupation-gender association is learned (issue 2, section 9).
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
     min_epochs: int = Field(3, ge=1)
     max_epochs: int = Field(14, ge=1)
     target_spearman: float = Field(0.95, gt=0, le=1, description="stop pretraining once planted rho reaches this")

@@ -175,7 +175,8 @@ def pretrain_teacher(cfg: WorldConfig, sentences: list[str], tokenizer, log=prin
     model = BertForMaskedLM(BertConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
         num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate, max_position_embeddings=cfg.max_length,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id, initializer_range=cfg.init_range, hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
     ))
     corpus = tokenize(sentences, tokenizer, cfg.max_length)
     masking = MaskingConfig()

@@ -1,0 +1,83 @@
+"""End to end through the `kdstudy` command, and one-line errors for bad input."""
+
+import json
+
+import pytest
+import yaml
+from transformers import AutoModelForMaskedLM
+
+from study.cli import main
+
+
+def test_distill_end_to_end(tiny_world, study_yaml, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["distill", str(study_yaml()), "--out", str(out), "--set", "distill.steps=4"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    primary = metrics["bias/primary"]
+    assert primary == "bias/template/planted_slope"
+    assert metrics["bias/amplification"] == pytest.approx(metrics[primary] - metrics[f"teacher/{primary}"])
+    for key in ("bias/template/abs_mean", "bias/template/planted_spearman",
+                "teacher/bias/template/planted_spearman", "perf/tokens_per_s", "distill/loss_ce"):
+        assert isinstance(metrics[key], float), key
+    assert metrics["distill/steps"] == 4
+    student = AutoModelForMaskedLM.from_pretrained(out / "student")
+    assert student.config.model_type == "distilbert" and student.config.n_layers == 1
+    assert yaml.safe_load((out / "config.yaml").read_text())["distill"]["steps"] == 4
+    assert "amplification" in capsys.readouterr().out
+
+    # `kdstudy bias` measures the student just written
+    assert main(["bias", str(out / "student"), "--out", str(tmp_path / "b.json")]) == 0
+    again = json.loads((tmp_path / "b.json").read_text())
+    assert again["bias/template/spread"] >= 0
+
+
+def _one_line_error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdstudy: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_unknown_key(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("distill:\n  steps: 3\n  temprature: 2\n")
+    assert "distill.temprature: unknown key" in _one_line_error(capsys, ["distill", str(path)])
+
+
+def test_bad_value_names_field_and_value(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("distill:\n  steps: 3\n  loss:\n    temperature: -1\n")
+    err = _one_line_error(capsys, ["distill", str(path)])
+    assert "distill.loss.temperature" in err and "-1" in err
+
+
+def test_bad_override(study_yaml, capsys):
+    err = _one_line_error(capsys, ["distill", str(study_yaml()), "--set", "distill.mitigation.mode=magic"])
+    assert "distill.mitigation.mode" in err and "magic" in err
+
+
+def test_missing_config(tmp_path, capsys):
+    assert "no such config file" in _one_line_error(capsys, ["distill", str(tmp_path / "nope.yaml")])
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("distill: [1, 2\n")
+    assert "not valid YAML" in _one_line_error(capsys, ["distill", str(path)])
+
+
+def test_missing_model_dir(tmp_path, capsys):
+    assert "no such model directory" in _one_line_error(capsys, ["bias", str(tmp_path / "nope")])
+
+
+def test_missing_teacher_in_config(tmp_path, capsys, study_yaml):
+    err = _one_line_error(capsys, ["distill", str(study_yaml()), "--set", f"teacher.source={tmp_path}/none",
+                                   "--out", str(tmp_path / "o")])
+    assert "no such model directory" in err
+
+
+def test_smoke_yaml_validates():
+    from study.config import load_config
+
+    cfg = load_config("search_spaces/smoke.yaml")
+    assert cfg.teacher.source == "world" and cfg.distill.steps > 0

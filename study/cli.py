@@ -24,13 +24,15 @@ from study.distill import Diverged
 from study.models import ModelError
 
 USAGE_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths stay whole, copy-pastable
 
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import huggingface_hub
     import transformers
 
+    huggingface_hub.utils.logging.set_verbosity_error()  # offline retries would print a line per attempt
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
 

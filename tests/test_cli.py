@@ -81,3 +81,12 @@ def test_smoke_yaml_validates():
 
     cfg = load_config("search_spaces/smoke.yaml")
     assert cfg.teacher.source == "world" and cfg.distill.steps > 0
+
+
+def test_world_build_prints_what_it_holds(tiny_world, capsys):
+    from tests.conftest import TINY_WORLD
+
+    sets = [x for k, v in TINY_WORLD.items() for x in ("--set", f"world.{k}={v}")]
+    assert main(["world", "build", *sets, "--out", str(tiny_world.root)]) == 0
+    err = capsys.readouterr().err
+    assert str(tiny_world.teacher_dir) in err and "2000 sentences" in err and "planted Spearman" in err

@@ -99,12 +99,12 @@ class DistillData:
     def __init__(self, corpus_ids: list[list[int]], tokenizer, cfg: DistillConfig, rank: int = 0, world_size: int = 1):
         swap = TokenCounterfactual(tokenizer)
         counterfactuals = [swap(ids) for ids in corpus_ids]
+        self.n_gendered = sum(cf is not None for cf in counterfactuals)
         if cfg.mitigation.mode == "cda":
             corpus_ids = corpus_ids + [cf for cf in counterfactuals if cf is not None]
             counterfactuals = [None] * len(corpus_ids)
         self.ids = corpus_ids
         self.cf = [cf if cf is not None and len(cf) == len(ids) else None for ids, cf in zip(corpus_ids, counterfactuals)]
-        self.n_gendered = sum(cf is not None for cf in counterfactuals)
         self.batch_size = cfg.batch_size
         self.sampler = DistributedSampler(range(len(self.ids)), num_replicas=world_size, rank=rank, shuffle=True,
                                           seed=cfg.seed, drop_last=True)

@@ -94,7 +94,7 @@ def test_cda_adds_counterfactuals(world_models):
     _, tokenizer, ids = world_models
     plain = DistillData(ids[:200], tokenizer, cfg())
     cda = DistillData(ids[:200], tokenizer, cfg(mitigation={"mode": "cda"}))
-    assert len(cda.ids) == 200 + plain.n_gendered and plain.n_gendered > 50
+    assert len(cda.ids) == 200 + plain.n_gendered and cda.n_gendered == plain.n_gendered > 50
 
 
 @pytest.mark.parametrize("mode", ["cda", "mixup"])

@@ -1,0 +1,194 @@
+"""CrowS-Pairs, SEAT and StereoSet: batched code vs straightforward per-sentence loops, and hand-made cases."""
+
+import difflib
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+from study.bias import crows, seat, stereoset
+from study.data import DataError
+from study.world import train_tokenizer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return crows.load_pairs(DATA)
+
+
+@pytest.fixture(scope="module")
+def tiny(pairs):
+    """A random tiny BERT with a tokenizer trained on the CrowS gender sentences and the SEAT 6 sentences."""
+    text = [r["sent_more"] for r in pairs] + [r["sent_less"] for r in pairs]
+    text += [s for part in seat.load_test(DATA, "sent-weat6").values() for s in part]
+    tokenizer = train_tokenizer(text, 600)
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    return model.eval(), tokenizer
+
+
+def test_crows_gender_subset(pairs):
+    assert len(pairs) == 262
+    assert sum(r["stereo_antistereo"] == "stereo" for r in pairs) == 159
+
+
+@torch.no_grad()
+def _pll_one_at_a_time(model, tokenizer, sentence, other):
+    """Nangia et al.'s metric.py, written plainly: one forward per unmodified token."""
+    ids = tokenizer(sentence)["input_ids"]
+    ops = difflib.SequenceMatcher(None, ids, tokenizer(other)["input_ids"], autojunk=False).get_opcodes()
+    span = [i for op, a0, a1, _, _ in ops if op == "equal" for i in range(a0, a1)][1:-1]
+    total = 0.0
+    for i in span:
+        masked = torch.tensor([ids])
+        masked[0, i] = tokenizer.mask_token_id
+        total += torch.log_softmax(model(input_ids=masked).logits[0, i], -1)[ids[i]].item()
+    return total
+
+
+def test_crows_batched_equals_one_at_a_time(tiny, pairs):
+    model, tokenizer = tiny
+    sample = pairs[:25]
+    got = crows.measure(model, tokenizer, sample, batch_size=16)
+    wins = []
+    for r in sample:
+        more = round(_pll_one_at_a_time(model, tokenizer, r["sent_more"], r["sent_less"]), 3)
+        less = round(_pll_one_at_a_time(model, tokenizer, r["sent_less"], r["sent_more"]), 3)
+        wins.append(more > less)
+    assert got["score"] == pytest.approx(100 * np.mean(wins), abs=1e-6)
+    assert got["n_stereo"] + got["n_antistereo"] == 25
+    assert got["score_ci_low"] <= got["score"] <= got["score_ci_high"]
+
+
+def test_crows_pll_values_match_to_1e6(tiny, pairs):
+    from study.bias.scoring import masked_token_logprobs
+
+    model, tokenizer = tiny
+    r = pairs[3]
+    more, less = tokenizer(r["sent_more"])["input_ids"], tokenizer(r["sent_less"])["input_ids"]
+    p_more, _ = crows.unmodified_positions(more, less)
+    batched = masked_token_logprobs(model, tokenizer, [(more, p_more)], batch_size=4)[0].sum()
+    assert batched == pytest.approx(_pll_one_at_a_time(model, tokenizer, r["sent_more"], r["sent_less"]), abs=1e-5)
+
+
+@torch.no_grad()
+def _encode_one_at_a_time(model, tokenizer, sentence):
+    ids = torch.tensor([tokenizer(sentence)["input_ids"]])
+    return model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0].mean(0).numpy()
+
+
+def test_seat_batched_encoding_equals_per_sentence(tiny):
+    model, tokenizer = tiny
+    sentences = seat.load_test(DATA, "sent-weat6")["targ1"][:20]
+    batched = seat.encode(model, tokenizer, sentences, batch_size=7)
+    plain = np.stack([_encode_one_at_a_time(model, tokenizer, s) for s in sentences])
+    assert np.allclose(batched, plain, atol=1e-6)
+
+
+def test_seat_effect_size_and_exact_p_by_hand():
+    # 2-D vectors: A along x, B along y. X leans to A, Y to B.
+    A, B = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    X = np.array([[1.0, 0.0], [1.0, 1.0]])  # s = 1, 0
+    Y = np.array([[0.0, 1.0], [1.0, 1.0]])  # s = -1, 0
+    s = np.array([1.0, 0.0, -1.0, 0.0])
+    assert seat.association(X, A, B) == pytest.approx([1, 0], abs=1e-12)
+    assert seat.effect_size(X, Y, A, B) == pytest.approx((0.5 - -0.5) / s.std(ddof=1))
+    # 6 partitions of {1, 0, -1, 0} into two pairs; sums of the first: 1, 0, 1, -1, 0, -1 (observed sum 1):
+    # none exceeds 1, so p = 0/6
+    assert seat.p_value(X, Y, A, B) == 0.0
+    assert seat.p_value(Y, X, A, B) == pytest.approx(4 / 6)  # observed -1: sums 1, 0, 1, 0 exceed it
+
+
+def test_seat_sampled_p_value_is_seeded_and_close_to_exact():
+    rng = np.random.default_rng(0)
+    X, Y, A, B = (rng.normal(size=(6, 4)) for _ in range(4))
+    exact = seat.p_value(X, Y, A, B, samples=10_000)  # C(12, 6) = 924 <= 10,000: exact
+    sampled = seat.p_value(X, Y, A, B, samples=500, seed=1)
+    assert sampled == seat.p_value(X, Y, A, B, samples=500, seed=1)
+    assert abs(sampled - exact) < 0.08
+
+
+def test_seat_all_tests_load_and_run(tiny):
+    model, tokenizer = tiny
+    out = seat.measure(model, tokenizer, DATA, samples=2000)
+    assert len([k for k in out if k.endswith("/effect_size")]) == 6
+    assert out["abs_mean"] == pytest.approx(np.mean([abs(out[f"{t}/effect_size"]) for t in seat.TESTS]))
+    assert all(0 <= out[f"{t}/p_value"] <= 1 for t in seat.TESTS)
+
+
+def _stereoset_file(path):
+    def ex(context, s, a, u, domain="gender"):
+        return {"id": context, "target": "x", "bias_type": domain, "context": context,
+                "sentences": [{"sentence": t, "id": k, "labels": [], "gold_label": k}
+                              for t, k in ((s, "stereotype"), (a, "anti-stereotype"), (u, "unrelated"))]}
+    data = {"version": "1.0", "data": {"intrasentence": [
+        ex("the nurse said BLANK was tired .", "the nurse said she was tired .", "the nurse said he was tired .",
+           "the nurse said car was tired ."),
+        ex("the pilot said BLANK was late .", "the pilot said he was late .", "the pilot said she was late .",
+           "the pilot said blue was late ."),
+        ex("BLANK is a chef .", "he is a chef .", "she is a chef .", "tree is a chef ."),
+        ex("the rich are BLANK .", "the rich are lazy .", "the rich are busy .", "the rich are car .", "race"),
+    ]}}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_stereoset_summary_by_hand():
+    # columns: stereotype, anti-stereotype, unrelated
+    scores = np.array([[-1.0, -2.0, -3.0], [-2.0, -1.0, -0.5], [-1.0, -3.0, -2.0]])
+    out = stereoset.summarise(scores)
+    assert out["ss"] == pytest.approx(200 / 3)  # stereo wins in examples 1 and 3
+    assert out["lms"] == pytest.approx(100 * 3 / 6)  # meaningful beats unrelated in 2 + 0 + 1 of 6
+    assert out["icat"] == pytest.approx(50 * (100 / 3) / 50)
+
+
+def test_stereoset_on_hand_made_file(tmp_path):
+    path = _stereoset_file(tmp_path / "dev.json")
+    examples = stereoset.load_examples(path)
+    assert len(examples) == 3  # the race example is left out
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "the", "nurse", "pilot", "said", "she", "he", "was",
+             "tired", "late", "car", "blue", "is", "a", "chef", "tree"]
+    from transformers import BertTokenizer
+
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    ids, pos = stereoset.filler_positions(tokenizer, examples[0]["context"], examples[0]["fillers"]["stereotype"])
+    assert tokenizer.convert_ids_to_tokens([ids[p] for p in pos]) == ["she"]
+
+    class Prefers(torch.nn.Module):
+        """log-probs: she > he > anything else, wherever masked."""
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask=None):
+            logits = torch.zeros(*input_ids.shape, len(words))
+            logits[..., words.index("she")] = 2.0
+            logits[..., words.index("he")] = 1.0
+            from transformers.modeling_outputs import MaskedLMOutput
+            return MaskedLMOutput(logits=logits)
+
+    out = stereoset.measure(Prefers(), tokenizer, examples)
+    # stereotype wins where it is "she" (example 1 only): ss = 100/3; gendered fillers beat unrelated always: lms 100
+    assert out["ss"] == pytest.approx(100 / 3) and out["lms"] == pytest.approx(100.0)
+    assert out["icat"] == pytest.approx(100 * (100 / 3) / 50)
+
+
+def test_malformed_files_are_one_clear_error(tmp_path):
+    (tmp_path / "crows.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="missing columns"):
+        crows.load_pairs(tmp_path / "crows.csv")
+    (tmp_path / "sent-weat6.jsonl").write_text('{"targ1": {"examples": []}}')
+    with pytest.raises(DataError, match="not a SEAT test"):
+        seat.load_test(tmp_path, "sent-weat6")
+    with pytest.raises(DataError, match="SEAT test file not found"):
+        seat.load_test(tmp_path, "sent-weat7")
+    (tmp_path / "dev.json").write_text('{"data": {}}')
+    with pytest.raises(DataError, match="not a StereoSet release file"):
+        stereoset.load_examples(tmp_path / "dev.json")

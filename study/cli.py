@@ -3,6 +3,7 @@
     kdstudy world build [CONFIG] [--set key=value ...] [--out DIR]
     kdstudy distill CONFIG [--set key=value ...] [--out DIR]
     kdstudy bias MODEL [--config CONFIG] [--out FILE]
+    kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE]
 
 Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
 """
@@ -18,7 +19,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from study.config import ConfigError, StudyConfig, apply_overrides, load_config, parse_config
+from pydantic import ValidationError
+
+from study.config import (PRIMARY_METRICS, BiasConfig, ConfigError, GlueConfig, StudyConfig, apply_overrides,
+                          load_config, parse_config)
 from study.data import DataError
 from study.distill import Diverged
 from study.models import ModelError
@@ -103,6 +107,59 @@ def cmd_bias(args) -> int:
     return 0
 
 
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _bias_config_for(cfg: StudyConfig, metrics: list[str], data_dir: str | None) -> BiasConfig:
+    """The study's bias section with another set of metrics; the primary moves to one of them if it must."""
+    primary = cfg.bias.primary
+    if primary.split("/")[1] not in metrics:
+        primary = next((p for p in PRIMARY_METRICS if p.split("/")[1] in metrics), primary)
+    raw = {**cfg.bias.model_dump(), "metrics": metrics, "data_dir": data_dir, "primary": primary}
+    try:
+        return BiasConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"--bias: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
+def cmd_eval(args) -> int:
+    from study import bias, glue, world_tasks
+    from study.config import BIAS_METRICS, GLUE_TASKS
+    from study.models import load_masked_lm
+    from study.world import build_world
+
+    cfg = _config(args.config, args.set)
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    metrics: dict[str, float] = {}
+    if args.bias:
+        names = list(BIAS_METRICS) if args.bias == "all" else _csv(args.bias)
+        bias_cfg = _bias_config_for(cfg, names, str(data_dir) if data_dir else cfg.bias.data_dir)
+        model, tokenizer = load_masked_lm(args.model)
+        metrics.update(bias.measure(model, tokenizer, bias_cfg)[0])
+    if args.glue:
+        tasks = list(GLUE_TASKS) if args.glue == "all" else _csv(args.glue)
+        glue_cfg = GlueConfig.model_validate({**cfg.eval.glue.model_dump(), "tasks": tasks})
+        glue_dir = glue_cfg.data_dir or (data_dir / "glue" if data_dir and (data_dir / "glue").is_dir() else None)
+        metrics.update(glue.evaluate(args.model, glue_cfg, glue_dir, log=console.print))
+    if args.world:
+        world = build_world(cfg.world, log=console.print)
+        metrics.update(glue.evaluate(args.model, cfg.eval.world, world_tasks.task_dir(world), world_tasks.TASKS,
+                                     prefix="world", log=console.print))
+    if not metrics:
+        raise ConfigError("nothing to evaluate: give --bias, --glue and/or --world")
+    table = Table(title=f"eval of {args.model}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    if args.out:
+        Path(args.out).write_text(json.dumps(metrics, indent=2))
+        console.print(f"metrics: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdstudy", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--config", help="a study YAML whose `bias` section to use")
     measure.add_argument("--out", help="write the metrics as JSON here")
     measure.set_defaults(func=cmd_bias)
+    ev = sub.add_parser("eval", help="GLUE, the world's tasks and the bias suite for one model")
+    ev.add_argument("model", help="a model dir or hub name")
+    ev.add_argument("--glue", metavar="TASKS", help="comma-separated GLUE tasks, or all")
+    ev.add_argument("--world", action="store_true", help="the built-in world's tasks (world/score)")
+    ev.add_argument("--bias", metavar="METRICS", help="comma-separated of template,crows,seat,stereoset, or all")
+    ev.add_argument("--data-dir", help="benchmark data: crows_pairs/, seat/, stereoset/dev.json, glue/")
+    ev.add_argument("--config", help="a study YAML whose world, bias and eval sections to use")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ev.add_argument("--out", help="write the metrics as one flat JSON object here")
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

@@ -158,12 +158,18 @@ class DistillConfig(Strict):
 
 # --- bias measurement ----------------------------------------------------------------------------------------
 
+BIAS_METRICS = ("template", "crows", "seat", "stereoset")
+# Candidates for the primary metric: each is "lower = less biased", so student - teacher > 0 is amplification.
+# CrowS-Pairs and StereoSet have ideal 50, so their distance from 50 is what can be primary.
 PRIMARY_METRICS = (
     "bias/template/planted_slope",
     "bias/template/spread",
     "bias/template/abs_mean",
     "bias/template/cbs",
     "bias/template/majority_skew",
+    "bias/crows/distance",
+    "bias/seat/abs_mean",
+    "bias/stereoset/ss_distance",
 )
 
 
@@ -189,7 +195,68 @@ class BiasConfig(Strict):
     # "reproduces the training data's skew" and student - teacher > 0 means the student exaggerates it, which is
     # Zhao et al.'s (2017) amplification and the paper's phenomenon.
     primary: Literal[PRIMARY_METRICS] = "bias/template/planted_slope"  # type: ignore[valid-type]
+    metrics: list[Literal[BIAS_METRICS]] = ["template"]  # type: ignore[valid-type]
+    # Where CrowS-Pairs (crows_pairs/), SEAT (seat/) and StereoSet (stereoset/dev.json) live; StereoSet falls back
+    # to the hub when no local file is there.
+    data_dir: str | None = None
+    seat_samples: int = Field(100_000, ge=10, description="permutations for a SEAT p-value (exact if fewer needed)")
+    seed: int = Field(0, description="bootstrap and permutation seed")
+    batch_size: int = Field(128, ge=1)
     template: TemplateBiasConfig = TemplateBiasConfig()
+
+    @model_validator(mode="after")
+    def _primary_is_measured(self) -> "BiasConfig":
+        family = self.primary.split("/")[1]
+        if family not in self.metrics:
+            raise ValueError(f"primary {self.primary} needs {family!r} in bias.metrics, got {self.metrics}")
+        needs_files = sorted({"crows", "seat"} & set(self.metrics))
+        if needs_files and not self.data_dir:
+            raise ValueError(f"{', '.join(needs_files)} need bias.data_dir (e.g. ../shared/data)")
+        return self
+
+
+# --- GLUE and the world's tasks ------------------------------------------------------------------------------
+
+GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+WORLD_TASKS = ("world_cola", "world_pair", "world_sts")
+
+
+class GlueConfig(Strict):
+    """Fine-tuning recipe for one model on each task (the usual GLUE recipe by default) plus study budgets."""
+
+    tasks: list[str] = list(GLUE_TASKS)
+    data_dir: str | None = Field(None, description="local GLUE folder; default: the hub (nyu-mll/glue)")
+    max_length: int = Field(128, ge=8)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="budget for study trials; overrides epochs")
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> "GlueConfig":
+        unknown = [t for t in self.tasks if t not in GLUE_TASKS + WORLD_TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks must be among {GLUE_TASKS + WORLD_TASKS}, got {self.tasks}")
+        return self
+
+
+class WorldTasksConfig(GlueConfig):
+    """The world's tasks: small models from a small world learn best with a larger learning rate, short inputs."""
+
+    tasks: list[str] = list(WORLD_TASKS)
+    lr: float = Field(5e-4, gt=0)
+    epochs: int = Field(2, ge=1)
+    max_length: int = Field(48, ge=8)
+
+
+class EvalConfig(Strict):
+    glue: GlueConfig = GlueConfig()
+    world: WorldTasksConfig = WorldTasksConfig()
 
 
 # --- the study -------------------------------------------------------------------------------------------------
@@ -203,6 +270,7 @@ class StudyConfig(Strict):
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig(epochs=1)
     bias: BiasConfig = BiasConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -42,6 +42,8 @@ def load_masked_lm(name_or_path: str | Path):
     if head_missing:
         raise ModelError(f"{name}: checkpoint has no MLM head weights (missing {head_missing[0]}, ...)")
     tokenizer = AutoTokenizer.from_pretrained(name)
+    # Benchmarks truncate to this, so a sentence longer than the model's positions cannot crash a forward pass.
+    tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
     return model.eval(), tokenizer
 
 

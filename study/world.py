@@ -116,7 +116,8 @@ NEUTRAL_TEMPLATES = [
 ]
 
 
-def _fill(template: str, rng: random.Random, gender: str | None, occ: str | None) -> str:
+def sample_words(rng: random.Random, gender: str | None, occ: str | None) -> dict[str, str]:
+    """One value for every slot of every template."""
     words = {
         "occ": occ or rng.choice(list(FEMALE_SHARE)), "town": rng.choice(TOWNS), "name": rng.choice(SURNAMES),
         "day": rng.choice(DAYS), "num": rng.choice(NUMBERS), "time": rng.choice(TIMES), "thing": rng.choice(THINGS),
@@ -127,8 +128,16 @@ def _fill(template: str, rng: random.Random, gender: str | None, occ: str | None
     }
     if gender is not None:
         words.update(GENDER[gender])
+    return words
+
+
+def render(template: str, words: dict[str, str]) -> str:
     text = template.format(a="<a>", **words)
     return _ARTICLE.sub(lambda m: ("an " if m.group(1) in "aeiou" else "a ") + m.group(1), text)
+
+
+def _fill(template: str, rng: random.Random, gender: str | None, occ: str | None) -> str:
+    return render(template, sample_words(rng, gender, occ))
 
 
 def generate_corpus(cfg: WorldConfig) -> list[str]:

@@ -90,3 +90,26 @@ def test_world_build_prints_what_it_holds(tiny_world, capsys):
     assert main(["world", "build", *sets, "--out", str(tiny_world.root)]) == 0
     err = capsys.readouterr().err
     assert str(tiny_world.teacher_dir) in err and "2000 sentences" in err and "planted Spearman" in err
+
+
+def test_eval_world_and_bias_suite(tiny_world, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    data = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data")
+    sets = [x for k, v in __import__("tests.conftest", fromlist=["x"]).TINY_WORLD.items()
+            for x in ("--set", f"world.{k}={v}")]
+    sets += ["--set", "eval.world.max_steps=3", "--set", "bias.seat_samples=200"]
+    assert main(["eval", str(tiny_world.teacher_dir), "--world", "--bias", "template,crows,seat",
+                 "--data-dir", data, "--out", str(out), *sets]) == 0
+    metrics = json.loads(out.read_text())
+    for key in ("world/score", "world/world_cola", "world/world_sts/pearson", "bias/crows/score",
+                "bias/seat/sent-weat6/effect_size", "bias/seat/abs_mean", "bias/template/abs_mean"):
+        assert isinstance(metrics[key], float), key
+    assert metrics["bias/crows/n_stereo"] == 159 and metrics["bias/crows/n_antistereo"] == 103
+
+
+def test_eval_needs_something(capsys):
+    assert "nothing to evaluate" in _one_line_error(capsys, ["eval", "some-model"])
+
+
+def test_eval_crows_without_data_dir(tiny_world, capsys):
+    assert "need bias.data_dir" in _one_line_error(capsys, ["eval", str(tiny_world.teacher_dir), "--bias", "crows"])

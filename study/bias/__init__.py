@@ -5,17 +5,32 @@
 
 from __future__ import annotations
 
-from study.bias import template
 from study.config import BiasConfig
 from study.occupations import FEMALE_SHARE
 
 
 def measure(model, tokenizer, cfg: BiasConfig, shares: dict[str, float] = FEMALE_SHARE) -> tuple[dict[str, float], dict]:
-    """(flat scalar metrics, details such as per-occupation scores)."""
-    result = template.measure(model, tokenizer, shares, cfg.template)
-    scalars = {f"bias/template/{k}": v for k, v in result.items() if isinstance(v, float)}
-    details = {k: v for k, v in result.items() if not isinstance(v, float)}
-    return scalars, {"template": details}
+    """(flat scalar metrics, details such as per-occupation scores) for every metric in cfg.metrics."""
+    from study.bias import crows, seat, stereoset, template
+
+    scalars: dict[str, float] = {}
+    details: dict = {}
+    if "template" in cfg.metrics:
+        result = template.measure(model, tokenizer, shares, cfg.template)
+        scalars.update({f"bias/template/{k}": v for k, v in result.items() if isinstance(v, float)})
+        details["template"] = {k: v for k, v in result.items() if not isinstance(v, float)}
+    if "crows" in cfg.metrics:
+        result = crows.measure(model, tokenizer, crows.load_pairs(cfg.data_dir), cfg.batch_size, cfg.seed)
+        result["distance"] = abs(result["score"] - 50)
+        scalars.update({f"bias/crows/{k}": v for k, v in result.items()})
+    if "seat" in cfg.metrics:
+        result = seat.measure(model, tokenizer, cfg.data_dir, samples=cfg.seat_samples, seed=cfg.seed)
+        scalars.update({f"bias/seat/{k}": v for k, v in result.items()})
+    if "stereoset" in cfg.metrics:
+        result = stereoset.measure(model, tokenizer, stereoset.load_examples(cfg.data_dir), cfg.batch_size, cfg.seed)
+        result["ss_distance"] = abs(result["ss"] - 50)
+        scalars.update({f"bias/stereoset/{k}": v for k, v in result.items()})
+    return scalars, details
 
 
 def amplification(student: dict[str, float], teacher: dict[str, float], primary: str) -> dict[str, float | str]:

@@ -58,8 +58,8 @@ def unmodified_positions(ids1: list[int], ids2: list[int]) -> tuple[list[int], l
 def measure(model, tokenizer, pairs: list[dict], batch_size: int = 128, seed: int = 0) -> dict[str, float]:
     items = []
     for row in pairs:
-        more = tokenizer(row["sent_more"])["input_ids"]
-        less = tokenizer(row["sent_less"])["input_ids"]
+        more = tokenizer(row["sent_more"], truncation=True)["input_ids"]
+        less = tokenizer(row["sent_less"], truncation=True)["input_ids"]
         p_more, p_less = unmodified_positions(more, less)
         items += [(more, p_more), (less, p_less)]
     logps = masked_token_logprobs(model, tokenizer, items, batch_size)

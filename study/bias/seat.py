@@ -46,7 +46,7 @@ def encode(model, tokenizer, sentences: list[str], batch_size: int = 64) -> np.n
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(sentences), batch_size):
-        ids, attn = pad(tokenizer(sentences[start:start + batch_size])["input_ids"], tokenizer.pad_token_id)
+        ids, attn = pad(tokenizer(sentences[start:start + batch_size], truncation=True)["input_ids"], tokenizer.pad_token_id)
         hidden = model(input_ids=ids.to(device), attention_mask=attn.to(device), output_hidden_states=True)
         last = hidden.hidden_states[-1].float()  # (B, L, H)
         mask = attn.to(device)[:, :, None].float()

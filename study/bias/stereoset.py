@@ -71,7 +71,8 @@ def filler_positions(tokenizer, context: str, sentence: str) -> tuple[list[int],
     filler = sentence[len(prefix):len(sentence) - len(suffix)]
     start = 1 + len(tokenizer(prefix.strip(), add_special_tokens=False)["input_ids"])  # 1 for [CLS]
     end = 1 + len(tokenizer((prefix + filler).strip(), add_special_tokens=False)["input_ids"])
-    return tokenizer(sentence)["input_ids"], list(range(start, end))
+    ids = tokenizer(sentence, truncation=True)["input_ids"]
+    return ids, [p for p in range(start, end) if p < len(ids) - 1]
 
 
 def summarise(scores: np.ndarray, seed: int = 0) -> dict[str, float]:

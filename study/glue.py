@@ -1,0 +1,242 @@
+"""GLUE: fine-tune a model dir on each task and score the validation split with GLUE's official metric.
+
+Data comes from the hub (`nyu-mll/glue`) or from a local folder in one of two layouts:
+    DIR/<task>/<split>*.parquet|jsonl|csv   the hub's export, e.g. glue/cola/validation-00000-of-00001.parquet
+    DIR/<GLUE dir>/<file>.tsv               GLUE's original download: CoLA/train.tsv, CoLA/dev.tsv,
+                                            MNLI/dev_matched.tsv, MNLI/dev_mismatched.tsv, STS-B/dev.tsv, ...
+Scores are x100 like the leaderboard: CoLA Matthews correlation; STS-B mean of Pearson and Spearman; MRPC and QQP
+mean of F1 and accuracy; MNLI mean of matched and mismatched accuracy; the rest accuracy. `glue/score` is the mean
+of the task scores, as the leaderboard averages. The built-in world's tasks (study.world_tasks) run through the same
+code and report under `world/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+from study.config import GlueConfig
+from study.data import DataError, LOCAL_SUFFIXES, pad
+from study.models import ModelError
+
+HUB_NAME = "nyu-mll/glue"
+
+
+@dataclass(frozen=True)
+class Task:
+    columns: tuple[str, ...]  # text columns, hub names
+    num_labels: int  # 1 = regression
+    metric: str  # mcc | acc | f1_acc | corr
+    validation: tuple[str, ...] = ("validation",)
+    tsv_dir: str = ""
+    # original tsv: (file column for each text column ..., label column), labels given as text are mapped
+    tsv_columns: tuple[str | int, ...] = ()
+    tsv_labels: tuple[str, ...] = ()
+
+
+TASKS: dict[str, Task] = {
+    "cola": Task(("sentence",), 2, "mcc", tsv_dir="CoLA", tsv_columns=(3, 1)),
+    "sst2": Task(("sentence",), 2, "acc", tsv_dir="SST-2", tsv_columns=("sentence", "label")),
+    "mrpc": Task(("sentence1", "sentence2"), 2, "f1_acc", tsv_dir="MRPC",
+                 tsv_columns=("#1 String", "#2 String", "Quality")),
+    "qqp": Task(("question1", "question2"), 2, "f1_acc", tsv_dir="QQP",
+                tsv_columns=("question1", "question2", "is_duplicate")),
+    "stsb": Task(("sentence1", "sentence2"), 1, "corr", tsv_dir="STS-B", tsv_columns=("sentence1", "sentence2", "score")),
+    "mnli": Task(("premise", "hypothesis"), 3, "acc", ("validation_matched", "validation_mismatched"), "MNLI",
+                 ("sentence1", "sentence2", "gold_label"), ("entailment", "neutral", "contradiction")),
+    "qnli": Task(("question", "sentence"), 2, "acc", tsv_dir="QNLI", tsv_columns=("question", "sentence", "label"),
+                 tsv_labels=("entailment", "not_entailment")),
+    "rte": Task(("sentence1", "sentence2"), 2, "acc", tsv_dir="RTE", tsv_columns=("sentence1", "sentence2", "label"),
+                tsv_labels=("entailment", "not_entailment")),
+    "wnli": Task(("sentence1", "sentence2"), 2, "acc", tsv_dir="WNLI", tsv_columns=("sentence1", "sentence2", "label")),
+}
+TSV_FILES = {"train": "train.tsv", "validation": "dev.tsv", "validation_matched": "dev_matched.tsv",
+             "validation_mismatched": "dev_mismatched.tsv"}
+
+
+# --- loading ---------------------------------------------------------------------------------------------------
+
+
+def _read_tsv(path: Path, name: str, task: Task) -> dict[str, list]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    header = isinstance(task.tsv_columns[0], str)
+    if header:
+        missing = [c for c in task.tsv_columns if c not in rows[0]]
+        if missing:
+            raise DataError(f"{path}: not a GLUE {name} file, missing columns {missing}")
+        index = [rows[0].index(c) for c in task.tsv_columns]
+        rows = rows[1:]
+    else:
+        index = list(task.tsv_columns)
+    out: dict[str, list] = {c: [] for c in task.columns + ("label",)}
+    for n, row in enumerate(rows):
+        try:
+            values = [row[i] for i in index]
+            label = values[-1]
+            label = task.tsv_labels.index(label) if task.tsv_labels else (float(label) if task.num_labels == 1 else int(label))
+        except (IndexError, ValueError):
+            raise DataError(f"{path}: line {n + 1 + header} is malformed for {name}") from None
+        for c, v in zip(task.columns, values):
+            out[c].append(v)
+        out["label"].append(label)
+    return out
+
+
+def _read_local(folder: Path, name: str, task: Task, split: str) -> dict[str, list]:
+    tsv = folder / task.tsv_dir / TSV_FILES[split]
+    if tsv.is_file():
+        return _read_tsv(tsv, name, task)
+    files = sorted(p for p in (folder / name).glob(f"{split}*") if p.suffix in LOCAL_SUFFIXES
+                   and p.name[len(split)] in ".-")
+    if not files:
+        raise DataError(f"{folder}: no {name} {split} split (looked for {name}/{split}*.parquet|jsonl|csv "
+                        f"and {task.tsv_dir}/{TSV_FILES[split]})")
+    import datasets
+
+    ds = datasets.load_dataset(LOCAL_SUFFIXES[files[0].suffix], data_files=[str(p) for p in files], split="train")
+    missing = [c for c in task.columns + ("label",) if c not in ds.column_names]
+    if missing:
+        raise DataError(f"{files[0]}: missing columns {missing} for {name}")
+    return {c: ds[c] for c in task.columns + ("label",)}
+
+
+def load_split(name: str, split: str, data_dir: str | Path | None, tasks: dict[str, Task] = TASKS) -> dict[str, list]:
+    """Columns (the task's text columns and `label`) of one split, local if data_dir is given, else the hub."""
+    task = tasks[name]
+    if data_dir is not None:
+        return _read_local(Path(data_dir), name, task, split)
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(HUB_NAME, name, split=split)
+    except Exception as err:
+        raise DataError(f"GLUE {name} {split}: cannot load from the hub ({str(err).splitlines()[0]}); "
+                        f"give --data-dir") from None
+    return {c: ds[c] for c in task.columns + ("label",)}
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+
+
+def score_task(metric: str, labels, predictions) -> dict[str, float]:
+    """{sub-metrics..., "score"} x100, with GLUE's official metric for the task."""
+    y, p = np.asarray(labels), np.asarray(predictions)
+    if metric == "mcc":
+        out = {"mcc": matthews_corrcoef(y, p)}
+        out["score"] = out["mcc"]
+    elif metric == "acc":
+        out = {"accuracy": accuracy_score(y, p)}
+        out["score"] = out["accuracy"]
+    elif metric == "f1_acc":
+        out = {"f1": f1_score(y, p), "accuracy": accuracy_score(y, p)}
+        out["score"] = (out["f1"] + out["accuracy"]) / 2
+    elif metric == "corr":
+        out = {"pearson": stats.pearsonr(y, p).statistic, "spearman": stats.spearmanr(y, p).statistic}
+        out["score"] = (out["pearson"] + out["spearman"]) / 2
+    else:
+        raise ValueError(f"unknown GLUE metric {metric!r}")
+    return {k: 100 * float(v) for k, v in out.items()}
+
+
+# --- fine-tuning -----------------------------------------------------------------------------------------------
+
+
+def _encode(tokenizer, split: dict[str, list], task: Task, max_length: int, limit: int | None) -> tuple[list, list]:
+    n = len(split["label"]) if limit is None else min(limit, len(split["label"]))
+    texts = [split[c][:n] for c in task.columns]
+    ids = tokenizer(*texts, truncation=True, max_length=max_length)["input_ids"]
+    return ids, list(split["label"][:n])
+
+
+def load_classifier(model_dir: str | Path, task: Task):
+    config = AutoConfig.from_pretrained(model_dir)
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise ModelError(f"{model_dir}: model type {config.model_type!r} has no sequence-classification head")
+    kwargs = {"num_labels": task.num_labels}
+    if task.num_labels == 1:
+        kwargs["problem_type"] = "regression"
+    return AutoModelForSequenceClassification.from_pretrained(model_dir, **kwargs)
+
+
+@torch.no_grad()
+def predict(model, ids: list[list[int]], pad_id: int, batch_size: int, regression: bool) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, len(ids), batch_size):
+        x, attn = pad(ids[start:start + batch_size], pad_id)
+        logits = model(input_ids=x, attention_mask=attn).logits
+        out.append(logits[:, 0].numpy() if regression else logits.argmax(-1).numpy())
+    return np.concatenate(out)
+
+
+def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS,
+             log=print) -> dict[str, float]:
+    """Fine-tune on `name`'s train split, score its validation split(s); {sub-metric: value, "score": ...}."""
+    task = tasks[name]
+    torch.manual_seed(cfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = load_classifier(model_dir, task)
+    max_length = min(cfg.max_length, model.config.max_position_embeddings)
+    train_ids, train_labels = _encode(tokenizer, load_split(name, "train", data_dir, tasks), task, max_length,
+                                      cfg.max_train_samples)
+    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    total = cfg.max_steps or steps_per_epoch * cfg.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup * total), total)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    regression = task.num_labels == 1
+    model.train()
+    step = 0
+    with tqdm(total=total, desc=f"glue {name}", leave=False, mininterval=1.0) as bar:
+        while step < total:
+            order = torch.randperm(len(train_ids), generator=generator).tolist()
+            for start in range(0, len(order), cfg.batch_size):
+                index = order[start:start + cfg.batch_size]
+                x, attn = pad([train_ids[i] for i in index], tokenizer.pad_token_id)
+                y = torch.tensor([train_labels[i] for i in index], dtype=torch.float if regression else torch.long)
+                logits = model(input_ids=x, attention_mask=attn).logits
+                loss = F.mse_loss(logits[:, 0], y) if regression else F.cross_entropy(logits, y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                bar.update(1)
+                if step >= total:
+                    break
+    results = []
+    for split in task.validation:
+        ids, labels = _encode(tokenizer, load_split(name, split, data_dir, tasks), task, max_length,
+                              cfg.max_eval_samples)
+        results.append(score_task(task.metric, labels, predict(model, ids, tokenizer.pad_token_id, 64, regression)))
+    if len(results) == 1:
+        return results[0]
+    # MNLI: matched and mismatched accuracy, averaged
+    return {"matched": results[0]["score"], "mismatched": results[1]["score"],
+            "score": (results[0]["score"] + results[1]["score"]) / 2}
+
+
+def evaluate(model_dir, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS, prefix: str = "glue",
+             names: list[str] | None = None, log=print) -> dict[str, float]:
+    """Flat `<prefix>/<task>`, `<prefix>/<task>/<sub-metric>` and `<prefix>/score` for the chosen tasks."""
+    out = {}
+    for name in names or cfg.tasks:
+        result = finetune(model_dir, name, cfg, data_dir, tasks, log)
+        out[f"{prefix}/{name}"] = result["score"]
+        out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k != "score"})
+        log(f"  {prefix}/{name}: {result['score']:.2f}")
+    out[f"{prefix}/score"] = float(np.mean([out[f"{prefix}/{n}"] for n in names or cfg.tasks]))
+    return out

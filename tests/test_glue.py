@@ -1,0 +1,118 @@
+"""GLUE metrics against hand computations and scikit-learn/scipy, local loading in both layouts, errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from study import glue
+from study.config import GlueConfig
+from study.data import DataError
+from study.models import ModelError
+
+
+def test_mcc_by_hand_and_sklearn():
+    y, p = [1, 1, 0, 0], [1, 0, 0, 0]  # TP 1, TN 2, FP 0, FN 1
+    out = glue.score_task("mcc", y, p)
+    assert out["score"] == pytest.approx(100 * 2 / math.sqrt(12))
+    assert out["mcc"] == pytest.approx(100 * matthews_corrcoef(y, p))
+
+
+def test_f1_accuracy_mean_by_hand():
+    out = glue.score_task("f1_acc", [1, 1, 0, 0], [1, 0, 0, 0])
+    assert out["f1"] == pytest.approx(100 * 2 / 3) and out["accuracy"] == pytest.approx(75.0)
+    assert out["score"] == pytest.approx((100 * 2 / 3 + 75) / 2)
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+    out = glue.score_task("f1_acc", y, p)
+    assert out["f1"] == pytest.approx(100 * f1_score(y, p)) and out["accuracy"] == pytest.approx(100 * accuracy_score(y, p))
+
+
+def test_pearson_spearman_mean_by_hand():
+    out = glue.score_task("corr", [1.0, 2.0, 3.0], [1.0, 3.0, 2.0])
+    assert out["pearson"] == pytest.approx(50.0) and out["spearman"] == pytest.approx(50.0)
+    assert out["score"] == pytest.approx(50.0)
+    y, p = np.arange(10.0), np.arange(10.0) ** 2
+    assert glue.score_task("corr", y, p)["pearson"] == pytest.approx(100 * stats.pearsonr(y, p).statistic)
+
+
+def _write_rte_parquet(folder):
+    import datasets
+
+    for split, n in (("train", 12), ("validation", 6)):
+        (folder / "rte").mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict({"sentence1": [f"a {i} ." for i in range(n)], "sentence2": ["b ."] * n,
+                                    "label": [i % 2 for i in range(n)], "idx": list(range(n))}).to_parquet(
+            str(folder / "rte" / f"{split}-00000-of-00001.parquet"))
+
+
+def _write_rte_tsv(folder):
+    (folder / "RTE").mkdir(parents=True, exist_ok=True)
+    for name, n in (("train.tsv", 12), ("dev.tsv", 6)):
+        lines = ["index\tsentence1\tsentence2\tlabel"]
+        lines += [f"{i}\ta {i} .\tb .\t{'entailment' if i % 2 == 0 else 'not_entailment'}" for i in range(n)]
+        (folder / "RTE" / name).write_text("\n".join(lines) + "\n")
+
+
+def test_local_layouts_give_the_same_split(tmp_path):
+    _write_rte_parquet(tmp_path / "hub")
+    _write_rte_tsv(tmp_path / "orig")
+    a = glue.load_split("rte", "validation", tmp_path / "hub")
+    b = glue.load_split("rte", "validation", tmp_path / "orig")
+    assert a == b == {"sentence1": [f"a {i} ." for i in range(6)], "sentence2": ["b ."] * 6, "label": [0, 1] * 3}
+
+
+def test_original_tsv_layouts_of_cola_and_mnli(tmp_path):
+    (tmp_path / "CoLA").mkdir()
+    (tmp_path / "CoLA" / "dev.tsv").write_text("gj04\t1\t\tThe sailors rode the breeze .\ngj04\t0\t*\tBill drank .\n")
+    assert glue.load_split("cola", "validation", tmp_path) == {
+        "sentence": ["The sailors rode the breeze .", "Bill drank ."], "label": [1, 0]}
+    (tmp_path / "MNLI").mkdir()
+    (tmp_path / "MNLI" / "dev_mismatched.tsv").write_text(
+        "index\tsentence1\tsentence2\tgold_label\n0\tA .\tB .\tcontradiction\n1\tC .\tD .\tentailment\n")
+    assert glue.load_split("mnli", "validation_mismatched", tmp_path)["label"] == [2, 0]
+
+
+def test_missing_split_and_malformed_file(tmp_path):
+    _write_rte_parquet(tmp_path)
+    with pytest.raises(DataError, match="no mrpc validation split"):
+        glue.load_split("mrpc", "validation", tmp_path)
+    (tmp_path / "STS-B").mkdir()
+    (tmp_path / "STS-B" / "dev.tsv").write_text("sentence1\tsentence2\tscore\na\tb\tnot-a-number\n")
+    with pytest.raises(DataError, match="line 2 is malformed"):
+        glue.load_split("stsb", "validation", tmp_path)
+
+
+def test_model_without_classification_head(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(ModelError, match="no sequence-classification head"):
+        glue.load_classifier(tmp_path, glue.TASKS["rte"])
+
+
+def test_finetune_on_local_rte_is_seeded(world_models, tiny_world, tmp_path):
+    from study.models import make_student
+
+    teacher, tokenizer, _ = world_models
+    make_student(teacher, 1).save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    _write_rte_parquet(tmp_path / "glue")
+    cfg = GlueConfig(tasks=["rte"], max_steps=3, batch_size=4, lr=1e-3)
+    a = glue.evaluate(tmp_path / "student", cfg, tmp_path / "glue", log=lambda *x: None)
+    b = glue.evaluate(tmp_path / "student", cfg, tmp_path / "glue", log=lambda *x: None)
+    assert a == b and set(a) == {"glue/rte", "glue/rte/accuracy", "glue/score"}
+    assert a["glue/score"] == a["glue/rte"] and 0 <= a["glue/rte"] <= 100
+
+
+def test_world_tasks_in_glue_formats(tiny_world, tmp_path):
+    from study import world_tasks
+
+    root = world_tasks.task_dir(tiny_world)
+    sts = glue.load_split("world_sts", "validation", root, world_tasks.TASKS)
+    assert len(sts["label"]) == 500 and all(0 <= x <= 5 for x in sts["label"]) and len(set(sts["label"])) > 3
+    cola = glue.load_split("world_cola", "train", root, world_tasks.TASKS)
+    assert 0.3 < np.mean(cola["label"]) < 0.7
+    pair = glue.load_split("world_pair", "validation", root, world_tasks.TASKS)
+    assert all(s.startswith("this is about the ") for s in pair["sentence2"])

@@ -54,6 +54,20 @@ def _metrics_table(title: str, rows: list[tuple[str, object, object]]) -> Table:
     return table
 
 
+def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
+    """Print metrics as a table; write them as one flat JSON object to `out` if given."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    if out:
+        Path(out).write_text(json.dumps(metrics, indent=2))
+        console.print(f"metrics: {out}")
+    return 0
+
+
 def cmd_world_build(args) -> int:
     from study.world import build_world
 
@@ -94,17 +108,8 @@ def cmd_bias(args) -> int:
 
     cfg = _config(args.config, [])
     model, tokenizer = load_masked_lm(args.model)
-    scalars, details = bias.measure(model, tokenizer, cfg.bias)
-    table = Table(title=f"bias of {args.model}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in scalars.items():
-        table.add_row(k, f"{v:.4f}")
-    Console().print(table)
-    if args.out:
-        Path(args.out).write_text(json.dumps(scalars, indent=2))
-        console.print(f"metrics: {args.out}")
-    return 0
+    scalars, _ = bias.measure(model, tokenizer, cfg.bias)
+    return _report(f"bias of {args.model}", scalars, args.out)
 
 
 def _csv(value: str) -> list[str]:
@@ -148,16 +153,7 @@ def cmd_eval(args) -> int:
                                      prefix="world", log=console.print))
     if not metrics:
         raise ConfigError("nothing to evaluate: give --bias, --glue and/or --world")
-    table = Table(title=f"eval of {args.model}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in metrics.items():
-        table.add_row(k, f"{v:.4f}")
-    Console().print(table)
-    if args.out:
-        Path(args.out).write_text(json.dumps(metrics, indent=2))
-        console.print(f"metrics: {args.out}")
-    return 0
+    return _report(f"eval of {args.model}", metrics, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:

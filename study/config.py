@@ -32,7 +32,7 @@ class WorldConfig(Strict):
     seed: int = 0
     sentences: int = Field(30_000, ge=200, description="corpus size in sentences")
     occupation_fraction: float = Field(0.6, gt=0, lt=1, description="share of sentences about an occupation")
-    vocab_size: int = Field(4_000, ge=200, description="WordPiece vocabulary size")
+    vocab_size: int = Field(4_000, ge=200, description="WordPiece vocabulary size at most (the default world needs ~2,400)")
     # Teacher architecture: a small BERT (issue 2: 4 layers, hidden 128-256).
     layers: int = Field(4, ge=1)
     hidden: int = Field(128, ge=16)

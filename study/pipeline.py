@@ -8,7 +8,9 @@ object), runs/smoke-kd/bias_details.json (per-occupation scores) and runs/smoke-
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from study.config import StudyConfig
 from study.data import load_corpus, tokenize
 from study.distill import train
 from study.models import load_masked_lm, make_student
-from study.world import build_world, generate_corpus
+from study.world import build_world, cache_root, generate_corpus, world_key
 
 
 def load_teacher_and_corpus(cfg: StudyConfig, log=print):
@@ -34,6 +36,33 @@ def load_teacher_and_corpus(cfg: StudyConfig, log=print):
         if cfg.corpus.source == "world":  # a hub teacher can still be distilled on the world's text
             world_sentences = generate_corpus(cfg.world)
     return teacher, tokenizer, load_corpus(cfg.corpus, world_sentences)
+
+
+def teacher_identity(cfg: StudyConfig) -> str:
+    """What the teacher is: the world's key, a local dir with its last change, or a hub name."""
+    if cfg.teacher.source == "world":
+        return f"world:{world_key(cfg.world)}"
+    path = Path(cfg.teacher.source).expanduser()
+    if path.is_dir():
+        stamp = max((f.stat().st_mtime for f in path.iterdir()), default=0)
+        return f"dir:{path.resolve()}:{stamp}"
+    return f"hub:{cfg.teacher.source}"
+
+
+def teacher_bias(teacher, tokenizer, cfg: StudyConfig, log=print) -> tuple[dict, dict]:
+    """The teacher's bias metrics, measured once per (teacher, bias config) and cached under the cache root."""
+    blob = json.dumps({"teacher": teacher_identity(cfg), "bias": cfg.bias.model_dump(mode="json")}, sort_keys=True)
+    path = cache_root() / "teacher_bias" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        return cached["scalars"], cached["details"]
+    scalars, details = bias.measure(teacher, tokenizer, cfg.bias)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"teacher": teacher_identity(cfg), "scalars": scalars, "details": details}))
+    os.replace(tmp, path)
+    log(f"teacher bias measured and cached at {path}")
+    return scalars, details
 
 
 def git_commit() -> str | None:
@@ -54,7 +83,7 @@ def run_distillation(cfg: StudyConfig, out: Path, log=print) -> dict:
     log(f"corpus: {len(corpus_ids)} sequences; teacher: {teacher.config.num_hidden_layers} layers, "
         f"{sum(p.numel() for p in teacher.parameters()) / 1e6:.2f}M parameters")
 
-    teacher_bias, teacher_details = bias.measure(teacher, tokenizer, cfg.bias)
+    teacher_scalars, teacher_details = teacher_bias(teacher, tokenizer, cfg, log)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
     log(f"student: layers {student.config.kdstudy_teacher_layers} of the teacher, "
         f"{sum(p.numel() for p in student.parameters()) / 1e6:.2f}M parameters; mitigation {cfg.distill.mitigation.mode}")
@@ -62,7 +91,7 @@ def run_distillation(cfg: StudyConfig, out: Path, log=print) -> dict:
     student_bias, student_details = bias.measure(student, tokenizer, cfg.bias)
 
     metrics.update(student_bias)
-    metrics.update(bias.amplification(student_bias, teacher_bias, cfg.bias.primary))
+    metrics.update(bias.amplification(student_bias, teacher_scalars, cfg.bias.primary))
     student.save_pretrained(out / "student")
     tokenizer.save_pretrained(out / "student")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

@@ -1,4 +1,4 @@
-"""The built-in bias-planted world: a seeded English corpus, its WordPiece tokenizer and a small BERT teacher.
+"""The built-in bias-planted world: a seeded English corpus, a WordPiece tokenizer for it and a small BERT teacher.
 
 Each occupation sentence refers to its person as female with probability equal to that occupation's real-world
 female share (study.occupations), so the bias a model should learn is known exactly. Gender-neutral filler sentences
@@ -28,7 +28,7 @@ from study.config import BiasConfig, MaskingConfig, OptimConfig, WorldConfig
 from study.data import pad, plan_masking, selection_weights, tokenize
 from study.occupations import FEMALE_SHARE
 
-WORLD_VERSION = 1  # bump when the generator changes, so old caches are not reused
+WORLD_VERSION = 2  # bump when the generator changes, so old caches are not reused
 _ARTICLE = re.compile(r"<a> (\w)")
 
 # --- the words the world is made of ----------------------------------------------------------------------------
@@ -159,17 +159,30 @@ def corpus_hash(sentences: list[str]) -> str:
     return hashlib.sha256("\n".join(sentences).encode()).hexdigest()
 
 
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
 def train_tokenizer(sentences: list[str], vocab_size: int) -> BertTokenizer:
-    """An uncased WordPiece tokenizer trained with `tokenizers`, wrapped as a transformers BertTokenizer."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(sentences, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    """An uncased WordPiece tokenizer for the corpus, wrapped as a transformers BertTokenizer.
+
+    tokenizers' WordPieceTrainer is not deterministic across processes (huggingface/tokenizers#1794: continuation
+    pieces get ids in hash-map order, and those ids break ties between merges), which would make the same seed give
+    a different teacher. So the vocabulary is: the special tokens, every character and its ## continuation (so any
+    word can be spelled), then whole words by frequency from tokenizers' WordLevelTrainer, which orders ties by
+    spelling; WordPiece then tokenizes with it as usual, longest piece first.
+    """
+    counter = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    counter.normalizer = normalizers.BertNormalizer(lowercase=True)
+    counter.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counter.train_from_iterator(sentences, trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, show_progress=False))
+    words = [w for w, _ in sorted(counter.get_vocab().items(), key=lambda kv: kv[1]) if w not in SPECIAL_TOKENS]
+    chars = sorted({c for w in words for c in w})
+    pieces = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
+    pieces += [w for w in words if w not in set(chars)][: max(0, vocab_size - len(pieces))]
     # transformers 5: BertTokenizer(vocab=dict); BertTokenizerFast(vocab_file=...) silently gives 5 tokens.
-    tokenizer = BertTokenizer(vocab=tok.get_vocab(), do_lower_case=True)
-    if len(tokenizer) != tok.get_vocab_size():
-        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, trained {tok.get_vocab_size()}")
+    tokenizer = BertTokenizer(vocab={p: i for i, p in enumerate(pieces)}, do_lower_case=True)
+    if len(tokenizer) != len(pieces):
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, built {len(pieces)}")
     return tokenizer
 
 

@@ -116,3 +116,23 @@ def test_world_tasks_in_glue_formats(tiny_world, tmp_path):
     assert 0.3 < np.mean(cola["label"]) < 0.7
     pair = glue.load_split("world_pair", "validation", root, world_tasks.TASKS)
     assert all(s.startswith("this is about the ") for s in pair["sentence2"])
+
+
+def test_mnli_and_leaderboard_averaging(world_models, tmp_path):
+    import datasets
+
+    from study.models import make_student
+
+    teacher, tokenizer, _ = world_models
+    make_student(teacher, 1).save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    _write_rte_parquet(tmp_path / "glue")
+    (tmp_path / "glue" / "mnli").mkdir()
+    for split, n in (("train", 9), ("validation_matched", 6), ("validation_mismatched", 5)):
+        datasets.Dataset.from_dict({"premise": [f"he is a nurse {i} ." for i in range(n)], "hypothesis": ["x ."] * n,
+                                    "label": [i % 3 for i in range(n)]}).to_parquet(
+            str(tmp_path / "glue" / "mnli" / f"{split}.parquet"))
+    cfg = GlueConfig(tasks=["rte", "mnli"], max_steps=2, batch_size=4)
+    out = glue.evaluate(tmp_path / "student", cfg, tmp_path / "glue", log=lambda *x: None)
+    assert out["glue/mnli"] == pytest.approx((out["glue/mnli/matched"] + out["glue/mnli/mismatched"]) / 2)
+    assert out["glue/score"] == pytest.approx((out["glue/rte"] + out["glue/mnli"]) / 2)

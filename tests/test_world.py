@@ -49,7 +49,7 @@ def test_some_sentences_are_gender_neutral():
 def test_tokenizer_has_its_trained_vocabulary():
     sentences = generate_corpus(WorldConfig(sentences=2000))
     tokenizer = train_tokenizer(sentences, 500)
-    assert len(tokenizer) == 500
+    assert len(tokenizer) == 500  # the cap: 2,000 sentences hold more words
     assert tokenizer.convert_ids_to_tokens(tokenizer("she is a nurse .")["input_ids"]) == \
         ["[CLS]", "she", "is", "a", "nurse", ".", "[SEP]"]
 
@@ -64,3 +64,25 @@ def test_tiny_world_builds_and_reloads(tiny_world):
     again = build_world(WorldConfig(**TINY_WORLD), log=lambda *a: None)  # from the cache: no retraining
     assert again.info["corpus_sha256"] == tiny_world.info["corpus_sha256"]
     assert again.info["pretraining"] == tiny_world.info["pretraining"]
+
+
+def test_tokenizer_is_the_same_in_another_process():
+    # tokenizers' WordPieceTrainer differs from process to process (huggingface/tokenizers#1794); ours must not
+    import subprocess
+    import sys
+
+    code = ("import hashlib, json; from study.config import WorldConfig; "
+            "from study.world import generate_corpus, train_tokenizer; "
+            "t = train_tokenizer(generate_corpus(WorldConfig(sentences=1500)), 400); "
+            "print(hashlib.sha256(json.dumps(sorted(t.get_vocab().items())).encode()).hexdigest())")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)}
+    assert len(runs) == 1
+
+
+def test_every_world_word_is_one_piece():
+    sentences = generate_corpus(WorldConfig(sentences=3000))
+    tokenizer = train_tokenizer(sentences, 4000)
+    words = {w for s in sentences for w in s.split()}
+    assert all(len(tokenizer.tokenize(w)) == 1 for w in words)
+    assert tokenizer.tokenize("stewardess") == ["s", "##t", "##e", "##w", "##a", "##r", "##d", "##e", "##s", "##s"]

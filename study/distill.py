@@ -217,21 +217,22 @@ def weighted_loss(losses: dict[str, torch.Tensor], cfg: DistillConfig) -> torch.
 CHECKPOINT = "checkpoint.pt"
 
 
-def save_checkpoint(directory: Path, rank: int, step: int, student, optimizer, scheduler, generator) -> None:
-    """Model, optimiser, scheduler and step from rank 0; every rank's own RNG streams beside them. Atomic."""
+def save_checkpoint(directory: Path, rank: int, step: int, student, optimizer, scheduler, generator,
+                    metrics: dict) -> None:
+    """Model, optimiser, scheduler, step and last metrics from rank 0; every rank's own RNG streams. Atomic."""
     directory.mkdir(parents=True, exist_ok=True)
     files = {f"rng-rank{rank}.pt": {"generator": generator.get_state(), "torch": torch.get_rng_state()}}
     if rank == 0:
         files[CHECKPOINT] = {"step": step, "student": student.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict()}
+                             "scheduler": scheduler.state_dict(), "metrics": metrics}
     for name, state in files.items():
         tmp = directory / f".{name}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, directory / name)
 
 
-def load_checkpoint(directory: Path, rank: int, student, optimizer, scheduler, generator) -> int:
-    """Restore everything save_checkpoint wrote; returns the step to continue from."""
+def load_checkpoint(directory: Path, rank: int, student, optimizer, scheduler, generator) -> tuple[int, dict]:
+    """Restore everything save_checkpoint wrote; returns the step to continue from and the metrics logged last."""
     state = torch.load(directory / CHECKPOINT, weights_only=False)
     rng = torch.load(directory / f"rng-rank{rank}.pt", weights_only=False)
     student.load_state_dict(state["student"])
@@ -239,7 +240,7 @@ def load_checkpoint(directory: Path, rank: int, student, optimizer, scheduler, g
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(rng["generator"])
     torch.set_rng_state(rng["torch"])
-    return state["step"]
+    return state["step"], state["metrics"]
 
 
 # --- the loop --------------------------------------------------------------------------------------------------
@@ -265,13 +266,16 @@ def train(
     device: torch.device | str = "cpu",
     checkpoint_dir: Path | None = None,
     stop_at: int | None = None,
-    on_log: Callable[[int, dict], None] | None = None,
-    on_checkpoint: Callable[[int, Path], None] | None = None,
+    on_log: Callable[[int, int, dict], None] | None = None,
+    on_checkpoint: Callable[[int, int, Path, dict], None] | None = None,
+    progress_bar: bool = True,
 ) -> dict[str, float]:
     """Distil `teacher` into `student` for cfg's budget; resumes from `checkpoint_dir` if it holds a checkpoint.
 
-    `stop_at` ends the run after that step (with a checkpoint), as an interruption would. Returns the final
-    `distill/*` metrics: the loss terms averaged over the last log window and `perf/tokens_per_s`.
+    `stop_at` ends the run after that step (with a checkpoint), as an interruption would. `on_log(step, total,
+    metrics)` runs on rank 0 at each log step; `on_checkpoint(step, total, dir, metrics)` on every rank after each
+    checkpoint is written (Ray Train reports it; step == total is the last). Returns the final
+    `distill/*` metrics: the loss terms averaged over the last log window (and over ranks) and `perf/tokens_per_s`.
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed + rank)  # dropout; ranks differ so their dropout masks do too
@@ -282,18 +286,20 @@ def train(
     teacher.to(device).eval()
     student.to(device).train()
     optimizer, scheduler = make_optimizer(student, cfg.optim, total)
-    step = 0
+    step, last = 0, {}
     if checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT).is_file():
-        step = load_checkpoint(Path(checkpoint_dir), rank, student, optimizer, scheduler, generator)
+        step, last = load_checkpoint(Path(checkpoint_dir), rank, student, optimizer, scheduler, generator)
+    distributed = dist.is_available() and dist.is_initialized()
     model = MixupStudent(student)
-    if dist.is_available() and dist.is_initialized():
+    if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     end = min(total, stop_at) if stop_at is not None else total
-    bar = tqdm(total=total, initial=step, desc="distill", disable=rank != 0, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=total, initial=step, desc="distill", disable=rank != 0 or not progress_bar, dynamic_ncols=True,
+               mininterval=1.0)
     window = {k: torch.zeros((), device=device) for k in ("loss_ce", "loss_mlm", "loss_cos", "loss")}
-    window_steps, tokens, seconds, last = 0, 0, 0.0, {}
+    window_steps, tokens, seconds = 0, 0, 0.0
     while step < end:
         epoch, offset = divmod(step, data.steps_per_epoch)
         for index in data.batches(epoch, skip=offset):
@@ -316,8 +322,12 @@ def train(
             window["loss"] += loss.detach()
             window_steps += 1
             if step % cfg.log_every == 0 or step == end:
+                mean = torch.stack(list(window.values())) / window_steps
+                if distributed:  # every rank logs (and judges divergence on) the same mean over ranks
+                    dist.all_reduce(mean)
+                    mean /= world_size
                 # .item() forces a device sync, so it runs on log steps only.
-                last = {f"distill/{k}": (v / window_steps).item() for k, v in window.items()}
+                last = {f"distill/{k}": v.item() for k, v in zip(window, mean)}
                 if not math.isfinite(last["distill/loss"]):
                     raise Diverged(f"loss is {last['distill/loss']} at step {step} "
                                    f"(ce {last['distill/loss_ce']}, mlm {last['distill/loss_mlm']}, "
@@ -328,13 +338,13 @@ def train(
                 window_steps = 0
                 bar.set_postfix(loss=f"{last['distill/loss']:.3f}", tok_s=f"{last['perf/tokens_per_s']:.0f}")
                 if on_log is not None and rank == 0:
-                    on_log(step, last)
+                    on_log(step, total, last)
             bar.update(1)
             checkpoint_due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
             if checkpoint_dir is not None and (checkpoint_due or step == end):
-                save_checkpoint(Path(checkpoint_dir), rank, step, student, optimizer, scheduler, generator)
+                save_checkpoint(Path(checkpoint_dir), rank, step, student, optimizer, scheduler, generator, last)
                 if on_checkpoint is not None:
-                    on_checkpoint(step, Path(checkpoint_dir))
+                    on_checkpoint(step, total, Path(checkpoint_dir), last)
             if step >= end:
                 break
     bar.close()

@@ -254,16 +254,141 @@ class WorldTasksConfig(GlueConfig):
     max_length: int = Field(48, ge=8)
 
 
+EVAL_SUITES = ("world", "glue")
+
+
 class EvalConfig(Strict):
+    # What a distilled student is measured on besides bias: "world" = the world's tasks (world/score), "glue" = GLUE
+    # (glue/score). Empty = bias only.
+    suites: list[Literal[EVAL_SUITES]] = []  # type: ignore[valid-type]
     glue: GlueConfig = GlueConfig()
     world: WorldTasksConfig = WorldTasksConfig()
+
+
+# --- the search: what is sampled, what is optimised, how a trial runs -------------------------------------------
+
+
+class ParamSpec(Strict):
+    """One searched config value. `when` makes it conditional: sampled only if every named earlier parameter took
+    one of the listed values (e.g. mixup's alpha only when distill.mitigation.mode is mixup)."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = None
+    when: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ParamSpec":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty choices list")
+            if self.low is not None or self.high is not None:
+                raise ValueError("a categorical parameter takes choices, not low/high")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"a {self.type} parameter takes low/high, not choices")
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} parameter needs low and high")
+        if self.low >= self.high:
+            raise ValueError(f"low must be < high, got low {self.low:g}, high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"low must be > 0 on a log scale, got {self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("step and log cannot be combined")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"an int parameter needs whole low/high, got {self.low:g}, {self.high:g}")
+        return self
+
+    def condition(self) -> dict[str, list]:
+        return {k: v if isinstance(v, list) else [v] for k, v in self.when.items()}
+
+    def edge_values(self) -> list:
+        """Values that must each give a valid config: the bounds, or every choice."""
+        if self.type == "categorical":
+            return list(self.choices)
+        return [int(self.low), int(self.high)] if self.type == "int" else [self.low, self.high]
+
+
+class Objective(Strict):
+    metric: str = Field(min_length=1)
+    mode: Literal["min", "max"]
+    # Hypervolume reference point on this objective (the worst value that still counts); default: the worst value
+    # any finished trial reached. Printed beside every hypervolume.
+    reference: float | None = None
+
+
+class Anchor(Strict):
+    """A fixed point evaluated before the sampler's own: plain KD, the paper's mixup. Params not given are sampled."""
+
+    name: str = Field(min_length=1)
+    params: dict[str, Any]
+
+
+class SamplerConfig(Strict):
+    # nsga2: NSGA-II (Deb et al. 2002); tpe: multivariate TPE (multi-objective needs multivariate=True);
+    # gp: Optuna's Gaussian-process sampler; random: the baseline.
+    name: Literal["nsga2", "tpe", "gp", "random"] = "nsga2"
+    seed: int = 0
+    population_size: int = Field(8, ge=2, description="nsga2: trials per generation")
+    n_startup_trials: int = Field(4, ge=1, description="tpe/gp: random trials before the model proposes")
+
+
+class ScalingConfig(Strict):
+    """Ray resources of one trial: its own process (waits on the workers, then evaluates), and its Train workers."""
+
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks) per trial")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(1.0, ge=0, description="used when use_gpu")
+    trial_cpus: float = Field(1.0, gt=0, description="the trial's own process")
+    eval_cpus: float = Field(1.0, gt=0, description="the evaluation task (bias suite, GLUE/world fine-tuning)")
+    eval_gpus: float = Field(0.0, ge=0)
+
+
+class SearchConfig(Strict):
+    objectives: list[Objective] = [Objective(metric="bias/amplification", mode="min"),
+                                   Objective(metric="world/score", mode="max")]
+    space: dict[str, ParamSpec] = Field(min_length=1)
+    sampler: SamplerConfig = SamplerConfig()
+    num_samples: int = Field(8, ge=1, description="trials in the study, anchors included")
+    max_concurrent_trials: int = Field(1, ge=1)
+    anchors: list[Anchor] = []
+    scaling: ScalingConfig = ScalingConfig()
+    max_failures: int = Field(1, ge=0, description="Ray Train retries of a crashed worker, from the last checkpoint")
+    # Where Ray keeps trial state and Train checkpoints: default <study dir>/ray; on a cluster, shared storage
+    # (s3://bucket/path or an NFS path) that every node reaches.
+    storage_path: str | None = None
+
+    @model_validator(mode="after")
+    def _objectives(self) -> "SearchConfig":
+        names = [o.metric for o in self.objectives]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"objectives must name distinct metrics, got {names}")
+        return self
+
+
+class TrackingConfig(Strict):
+    # MLflow tracking URI. Default: $MLFLOW_TRACKING_URI if set, else a SQLite store at <study dir>/mlflow.db.
+    uri: str | None = None
+    log_models: bool = Field(True, description="copy each student into MLflow when its checkpoint is on local disk")
+
+
+class RerunConfig(Strict):
+    """`kdstudy rerun`: the chosen trial again with several seeds, and with `full` overrides under --full."""
+
+    seeds: int = Field(3, ge=1)
+    full: dict[str, Any] = Field({}, description="dotted config overrides for --full, e.g. distill.steps: 20000")
 
 
 # --- the study -------------------------------------------------------------------------------------------------
 
 
 class StudyConfig(Strict):
-    name: str = Field("study", min_length=1)
+    name: str = Field("study", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    study_dir: str | None = Field(None, description="everything the study writes; default runs/<name>")
     world: WorldConfig = WorldConfig()
     teacher: TeacherConfig = TeacherConfig()
     corpus: CorpusConfig = CorpusConfig()
@@ -271,16 +396,33 @@ class StudyConfig(Strict):
     distill: DistillConfig = DistillConfig(epochs=1)
     bias: BiasConfig = BiasConfig()
     eval: EvalConfig = EvalConfig()
+    search: SearchConfig | None = None
+    tracking: TrackingConfig = TrackingConfig()
+    rerun: RerunConfig = RerunConfig()
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def _format_error(err: ValidationError) -> str:
+    """The first problem as `field.path: what, got value` (one line)."""
     first = err.errors()[0]
     path = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        return f"{source}: {path}: unknown key"
+        return f"{path}: unknown key"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {path}: {msg}, got {first.get('input')!r}{more}"
+    got = "" if "got " in msg else f", got {first.get('input')!r}"
+    return f"{path}: {msg}{got}{more}"
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    """raw[a][b][c] = value for key "a.b.c", creating sections on the way."""
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[leaf] = value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -290,22 +432,92 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key.path=value")
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
-            node = child
-        node[leaf] = yaml.safe_load(value)
+        try:
+            set_path(raw, key, yaml.safe_load(value))
+        except ConfigError as err:
+            raise ConfigError(f"--set {item!r}: {err}") from None
     return raw
+
+
+def with_params(cfg: StudyConfig, params: dict[str, Any]) -> StudyConfig:
+    """The config with sampled values at their dotted paths (a trial's config), validated."""
+    raw = cfg.model_dump(mode="json")
+    for key, value in params.items():
+        set_path(raw, key, value)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+# Sections a search must not vary: they name the study or say where it lives, not how a student is made.
+UNSEARCHABLE = ("name", "study_dir", "search", "tracking", "rerun")
+
+
+def _producible(metric: str, cfg: StudyConfig) -> str | None:
+    """Why a trial would never report `metric`, or None if it will."""
+    family, _, rest = metric.partition("/")
+    if metric == "bias/amplification" or family in ("distill", "perf"):
+        return None
+    if family == "bias":
+        kind = rest.split("/")[0]
+        return None if kind in cfg.bias.metrics else f"needs {kind!r} in bias.metrics, got {cfg.bias.metrics}"
+    if family in EVAL_SUITES:
+        return None if family in cfg.eval.suites else f"needs {family!r} in eval.suites, got {cfg.eval.suites}"
+    return "not a metric a trial reports (bias/..., world/..., glue/..., distill/..., perf/...)"
+
+
+def check_search(cfg: StudyConfig) -> None:
+    """Cross-field checks of the search section; raises ConfigError naming the field path."""
+    search = cfg.search
+    for i, objective in enumerate(search.objectives):
+        reason = _producible(objective.metric, cfg)
+        if reason:
+            raise ConfigError(f"search.objectives.{i}.metric: {objective.metric} {reason}")
+    seen: list[str] = []
+    for path, spec in search.space.items():
+        where = f"search.space.{path}"
+        if path.split(".")[0] in UNSEARCHABLE:
+            raise ConfigError(f"{where}: {path.split('.')[0]} cannot be searched")
+        for parent, values in spec.condition().items():
+            if parent not in seen:
+                raise ConfigError(f"{where}.when: {parent} must be a parameter listed before {path}")
+            choices = search.space[parent].choices
+            if choices is not None and any(v not in choices for v in values):
+                raise ConfigError(f"{where}.when.{parent}: must be among {choices}, got {values}")
+        for value in spec.edge_values():
+            try:
+                with_params(cfg, {path: value})
+            except ConfigError as err:
+                if str(err).endswith("unknown key"):
+                    raise ConfigError(f"{where}: not a config key") from None
+                raise ConfigError(f"{where}: {value!r} is not a valid value ({err})") from None
+        seen.append(path)
+    for i, anchor in enumerate(search.anchors):
+        for path, value in anchor.params.items():
+            spec = search.space.get(path)
+            where = f"search.anchors.{i}.params.{path}"
+            if spec is None:
+                raise ConfigError(f"{where}: not a parameter of search.space")
+            if spec.type == "categorical" and value not in spec.choices:
+                raise ConfigError(f"{where}: must be among {spec.choices}, got {value!r}")
+            if spec.type != "categorical" and not (isinstance(value, (int, float)) and spec.low <= value <= spec.high):
+                raise ConfigError(f"{where}: must be in [{spec.low:g}, {spec.high:g}], got {value!r}")
+    if search.num_samples < len(search.anchors):
+        raise ConfigError(f"search.num_samples: must be >= the {len(search.anchors)} anchors, got {search.num_samples}")
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
     try:
-        return StudyConfig.model_validate(raw)
+        cfg = StudyConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        raise ConfigError(f"{source}: {_format_error(err)}") from None
+    if cfg.search is not None:
+        try:
+            check_search(cfg)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    return cfg
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:

@@ -143,7 +143,10 @@ def score_task(metric: str, labels, predictions) -> dict[str, float]:
         out = {"f1": f1_score(y, p), "accuracy": accuracy_score(y, p)}
         out["score"] = (out["f1"] + out["accuracy"]) / 2
     elif metric == "corr":
-        out = {"pearson": stats.pearsonr(y, p).statistic, "spearman": stats.spearmanr(y, p).statistic}
+        # A constant prediction correlates with nothing: 0, where scipy gives nan (and a study could not rank it).
+        constant = np.ptp(p) == 0 or np.ptp(y) == 0
+        out = {"pearson": 0.0 if constant else stats.pearsonr(y, p).statistic,
+               "spearman": 0.0 if constant else stats.spearmanr(y, p).statistic}
         out["score"] = (out["pearson"] + out["spearman"]) / 2
     else:
         raise ValueError(f"unknown GLUE metric {metric!r}")
@@ -199,7 +202,8 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
     regression = task.num_labels == 1
     model.train()
     step = 0
-    with tqdm(total=total, desc=f"glue {name}", leave=False, mininterval=1.0) as bar:
+    # disable=None: no bar where output is not a terminal (Ray workers, CI logs)
+    with tqdm(total=total, desc=f"glue {name}", leave=False, mininterval=1.0, disable=None) as bar:
         while step < total:
             order = torch.randperm(len(train_ids), generator=generator).tolist()
             for start in range(0, len(order), cfg.batch_size):

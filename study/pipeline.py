@@ -1,4 +1,8 @@
-"""One distillation without a search: teacher and corpus, distil, measure teacher and student, write the results.
+"""One distillation without a search, and the measuring every study trial shares.
+
+`evaluate_model` measures any masked LM on the config's bias metrics and eval suites; `teacher_metrics` does it once
+per teacher (cached); `student_metrics` adds the comparison with the teacher (bias/amplification). `run_distillation`
+is `kdstudy distill`: teacher and corpus, distil, measure teacher and student, write the results:
 
     kdstudy distill search_spaces/smoke.yaml --out runs/smoke-kd
 
@@ -10,18 +14,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from study import bias
+from study import bias, glue, world_tasks
 from study.config import StudyConfig
 from study.data import load_corpus, tokenize
 from study.distill import train
 from study.models import load_masked_lm, make_student
 from study.world import build_world, cache_root, generate_corpus, world_key
+
+
+def quiet_libraries() -> None:
+    """Keep transformers', datasets' and the hub's progress bars and retries out of kdstudy's own output."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import huggingface_hub
+    import transformers
+
+    huggingface_hub.utils.logging.set_verbosity_error()  # offline retries would print a line per attempt
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 
 def load_teacher_and_corpus(cfg: StudyConfig, log=print):
@@ -49,19 +69,50 @@ def teacher_identity(cfg: StudyConfig) -> str:
     return f"hub:{cfg.teacher.source}"
 
 
-def teacher_bias(teacher, tokenizer, cfg: StudyConfig, log=print) -> tuple[dict, dict]:
-    """The teacher's bias metrics, measured once per (teacher, bias config) and cached under the cache root."""
-    blob = json.dumps({"teacher": teacher_identity(cfg), "bias": cfg.bias.model_dump(mode="json")}, sort_keys=True)
-    path = cache_root() / "teacher_bias" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+def teacher_dir(cfg: StudyConfig, log=print) -> str:
+    """Where the teacher loads from: the built-in world's teacher dir (built if need be), or teacher.source."""
+    return str(build_world(cfg.world, log=log).teacher_dir) if cfg.teacher.source == "world" else cfg.teacher.source
+
+
+def evaluate_model(model_dir: str | Path, cfg: StudyConfig, log=print) -> tuple[dict[str, float], dict]:
+    """One masked LM on cfg's bias metrics and eval suites: (flat metrics, per-item bias details)."""
+    model, tokenizer = load_masked_lm(model_dir)
+    scalars, details = bias.measure(model, tokenizer, cfg.bias)
+    if "world" in cfg.eval.suites:
+        world = build_world(cfg.world, log=log)
+        scalars.update(glue.evaluate(model_dir, cfg.eval.world, world_tasks.task_dir(world), world_tasks.TASKS,
+                                     prefix="world", log=log))
+    if "glue" in cfg.eval.suites:
+        scalars.update(glue.evaluate(model_dir, cfg.eval.glue, cfg.eval.glue.data_dir, log=log))
+    return scalars, details
+
+
+def teacher_metrics(cfg: StudyConfig, log=print) -> tuple[dict[str, float], dict]:
+    """The teacher's evaluate_model, measured once per (teacher, bias and eval config) and cached under the cache
+    root: every trial of a study, and every study on the same teacher, compares against the same numbers."""
+    measured = {"bias": cfg.bias.model_dump(mode="json"), "suites": cfg.eval.suites}
+    if "world" in cfg.eval.suites:
+        measured["world"] = cfg.eval.world.model_dump(mode="json")
+    if "glue" in cfg.eval.suites:
+        measured["glue"] = cfg.eval.glue.model_dump(mode="json")
+    blob = json.dumps({"teacher": teacher_identity(cfg), **measured}, sort_keys=True)
+    path = cache_root() / "teacher_metrics" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         cached = json.loads(path.read_text())
         return cached["scalars"], cached["details"]
-    scalars, details = bias.measure(teacher, tokenizer, cfg.bias)
+    scalars, details = evaluate_model(teacher_dir(cfg, log), cfg, log)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"teacher": teacher_identity(cfg), "scalars": scalars, "details": details}))
     os.replace(tmp, path)
-    log(f"teacher bias measured and cached at {path}")
+    log(f"teacher measured and cached at {path}")
+    return scalars, details
+
+
+def student_metrics(student_dir: str | Path, cfg: StudyConfig, teacher: dict[str, float], log=print) -> tuple[dict, dict]:
+    """evaluate_model of the student, plus the teacher's values under teacher/ and bias/amplification."""
+    scalars, details = evaluate_model(student_dir, cfg, log)
+    scalars.update(bias.amplification(scalars, teacher, cfg.bias.primary))
     return scalars, details
 
 
@@ -71,6 +122,12 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except OSError:
         return None
+
+
+def save_student(student, tokenizer, directory: Path) -> Path:
+    student.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
 
 
 def run_distillation(cfg: StudyConfig, out: Path, log=print) -> dict:
@@ -83,17 +140,14 @@ def run_distillation(cfg: StudyConfig, out: Path, log=print) -> dict:
     log(f"corpus: {len(corpus_ids)} sequences; teacher: {teacher.config.num_hidden_layers} layers, "
         f"{sum(p.numel() for p in teacher.parameters()) / 1e6:.2f}M parameters")
 
-    teacher_scalars, teacher_details = teacher_bias(teacher, tokenizer, cfg, log)
+    teacher_scalars, teacher_details = teacher_metrics(cfg, log)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
     log(f"student: layers {student.config.kdstudy_teacher_layers} of the teacher, "
         f"{sum(p.numel() for p in student.parameters()) / 1e6:.2f}M parameters; mitigation {cfg.distill.mitigation.mode}")
     metrics: dict = train(cfg.distill, teacher, student, tokenizer, corpus_ids, checkpoint_dir=out / "checkpoint")
-    student_bias, student_details = bias.measure(student, tokenizer, cfg.bias)
-
-    metrics.update(student_bias)
-    metrics.update(bias.amplification(student_bias, teacher_scalars, cfg.bias.primary))
-    student.save_pretrained(out / "student")
-    tokenizer.save_pretrained(out / "student")
+    student_scalars, student_details = student_metrics(save_student(student, tokenizer, out / "student"), cfg,
+                                                       teacher_scalars, log)
+    metrics.update(student_scalars)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     (out / "bias_details.json").write_text(json.dumps({"teacher": teacher_details, "student": student_details}))
     return metrics

@@ -115,20 +115,19 @@ def test_eval_crows_without_data_dir(tiny_world, capsys):
     assert "need bias.data_dir" in _one_line_error(capsys, ["eval", str(tiny_world.teacher_dir), "--bias", "crows"])
 
 
-def test_teacher_bias_is_measured_once(tiny_world, study_yaml, tmp_path, monkeypatch):
+def test_teacher_is_measured_once(tiny_world, study_yaml, monkeypatch):
     from study import bias, pipeline
     from study.config import load_config
 
     cfg = load_config(study_yaml())
-    teacher, tokenizer, _ = pipeline.load_teacher_and_corpus(cfg, log=lambda *a: None)
-    first, _ = pipeline.teacher_bias(teacher, tokenizer, cfg, log=lambda *a: None)
+    first, _ = pipeline.teacher_metrics(cfg, log=lambda *a: None)
 
     def must_not_run(*a, **k):
         raise AssertionError("teacher measured twice")
 
     monkeypatch.setattr(bias, "measure", must_not_run)
-    again, _ = pipeline.teacher_bias(teacher, tokenizer, cfg, log=lambda *a: None)
+    again, _ = pipeline.teacher_metrics(cfg, log=lambda *a: None)
     assert again == first
     other = cfg.model_copy(update={"bias": cfg.bias.model_copy(update={"seed": 7})})
     with pytest.raises(AssertionError, match="measured twice"):  # another bias config is measured anew
-        pipeline.teacher_bias(teacher, tokenizer, other, log=lambda *a: None)
+        pipeline.teacher_metrics(other, log=lambda *a: None)

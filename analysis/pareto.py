@@ -1,0 +1,79 @@
+"""Pareto front, hypervolume and knee of a set of trials, for any number of objectives, each minimised or maximised.
+
+Everything is computed on losses: each objective turned into one to minimise (a "max" objective is negated).
+    a dominates b     a is no worse on every objective and strictly better on one; equal points dominate neither,
+                      so ties stay on the front together
+    hypervolume       the volume dominated by the front and bounded by a reference point (the worst value that still
+                      counts on each objective); points not strictly better than it on every objective add nothing.
+                      Exact: a sweep in 2-D, moocore's exact algorithm (Fonseca et al.) in more dimensions
+    knee              the front point closest (Euclidean) to the ideal point once each objective is scaled to [0, 1]
+                      over the front: the balanced compromise, the point a user reruns first
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_losses(values, modes: list[str]) -> np.ndarray:
+    """(n, k) objective values -> (n, k) losses (max objectives negated)."""
+    sign = np.array([1.0 if m == "min" else -1.0 for m in modes])
+    return np.asarray(values, dtype=float) * sign
+
+
+def dominates(a, b, modes: list[str]) -> bool:
+    la, lb = as_losses([a], modes)[0], as_losses([b], modes)[0]
+    return bool(np.all(la <= lb) and np.any(la < lb))
+
+
+def non_dominated(values, modes: list[str]) -> np.ndarray:
+    """(n,) bool: True where no other point dominates this one."""
+    losses = as_losses(values, modes)
+    if losses.size == 0:
+        return np.zeros(0, dtype=bool)
+    no_worse = np.all(losses[:, None, :] <= losses[None, :, :], axis=2)  # [i, j]: i no worse than j everywhere
+    better = np.any(losses[:, None, :] < losses[None, :, :], axis=2)
+    dominated_by = no_worse & better  # [i, j]: i dominates j
+    return ~dominated_by.any(axis=0)
+
+
+def reference_point(values, modes: list[str], declared: list[float | None]) -> np.ndarray:
+    """The declared reference per objective, else the worst value any point reached (the nadir of all points)."""
+    values = np.asarray(values, dtype=float)
+    worst = [values[:, i].max() if m == "min" else values[:, i].min() for i, m in enumerate(modes)]
+    return np.array([w if d is None else d for w, d in zip(worst, declared)], dtype=float)
+
+
+def _hypervolume_2d(losses: np.ndarray, ref: np.ndarray) -> float:
+    """Area dominated by minimisation points (all strictly inside ref), by a sweep along the first objective."""
+    front = losses[np.lexsort((losses[:, 1], losses[:, 0]))]
+    area, best_y = 0.0, ref[1]
+    for x, y in front:  # ascending x; each point adds the strip between its y and the best y so far
+        if y < best_y:
+            area += (ref[0] - x) * (best_y - y)
+            best_y = y
+    return float(area)
+
+
+def hypervolume(values, modes: list[str], reference) -> float:
+    """Hypervolume of `values` against `reference` (both in the objectives' own units and directions)."""
+    losses = as_losses(values, modes)
+    ref = as_losses([reference], modes)[0]
+    inside = losses[np.all(losses < ref, axis=1)] if len(losses) else losses
+    if len(inside) == 0:
+        return 0.0
+    if losses.shape[1] == 2:
+        return _hypervolume_2d(inside, ref)
+    import moocore
+
+    return float(moocore.hypervolume(inside, ref=ref))
+
+
+def knee(values, modes: list[str], front: np.ndarray) -> int:
+    """Index (into values) of the front point nearest the ideal point after scaling each objective over the front."""
+    losses = as_losses(values, modes)
+    index = np.flatnonzero(front)
+    pts = losses[index]
+    low, span = pts.min(axis=0), np.ptp(pts, axis=0)
+    scaled = (pts - low) / np.where(span > 0, span, 1.0)  # an objective the front does not vary on counts for 0
+    return int(index[np.argmin(np.linalg.norm(scaled, axis=1))])

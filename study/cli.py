@@ -4,6 +4,8 @@
     kdstudy distill CONFIG [--set key=value ...] [--out DIR]
     kdstudy bias MODEL [--config CONFIG] [--out FILE]
     kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE]
+    kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume]
+    kdstudy pareto STUDY_DIR [--json]
 
 Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
 """
@@ -26,19 +28,10 @@ from study.config import (PRIMARY_METRICS, BiasConfig, ConfigError, GlueConfig, 
 from study.data import DataError
 from study.distill import Diverged
 from study.models import ModelError
+from study.pipeline import quiet_libraries
 
 USAGE_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError)
 console = Console(stderr=True, soft_wrap=True)  # paths stay whole, copy-pastable
-
-
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import huggingface_hub
-    import transformers
-
-    huggingface_hub.utils.logging.set_verbosity_error()  # offline retries would print a line per attempt
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
 
 
 def _config(path: str | None, overrides: list[str]) -> StudyConfig:
@@ -156,6 +149,27 @@ def cmd_eval(args) -> int:
     return _report(f"eval of {args.model}", metrics, args.out)
 
 
+def cmd_run(args) -> int:
+    from study.search import run_study
+
+    cfg = load_config(args.config, args.set)
+    run_study(cfg, args.study_dir, args.address, args.resume, console)
+    return 0
+
+
+def cmd_pareto(args) -> int:
+    from analysis.report import front_table, summarize
+    from analysis.runs import load_study
+
+    study = load_study(args.study_dir)
+    front = summarize(study)
+    if args.json:
+        print(json.dumps(front.to_json(), indent=2))
+    else:
+        Console().print(front_table(front, f"{study.name}: Pareto front"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdstudy", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,12 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ev.add_argument("--out", help="write the metrics as one flat JSON object here")
     ev.set_defaults(func=cmd_eval)
+
+    run = sub.add_parser("run", help="run a study: Ray Tune + Optuna over the YAML's search space, tracked in MLflow")
+    run.add_argument("config", help="a study YAML with a search section (search_spaces/*.yaml)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--study-dir", help="where the study lives (default: the YAML's study_dir, else runs/<name>)")
+    run.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
+    run.add_argument("--resume", action="store_true", help="continue the interrupted study in --study-dir")
+    run.set_defaults(func=cmd_run)
+
+    front = sub.add_parser("pareto", help="a finished (or running) study's Pareto front, from its MLflow runs")
+    front.add_argument("study_dir")
+    front.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    front.set_defaults(func=cmd_pareto)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return args.func(args)
     except USAGE_ERRORS as err:

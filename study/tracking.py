@@ -1,0 +1,108 @@
+"""MLflow layout of a study: experiment = study name, one parent run per study, one child run per trial.
+
+    parent run   tags kdstudy.role=study, kdstudy.study_dir; the YAML, the teacher's metrics, the Pareto table/figures
+    child run    tags mlflow.parentRunId, trial_id, anchor (plain_kd, ...), pareto, failure_reason, student_uri;
+                 params = the trial's sampled values (dotted config paths); metrics = everything the trial reported
+
+Child runs are found by their trial_id tag rather than remembered in memory (as Ray's MLflowLoggerCallback does), so
+a trial restarted by a resumed study logs into the run it already has, and a study never holds two runs per trial.
+Plain functions over an explicit MlflowClient: no global active run, no Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+ROLE = "kdstudy.role"
+MAX_TAG = 5000  # MLflow's limit on a tag value
+
+
+def tracking_uri(configured: str | None, study_dir: Path) -> str:
+    """The YAML's tracking.uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the study folder (absolute URI)."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
+
+
+def is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+def open_experiment(client: MlflowClient, name: str, study_dir: Path, uri: str) -> str:
+    """The experiment's id, created with its artifacts in the study folder when the store is local."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (study_dir / "mlartifacts").resolve().as_uri() if is_local(uri) else None  # a server decides its own
+    return client.create_experiment(name, artifact_location=location)
+
+
+def create_parent(client: MlflowClient, experiment_id: str, name: str, study_dir: Path, params: dict) -> str:
+    run = client.create_run(experiment_id, run_name=name,
+                            tags={ROLE: "study", "kdstudy.study_dir": str(study_dir.resolve())})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+    return run.info.run_id
+
+
+def _children(client: MlflowClient, experiment_id: str, parent_id: str, extra: str = "") -> list:
+    query = f"tags.`mlflow.parentRunId` = '{parent_id}'" + (f" and {extra}" if extra else "")
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def trial_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list:
+    """Every trial's child run of the study (reruns excluded)."""
+    return [r for r in _children(client, experiment_id, parent_id) if "trial_id" in r.data.tags]
+
+
+def start_trial(client: MlflowClient, experiment_id: str, parent_id: str, trial_id: str, params: dict,
+                anchor: str | None, number: str) -> str:
+    """The trial's child run: the one it already has (a restarted trial), else a new one with its params."""
+    existing = _children(client, experiment_id, parent_id, f"tags.trial_id = '{trial_id}'")
+    if existing:
+        run_id = existing[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    tags = {"mlflow.parentRunId": parent_id, "trial_id": trial_id, "trial_number": number,
+            **({"anchor": anchor} if anchor else {})}
+    run_id = client.create_run(experiment_id, run_name=f"trial-{number}" + (f"-{anchor}" if anchor else ""),
+                               tags=tags).info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+    return run_id
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict, step: int = 0, tags: dict | None = None) -> None:
+    """The finite numbers under kdstudy's metric names (they contain '/'; Tune's own keys do not), and `tags`."""
+    now = int(time.time() * 1000)
+    numbers = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())
+               if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    tags = [RunTag(k, str(v)[:MAX_TAG]) for k, v in sorted((tags or {}).items())]
+    for start in range(0, len(numbers), 1000):  # log_batch takes at most 1000 metrics
+        client.log_batch(run_id, metrics=numbers[start:start + 1000], tags=tags if start == 0 else ())
+
+
+def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    if reason:
+        client.set_tag(run_id, "failure_reason", reason[:MAX_TAG])
+    client.set_terminated(run_id, status=status)
+
+
+def close_orphans(client: MlflowClient, experiment_id: str, parent_id: str, live: set[str]) -> list[str]:
+    """Mark KILLED the RUNNING child runs whose trial the study no longer knows (its driver died before the trial was
+    saved in the study state); returns their trial ids. A resumed study then holds one live run per trial."""
+    orphans = []
+    for run in trial_runs(client, experiment_id, parent_id):
+        if run.info.status == "RUNNING" and run.data.tags["trial_id"] not in live:
+            end_run(client, run.info.run_id, RunStatus.to_string(RunStatus.KILLED),
+                    "the study was interrupted before this trial was recorded; it was not resumed")
+            orphans.append(run.data.tags["trial_id"])
+    return orphans

@@ -1,0 +1,149 @@
+"""Studies end to end on a real local Ray cluster: Tune + Optuna trials, each distilling on Ray Train workers (gloo
+DDP), tracked in MLflow's SQLite store and read back through a real `mlflow server`."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+import pytest
+import ray
+
+from study.cli import main
+from study.config import parse_config
+from study.search import run_study
+from tests.conftest import TINY_WORLD
+
+OBJECTIVES = ["bias/amplification", "world/score"]
+
+
+@pytest.fixture(autouse=True)
+def no_ray_left_behind():
+    yield
+    ray.shutdown()  # a test that failed half-way must not leave the next one a cluster to hang on
+
+
+def tiny_space(**search) -> dict:
+    return {
+        "name": "tiny-study",
+        "world": TINY_WORLD,
+        "student": {"n_layers": 1},
+        "distill": {"steps": 6, "batch_size": 8, "max_length": 24, "log_every": 2, "checkpoint_every": 3},
+        "bias": {"template": {"templates": ["{target} is {a} {occupation} ."]}},
+        "eval": {"suites": ["world"], "world": {"max_steps": 3, "max_train_samples": 64, "max_eval_samples": 64}},
+        "search": {"space": {"distill.mitigation.mode": {"type": "categorical", "choices": ["none", "cda", "mixup"]},
+                             "distill.loss.temperature": {"type": "float", "low": 1.0, "high": 4.0}},
+                   "sampler": {"name": "random", "seed": 3}, **search},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server():
+    """Start `mlflow server` on a study's SQLite store; yields a function study_dir -> tracking URL."""
+    procs = []
+
+    def serve(study_dir):
+        port = _free_port()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{study_dir}/mlflow.db",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return url
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not come up")
+
+    yield serve
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _non_dominated(points: dict[str, tuple[float, float]]) -> set[str]:
+    """Written out for the test: bias/amplification is minimised, world/score maximised."""
+    return {a for a, (b1, s1) in points.items()
+            if not any(b2 <= b1 and s2 >= s1 and (b2 < b1 or s2 > s1) for c, (b2, s2) in points.items() if c != a)}
+
+
+def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_server, capsys):
+    study_dir = tmp_path / "study"
+    cfg = parse_config(tiny_space(num_samples=3, scaling={"num_workers": 2}))
+    front = run_study(cfg, study_dir)
+    assert len(front.trials) == 3
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server(study_dir))
+    experiment = client.get_experiment_by_name("tiny-study")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kdstudy.role") == "study"]
+    children = [r for r in runs if "trial_id" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 3 and len(runs) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert set(OBJECTIVES) <= set(run.data.metrics)
+        assert "distill.mitigation.mode" in run.data.params
+        assert run.data.metrics["bias/amplification"] == pytest.approx(
+            run.data.metrics["bias/template/planted_slope"] - run.data.metrics["teacher/bias/template/planted_slope"])
+        assert client.list_artifacts(run.info.run_id, "student")  # the student model, in MLflow
+    points = {r.data.tags["trial_id"]: (r.data.metrics["bias/amplification"], r.data.metrics["world/score"])
+              for r in children}
+    tagged = {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"}
+    assert tagged == _non_dominated(points) and tagged
+    assert sum(r.data.tags["knee"] == "true" for r in children) == 1
+    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"pareto.json", "pareto.png", "pareto_parallel.png", "pareto.txt", "study.yaml"} <= parent_artifacts
+    assert "teacher/world/score" in parents[0].data.metrics
+
+    # Optuna's storage holds the same three trials with the same values
+    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    complete = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(ot.trials) == 3 and len(complete) == 3
+    by_params = {tuple(sorted(r.data.params.items())): points[r.data.tags["trial_id"]] for r in children}
+    for t in complete:
+        key = tuple(sorted((k, str(v)) for k, v in t.params.items()))
+        assert t.values == pytest.approx(list(by_params[key]))
+
+    # the front again, read back from MLflow by `kdstudy pareto`
+    capsys.readouterr()
+    assert main(["pareto", str(study_dir), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert {row["trial_id"] for row in again["front"]} == tagged
+    assert again["hypervolume"] == pytest.approx(front.hypervolume)
+
+    # a second run into the same folder is refused, not an overwrite
+    with pytest.raises(Exception, match="already holds a study"):
+        run_study(cfg, study_dir)
+
+
+def test_a_diverging_trial_fails_alone(tiny_world, tmp_path):
+    study_dir = tmp_path / "study"
+    raw = tiny_space(num_samples=2, anchors=[{"name": "blows_up", "params": {"distill.optim.lr": 1.0e6}},
+                                             {"name": "sane", "params": {"distill.optim.lr": 5.0e-4}}])
+    raw["search"]["space"] = {"distill.optim.lr": {"type": "categorical", "choices": [5.0e-4, 1.0e6]}}
+    front = run_study(parse_config(raw), study_dir)
+
+    from analysis.runs import load_study
+
+    trials = {t.anchor: t for t in load_study(study_dir).trials}
+    assert trials["blows_up"].status == "FAILED"
+    assert "distillation diverged: loss is nan" in trials["blows_up"].tags["failure_reason"]
+    assert trials["sane"].status == "FINISHED" and set(OBJECTIVES) <= set(trials["sane"].metrics)
+    assert [t.anchor for t in front.trials] == ["sane"] and front.on_front.tolist() == [True]
+    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    assert sorted(t.state.name for t in ot.trials) == ["COMPLETE", "FAIL"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rich.table import Table
+from scipy import stats
 
 from analysis import pareto
 from analysis.runs import Study, Trial
@@ -86,3 +87,14 @@ def _short(value: str) -> str:
         return f"{float(value):.4g}"
     except ValueError:
         return value
+
+
+def seed_summary(values) -> dict[str, float]:
+    """Mean, sample std (ddof 1) and the 95% Student-t interval of the mean over seeds; one seed has no interval."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return {"mean": mean, "std": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": len(x)}
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.975, len(x) - 1) * std / np.sqrt(len(x)))
+    return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "n": len(x)}

@@ -16,10 +16,9 @@ import argparse
 import json
 import time
 
-import numpy as np
 import transformers
-from scipy import stats
 
+from analysis.report import seed_summary
 from study import bias
 from study.config import load_config
 from study.data import tokenize
@@ -33,10 +32,8 @@ STATS = ["planted_slope", "spread", "abs_mean", "cbs", "planted_spearman", "majo
 
 def interval(values: list[float]) -> tuple[float, float, float, float]:
     """mean, std (ddof 1), and the 95% t-interval of the mean."""
-    x = np.asarray(values)
-    mean, std = float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    half = float(stats.t.ppf(0.975, len(x) - 1) * std / np.sqrt(len(x))) if len(x) > 1 else float("nan")
-    return mean, std, mean - half, mean + half
+    s = seed_summary(values)
+    return s["mean"], s["std"], s["ci_low"], s["ci_high"]
 
 
 def main() -> None:

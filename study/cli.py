@@ -4,8 +4,9 @@
     kdstudy distill CONFIG [--set key=value ...] [--out DIR]
     kdstudy bias MODEL [--config CONFIG] [--out FILE]
     kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE]
-    kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume]
+    kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume] [--dry-run]
     kdstudy pareto STUDY_DIR [--json]
+    kdstudy rerun STUDY_DIR [--pick knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
 
 Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
 """
@@ -150,10 +151,26 @@ def cmd_eval(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from study.search import run_study
+    from study.search import resolve, run_study
 
     cfg = load_config(args.config, args.set)
+    if args.dry_run:
+        from study.plan import plan
+
+        if cfg.search is None:
+            raise ConfigError(f"{args.config}: no search section to plan")
+        resolved = resolve(cfg, args.study_dir)
+        for part in plan(resolved, resolved.study_dir):
+            Console(soft_wrap=True).print(part, highlight=False)
+        return 0
     run_study(cfg, args.study_dir, args.address, args.resume, console)
+    return 0
+
+
+def cmd_rerun(args) -> int:
+    from study.rerun import rerun
+
+    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address, console)
     return 0
 
 
@@ -209,7 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study-dir", help="where the study lives (default: the YAML's study_dir, else runs/<name>)")
     run.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
     run.add_argument("--resume", action="store_true", help="continue the interrupted study in --study-dir")
+    run.add_argument("--dry-run", action="store_true", help="print the plan (trials, resources, budget) and stop")
     run.set_defaults(func=cmd_run)
+
+    again = sub.add_parser("rerun", help="rerun a study's chosen trial with several seeds (and the full budget)")
+    again.add_argument("study_dir")
+    again.add_argument("--pick", default="knee", help="knee | min:<metric> | max:<metric> | trial:<id> (default knee)")
+    again.add_argument("--seeds", type=int, help="how many seeds (default: the YAML's rerun.seeds)")
+    again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
+    again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
+    again.set_defaults(func=cmd_rerun)
 
     front = sub.add_parser("pareto", help="a finished (or running) study's Pareto front, from its MLflow runs")
     front.add_argument("study_dir")

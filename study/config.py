@@ -77,6 +77,7 @@ class CorpusConfig(Strict):
     split: str = "train"
     text_column: str = "text"
     max_sentences: int | None = Field(None, ge=1, description="use at most this many non-empty lines")
+    max_tokens: int | None = Field(None, ge=1, description="token budget: the first lines whose word pieces fit")
 
 
 class StudentConfig(Strict):
@@ -517,6 +518,11 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
             check_search(cfg)
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
+    if cfg.rerun.full:  # checked now, not when a rerun starts hours later
+        try:
+            with_params(cfg, cfg.rerun.full)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: rerun.full: {err}") from None
     return cfg
 
 

@@ -64,8 +64,20 @@ def load_corpus(cfg: CorpusConfig, world_sentences: list[str] | None = None) -> 
     return lines
 
 
-def tokenize(sentences: list[str], tokenizer, max_length: int) -> list[list[int]]:
-    return tokenizer(sentences, truncation=True, max_length=max_length)["input_ids"]
+def tokenize(sentences: list[str], tokenizer, max_length: int, max_tokens: int | None = None,
+             chunk: int = 10_000) -> list[list[int]]:
+    """Word-piece ids per sentence, truncated to max_length; with max_tokens, the first sentences within that budget
+    (tokenized a chunk at a time, so a large corpus is not tokenized past the budget)."""
+    if max_tokens is None:
+        return tokenizer(sentences, truncation=True, max_length=max_length)["input_ids"]
+    out, used = [], 0
+    for start in range(0, len(sentences), chunk):
+        for ids in tokenizer(sentences[start:start + chunk], truncation=True, max_length=max_length)["input_ids"]:
+            if used + len(ids) > max_tokens:
+                return out
+            out.append(ids)
+            used += len(ids)
+    return out
 
 
 def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,6 +69,12 @@ def teacher_identity(cfg: StudyConfig) -> str:
     return f"hub:{cfg.teacher.source}"
 
 
+def load_teacher_and_corpus_ids(cfg: StudyConfig, log=print):
+    """(teacher, tokenizer, corpus as word-piece ids within corpus.max_tokens) for a distillation."""
+    teacher, tokenizer, sentences = load_teacher_and_corpus(cfg, log)
+    return teacher, tokenizer, tokenize(sentences, tokenizer, cfg.distill.max_length, cfg.corpus.max_tokens)
+
+
 def teacher_dir(cfg: StudyConfig, log=print) -> str:
     """Where the teacher loads from: the built-in world's teacher dir (built if need be), or teacher.source."""
     return str(build_world(cfg.world, log=log).teacher_dir) if cfg.teacher.source == "world" else cfg.teacher.source
@@ -135,8 +141,7 @@ def run_distillation(cfg: StudyConfig, out: Path, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump({**cfg.model_dump(mode="json"), "git_commit": git_commit()},
                                                     sort_keys=False))
-    teacher, tokenizer, sentences = load_teacher_and_corpus(cfg, log)
-    corpus_ids = tokenize(sentences, tokenizer, cfg.distill.max_length)
+    teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg, log)
     log(f"corpus: {len(corpus_ids)} sequences; teacher: {teacher.config.num_hidden_layers} layers, "
         f"{sum(p.numel() for p in teacher.parameters()) / 1e6:.2f}M parameters")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import math
 import os
 import time
@@ -97,7 +98,7 @@ class TrackTrials(tune.Callback):
     def __init__(self, record: dict, anchors: list[dict], log_models: bool):
         self.record, self.anchors, self.log_models = record, anchors, log_models
         self._client: MlflowClient | None = None
-        self._runs: dict[str, str] = {}
+        self._runs: dict[str, tuple[str, bool]] = {}  # trial id -> (run id, finished before this study process)
 
     def __getstate__(self):  # Tune saves its callbacks with the experiment; a client does not pickle
         return {**self.__dict__, "_client": None}
@@ -108,7 +109,7 @@ class TrackTrials(tune.Callback):
             self._client = MlflowClient(self.record["tracking_uri"])
         return self._client
 
-    def _run_id(self, trial) -> str:
+    def _run(self, trial) -> tuple[str, bool]:
         if trial.trial_id not in self._runs:
             self._runs[trial.trial_id] = tracking.start_trial(
                 self.client, self.record["experiment_id"], self.record["parent_run_id"], trial.trial_id,
@@ -117,10 +118,12 @@ class TrackTrials(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._runs.pop(trial.trial_id, None)  # (re)started: find or create its run, and mark it running
-        self._run_id(trial)
+        self._run(trial)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        run_id, result = self._run_id(trial), trial.last_result
+        (run_id, logged), result = self._run(trial), trial.last_result
+        if logged:  # finished before an interruption the study state had not yet recorded: logged already
+            return
         tracking.log_metrics(self.client, run_id, {**result, "perf/trial_seconds": result.get("time_total_s", 0.0)},
                              tags={"student_uri": result.get("student_uri", "")})
         student = Path(str(result.get("student_uri", ""))) / "student"
@@ -129,7 +132,7 @@ class TrackTrials(tune.Callback):
         tracking.end_run(self.client, run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        tracking.end_run(self.client, self._run_id(trial), "FAILED", failure_reason(trial))
+        tracking.end_run(self.client, self._run(trial)[0], "FAILED", failure_reason(trial))
 
 
 class ShowProgress(tune.Callback):
@@ -143,10 +146,17 @@ class ShowProgress(tune.Callback):
     def __getstate__(self):
         return {**self.__dict__, "console": None}
 
-    def _say(self, trials, what: str) -> None:
-        done = sum(t.status == "TERMINATED" for t in trials)
-        failed = sum(t.status == "ERROR" for t in trials)
-        running = sum(t.status == "RUNNING" for t in trials)
+    def setup(self, **info):
+        self.start = time.time()  # again on resume
+
+    def _say(self, trials, what: str, ending=None, failing=False) -> None:
+        """`ending`: the trial this event ends (Tune updates its status after the callbacks)."""
+        status = {t.trial_id: t.status for t in trials}
+        if ending is not None:
+            status[ending.trial_id] = "ERROR" if failing else "TERMINATED"
+        done = sum(s == "TERMINATED" for s in status.values())
+        failed = sum(s == "ERROR" for s in status.values())
+        running = sum(s == "RUNNING" for s in status.values())
         best = ", ".join(f"{o['metric']} {self.best[o['metric']][0]:.4g} ({self.best[o['metric']][1]})"
                          for o in self.objectives if o["metric"] in self.best)
         line = (f"[{time.time() - self.start:5.0f}s] {what} | {done}/{self.total} done, {running} running, "
@@ -164,10 +174,10 @@ class ShowProgress(tune.Callback):
             if value is not None and (old is None or (value < old[0] if o["mode"] == "min" else value > old[0])):
                 self.best[o["metric"]] = (value, trial.trial_id)
         got = ", ".join(f"{o['metric']} {result[o['metric']]:.4g}" for o in self.objectives if o["metric"] in result)
-        self._say(trials, f"trial {trial.trial_id} finished: {got}")
+        self._say(trials, f"trial {trial.trial_id} finished: {got}", ending=trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._say(trials, f"trial {trial.trial_id} FAILED: {failure_reason(trial)}")
+        self._say(trials, f"trial {trial.trial_id} FAILED: {failure_reason(trial)}", ending=trial, failing=True)
 
 
 def _params_text(params: dict) -> str:
@@ -286,15 +296,16 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
     if resume and not exists:
         raise ConfigError(f"{directory}: no study to resume (no study.json)")
     directory.mkdir(parents=True, exist_ok=True)
+    # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
+    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
     started = start_ray(cfg, address)
     try:
         if resume:
             cfg = _check_same_study(cfg, directory)
-            record = json.loads((directory / "study.json").read_text())
             teacher = _teacher(cfg, directory)
             tuner = tune.Tuner.restore(str(Path(cfg.search.storage_path) / "tune"), trainable=_trainable(cfg, teacher),
                                        resume_unfinished=True)
-            console.print(f"resuming study {cfg.name} in {directory}")
+            console.print(_reopen_study(directory))
         else:
             (directory / "study.yaml").write_text(yaml.safe_dump(
                 {**cfg.model_dump(mode="json"), "git_commit": git_commit()}, sort_keys=False))
@@ -308,6 +319,19 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
     finally:
         if started:
             ray.shutdown()
+
+
+def _reopen_study(directory: Path) -> str:
+    """Mark the parent run running again; say what the resumed study keeps and what it restarts."""
+    record = json.loads((directory / "study.json").read_text())
+    client = MlflowClient(record["tracking_uri"])
+    client.update_run(record["parent_run_id"], status="RUNNING")
+    runs = tracking.trial_runs(client, record["experiment_id"], record["parent_run_id"])
+    done = sum(r.info.status in ("FINISHED", "FAILED") for r in runs)
+    running = [r.data.tags["trial_id"] for r in runs if r.info.status == "RUNNING"]
+    return (f"resuming study {record['name']} in {directory}: {done} trial(s) done are kept; "
+            f"{len(running)} interrupted ({', '.join(running) or 'none'}) continue from their last checkpoint, "
+            f"or from the start if they had none")
 
 
 def _check_same_study(cfg: StudyConfig, directory: Path) -> StudyConfig:
@@ -329,12 +353,12 @@ def finish_study(directory: Path, console: Console):
 
     record = read_record(directory)
     client = MlflowClient(record["tracking_uri"])
-    orphans = tracking.close_orphans(client, record["experiment_id"], record["parent_run_id"], live=set())
+    lost = tracking.close_unfinished(client, record["experiment_id"], record["parent_run_id"])
     optuna_study = optuna.load_study(study_name=record["name"], storage=optuna_storage(directory))
     for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)  # its Tune trial never came back
-    if orphans:
-        console.print(f"closed {len(orphans)} run(s) of trials lost when the study was interrupted: {orphans}")
+    if lost:
+        console.print(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
 
     study = load_study(directory)
     front = summarize(study)

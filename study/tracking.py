@@ -11,6 +11,7 @@ Plain functions over an explicit MlflowClient: no global active run, no Ray.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -44,8 +45,12 @@ def open_experiment(client: MlflowClient, name: str, study_dir: Path, uri: str) 
 def create_parent(client: MlflowClient, experiment_id: str, name: str, study_dir: Path, params: dict) -> str:
     run = client.create_run(experiment_id, run_name=name,
                             tags={ROLE: "study", "kdstudy.study_dir": str(study_dir.resolve())})
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+    log_params(client, run.info.run_id, params)
     return run.info.run_id
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
 
 
 def _children(client: MlflowClient, experiment_id: str, parent_id: str, extra: str = "") -> list:
@@ -65,19 +70,23 @@ def trial_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list
 
 
 def start_trial(client: MlflowClient, experiment_id: str, parent_id: str, trial_id: str, params: dict,
-                anchor: str | None, number: str) -> str:
-    """The trial's child run: the one it already has (a restarted trial), else a new one with its params."""
+                anchor: str | None, number: str) -> tuple[str, bool]:
+    """(run id, already finished) of the trial's child run: the one it already has (a trial restarted by a resumed
+    study; a finished one stays finished and is not logged again), else a new run with its params."""
     existing = _children(client, experiment_id, parent_id, f"tags.trial_id = '{trial_id}'")
     if existing:
-        run_id = existing[0].info.run_id
-        client.update_run(run_id, status="RUNNING")
-        return run_id
+        run = existing[0]
+        if run.info.status == "FINISHED":
+            return run.info.run_id, True
+        client.update_run(run.info.run_id, status="RUNNING")
+        return run.info.run_id, False
     tags = {"mlflow.parentRunId": parent_id, "trial_id": trial_id, "trial_number": number,
+            "params_json": json.dumps(params, sort_keys=True)[:MAX_TAG],  # exact values, for kdstudy rerun
             **({"anchor": anchor} if anchor else {})}
     run_id = client.create_run(experiment_id, run_name=f"trial-{number}" + (f"-{anchor}" if anchor else ""),
                                tags=tags).info.run_id
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
-    return run_id
+    log_params(client, run_id, params)
+    return run_id, False
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: dict, step: int = 0, tags: dict | None = None) -> None:
@@ -96,13 +105,13 @@ def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None =
     client.set_terminated(run_id, status=status)
 
 
-def close_orphans(client: MlflowClient, experiment_id: str, parent_id: str, live: set[str]) -> list[str]:
-    """Mark KILLED the RUNNING child runs whose trial the study no longer knows (its driver died before the trial was
-    saved in the study state); returns their trial ids. A resumed study then holds one live run per trial."""
-    orphans = []
+def close_unfinished(client: MlflowClient, experiment_id: str, parent_id: str) -> list[str]:
+    """Once a study's trials are all done: mark KILLED the child runs still RUNNING. Those are trials whose driver died
+    before the study state recorded them, so a resumed study never restarted them. Returns their trial ids."""
+    lost = []
     for run in trial_runs(client, experiment_id, parent_id):
-        if run.info.status == "RUNNING" and run.data.tags["trial_id"] not in live:
+        if run.info.status == "RUNNING":
             end_run(client, run.info.run_id, RunStatus.to_string(RunStatus.KILLED),
                     "the study was interrupted before this trial was recorded; it was not resumed")
-            orphans.append(run.data.tags["trial_id"])
-    return orphans
+            lost.append(run.data.tags["trial_id"])
+    return lost

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow.fs
 import ray
 import ray.train
 import ray.tune
@@ -27,10 +28,9 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig
 from ray.train.torch import TorchTrainer
 
 from study.config import ConfigError, StudyConfig, with_params
-from study.data import tokenize
 from study.distill import Diverged, train
 from study.models import make_student
-from study.pipeline import load_teacher_and_corpus, quiet_libraries, save_student, student_metrics
+from study.pipeline import load_teacher_and_corpus_ids, quiet_libraries, save_student, student_metrics
 
 STUDENT = "student"  # the student's model dir inside the final checkpoint
 
@@ -49,13 +49,13 @@ def distill_worker(loop_config: dict) -> None:
     checkpoint also holds the student as a model dir. Divergence is reported, not raised: Ray Train would retry a
     raised error from the last checkpoint, and a deterministic divergence would only happen again.
     """
+    begin = time.time()
     quiet_libraries()
     cfg = StudyConfig.model_validate(loop_config["study"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(loop_config["threads"])))
-    teacher, tokenizer, sentences = load_teacher_and_corpus(cfg, log=lambda *a: None)
-    corpus_ids = tokenize(sentences, tokenizer, cfg.distill.max_length)
+    teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg, log=lambda *a: None)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
 
     work = Path(tempfile.mkdtemp(prefix="kdstudy-distill-"))
@@ -65,16 +65,21 @@ def distill_worker(loop_config: dict) -> None:
         if rank == 0:
             print(f"[{loop_config['trial']}] resuming from {restored.path}", flush=True)
     start = time.time()
+    setup = {"perf/setup_seconds": start - begin}  # teacher, corpus, counterfactuals, student
+    first_log: list = []  # (time, step) of this attempt's first log line: a resumed run does not start at 0
 
     def log(step: int, total: int, metrics: dict) -> None:
-        eta = (time.time() - start) / max(step, 1) * (total - step)
+        first_log[:] = first_log or [time.time(), step]
+        t0, s0 = first_log
+        eta = f"{(time.time() - t0) / (step - s0) * (total - step):.0f}s" if step > s0 else "-"
         print(f"[{loop_config['trial']}] step {step}/{total} loss {metrics['distill/loss']:.3f} "
-              f"{metrics['perf/tokens_per_s']:.0f} tok/s, eta {eta:.0f}s", flush=True)
+              f"{metrics['perf/tokens_per_s']:.0f} tok/s, eta {eta}", flush=True)
 
     def report(step: int, total: int, directory: Path, metrics: dict) -> None:
         if step == total and rank == 0:
             save_student(student, tokenizer, directory / STUDENT)
-        ray.train.report({**metrics, "distill/steps": float(step)},
+        timing = {**setup, "perf/distill_seconds": time.time() - start}
+        ray.train.report({**metrics, **timing, "distill/steps": float(step)},
                          checkpoint=Checkpoint.from_directory(str(directory)),
                          delete_local_checkpoint_after_upload=False)
 
@@ -126,9 +131,9 @@ def _worker_error(err: Exception) -> str:
     return f"{type(cause).__name__}: {lines[0] if lines else ''}".strip(": ")
 
 
-def train_run_config(cfg: StudyConfig, trial_id: str) -> RunConfig:
+def train_run_config(cfg: StudyConfig, name: str) -> RunConfig:
     """A stable name per trial: a restarted trial finds its Train run, and its checkpoints, under the same name."""
-    return RunConfig(name=f"train-{trial_id}", storage_path=cfg.search.storage_path,
+    return RunConfig(name=name, storage_path=cfg.search.storage_path,
                      failure_config=FailureConfig(max_failures=cfg.search.max_failures),
                      checkpoint_config=CheckpointConfig(num_to_keep=1),
                      logging_config=LoggingConfig(log_level="WARNING"),  # no controller chatter per trial
@@ -136,18 +141,46 @@ def train_run_config(cfg: StudyConfig, trial_id: str) -> RunConfig:
                      worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
 
 
-def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], trial_id: str) -> tuple[dict, str]:
-    """Distil on Ray Train workers, then evaluate: (every metric, the final checkpoint's URI)."""
+RESULT = "result.json"  # beside a Train run's checkpoints: the evaluated metrics, once everything is done
+
+
+def _result_path(cfg: StudyConfig, name: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    fs, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)  # a local path, or s3://..., gs://...
+    return fs, f"{root}/{name}/{RESULT}"
+
+
+def saved_result(cfg: StudyConfig, name: str) -> dict | None:
+    fs, path = _result_path(cfg, name)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
+def save_result(cfg: StudyConfig, name: str, result: dict) -> None:
+    fs, path = _result_path(cfg, name)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(result).encode())
+
+
+def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str) -> tuple[dict, str]:
+    """Distil on Ray Train workers (a Train run called `name`), then evaluate: (every metric, the final checkpoint's
+    URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study
+    stopped before recording it) gives its saved result instead of running again."""
+    saved = saved_result(cfg, name)
+    if saved is not None:
+        print(f"[{name}] finished before the interruption: its saved result is reported again", flush=True)
+        return saved["metrics"], saved["uri"]
     scaling = cfg.search.scaling
     per_worker = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
     trainer = TorchTrainer(
         distill_worker,
-        train_loop_config={"study": cfg.model_dump(mode="json"), "threads": scaling.cpus_per_worker,
-                           "trial": trial_id},
+        train_loop_config={"study": cfg.model_dump(mode="json"), "threads": scaling.cpus_per_worker, "trial": name},
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=per_worker),
-        run_config=train_run_config(cfg, trial_id),
+        run_config=train_run_config(cfg, name),
     )
+    start = time.time()
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
@@ -158,9 +191,13 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], trial_id: 
     # workers have given theirs back.
     evaluate = evaluate_student.options(num_cpus=scaling.eval_cpus, num_gpus=scaling.eval_gpus,
                                         scheduling_strategy="DEFAULT")
+    fitted = time.time()
     metrics = ray.get(evaluate.remote(result.checkpoint, cfg.model_dump(mode="json"), teacher,
                                       max(1, int(scaling.eval_cpus))))
     metrics.update({k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))})
+    # fit = Train's worker start and teardown + setup + distillation; eval includes the task's start
+    metrics.update({"perf/fit_seconds": fitted - start, "perf/eval_seconds": time.time() - fitted})
+    save_result(cfg, name, {"metrics": metrics, "uri": result.checkpoint.path})
     return metrics, result.checkpoint.path
 
 
@@ -171,9 +208,16 @@ def run_trial(params: dict, *, study: dict, teacher: dict[str, float]) -> None:
         cfg = with_params(StudyConfig.model_validate(study), params)
     except ConfigError as err:
         raise TrialFailed(f"sampled config is invalid: {err}") from None
-    metrics, uri = distill_and_evaluate(cfg, teacher, trial_id)
+    metrics, uri = distill_and_evaluate(cfg, teacher, f"train-{trial_id}")
     for objective in cfg.search.objectives:
         value = metrics.get(objective.metric)
         if value is None or not math.isfinite(value):
             raise TrialFailed(f"objective {objective.metric} is {value}")
     ray.tune.report({**metrics, "student_uri": uri})
+
+
+@ray.remote
+def run_seed(study: dict, teacher: dict[str, float], name: str) -> dict:
+    """One seed of `kdstudy rerun`: the same distillation and evaluation as a trial, as a Ray task of its own."""
+    metrics, uri = distill_and_evaluate(StudyConfig.model_validate(study), teacher, name)
+    return {**metrics, "student_uri": uri}

@@ -1,0 +1,191 @@
+"""Interrupted studies and crashed workers on a real local Ray cluster, and `kdstudy rerun` of a finished study.
+
+The study driver runs as its own process (in its own session, so the test can SIGKILL it and everything it
+started); the resumed study and the rerun run in this process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+import ray
+import yaml
+from mlflow import MlflowClient
+
+from study.config import parse_config
+from study.rerun import rerun
+from study.search import run_study
+from tests.test_study import OBJECTIVES, tiny_space
+
+TIMEOUT = 600  # seconds: a safety net against a hung cluster, not a measured expectation
+
+
+@pytest.fixture(autouse=True)
+def no_ray_left_behind():
+    yield
+    ray.shutdown()
+
+
+def _wait(condition, what: str, proc=None):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the study process ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_driver(space: Path, study_dir: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "study.cli", "run", str(space), "--study-dir", str(study_dir)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver and every process of its session (its local Ray cluster), as a crash would."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+    for p in psutil.process_iter(["pid"]):  # Ray's agents may have moved to a session of their own
+        try:
+            if os.getsid(p.pid) == proc.pid:
+                p.kill()
+        except (ProcessLookupError, psutil.Error, PermissionError):
+            pass
+
+
+def _children(study_dir: Path) -> list:
+    record = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(record["tracking_uri"])
+    return [r for r in client.search_runs([record["experiment_id"]]) if "trial_id" in r.data.tags]
+
+
+def _finished_count(study_dir: Path) -> int:
+    if not (study_dir / "study.json").is_file():
+        return 0
+    return sum(r.info.status == "FINISHED" for r in _children(study_dir))
+
+
+@pytest.fixture(scope="module")
+def resumed_study(tiny_world, tmp_path_factory):
+    """A 3-trial study whose driver is SIGKILLed after its first trial finishes, then resumed to the end."""
+    root = tmp_path_factory.mktemp("resume")
+    raw = tiny_space(num_samples=3, max_concurrent_trials=1)
+    raw["distill"]["steps"] = 40  # long enough that the kill lands before the study is done
+    raw["distill"]["checkpoint_every"] = 10
+    space = root / "space.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    study_dir = root / "study"
+    proc = _start_driver(space, study_dir, root / "first.log")
+    try:
+        _wait(lambda: _finished_count(study_dir) >= 1, "the first trial finished", proc)
+    finally:
+        _kill_session(proc)
+    before = {r.data.tags["trial_id"]: (r.info.run_id, r.info.status) for r in _children(study_dir)}
+    front = run_study(parse_config(raw), study_dir, resume=True)
+    return {"dir": study_dir, "raw": raw, "before": before, "front": front,
+            "first_log": (root / "first.log").read_text()}
+
+
+def test_resume_finishes_the_study_without_duplicates(resumed_study):
+    study_dir, before = resumed_study["dir"], resumed_study["before"]
+    finished_before = {t for t, (_, status) in before.items() if status == "FINISHED"}
+    assert finished_before and len(finished_before) < 3  # the kill landed mid-study
+
+    children = _children(study_dir)
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    ids = [r.data.tags["trial_id"] for r in finished]
+    assert len(finished) == 3 and len(set(ids)) == 3  # exactly one finished run per trial
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in children)  # only a lost trial may be KILLED
+    # a trial that finished before the kill kept its run and was not logged a second time
+    client = MlflowClient(json.loads((study_dir / "study.json").read_text())["tracking_uri"])
+    for trial_id in finished_before:
+        run_id = before[trial_id][0]
+        assert run_id in {r.info.run_id for r in finished}
+        assert len(client.get_metric_history(run_id, "world/score")) == 1
+
+    # Optuna agrees: the same three trials complete, with the same values; none left running
+    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    complete = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert not [t for t in ot.trials if t.state == optuna.trial.TrialState.RUNNING]
+    by_trial = sorted(v for t in sorted(complete, key=lambda t: t.values) for v in t.values)
+    by_run = sorted(r.data.metrics[m] for r in finished for m in OBJECTIVES)
+    assert by_trial == pytest.approx(by_run)
+    assert len(resumed_study["front"].trials) == 3
+
+
+def test_run_on_an_existing_study_without_resume_is_refused(resumed_study, capsys):
+    from study.cli import main
+
+    space = resumed_study["dir"].parent / "space.yaml"
+    assert main(["run", str(space), "--study-dir", str(resumed_study["dir"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds a study: add --resume" in err and "\n" not in err
+
+
+def test_rerun_of_the_knee_with_two_seeds(resumed_study):
+    study_dir = resumed_study["dir"]
+    result = rerun(study_dir, "knee", seeds=2)
+    knee = resumed_study["front"].trials[resumed_study["front"].knee]
+    assert result["rerun_of"] == knee.trial_id and len(result["per_seed"]) == 2 and not result["failed_seeds"]
+    for metric in OBJECTIVES:
+        seeds = [result["per_seed"][k][metric] for k in ("0", "1")]
+        summary = result["summary"][metric]
+        assert summary["mean"] == pytest.approx(sum(seeds) / 2)
+        assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+        # seed 0 of a rerun without --full is the trial itself: the same config and seed, the same numbers
+        assert seeds[0] == pytest.approx(knee.metrics[metric], rel=1e-6, abs=1e-9)
+    assert json.loads((study_dir / "reruns" / f"{knee.trial_id}.json").read_text())["summary"] == result["summary"]
+
+    record = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(record["tracking_uri"])
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.data.tags["rerun_of"] == knee.trial_id
+    assert run.data.tags["mlflow.parentRunId"] == record["parent_run_id"]
+    assert run.data.metrics[OBJECTIVES[0]] == pytest.approx(result["summary"][OBJECTIVES[0]]["mean"])
+    assert f"{OBJECTIVES[0]}/ci_high" in run.data.metrics
+    # a rerun is not a trial: the front and `kdstudy pareto` still see three trials
+    from analysis.runs import load_study
+
+    assert len(load_study(study_dir).trials) == 3
+
+
+def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
+    raw = tiny_space(num_samples=1, scaling={"num_workers": 2}, max_failures=2)
+    raw["distill"].update({"steps": 400, "checkpoint_every": 20, "log_every": 20})
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    study_dir = tmp_path / "study"
+    log = tmp_path / "driver.log"
+    proc = _start_driver(space, study_dir, log)
+    try:
+        # the progress line of step 60 comes after the checkpoints of steps 20 and 40 were reported to Ray Train
+        _wait(lambda: "step 60/400" in log.read_text(), "two reported checkpoints", proc)
+
+        def kill_a_worker() -> bool:
+            for p in psutil.process_iter(["cmdline"]):
+                if os.getsid(p.pid) == proc.pid and "RayTrainWorker" in " ".join(p.info["cmdline"] or []):
+                    p.kill()
+                    return True
+            return False
+
+        _wait(kill_a_worker, "a Train worker to kill", proc)
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        _kill_session(proc)
+    text = log.read_text()
+    assert "resuming from" in text  # the restarted workers loaded the last reported checkpoint
+    (run,) = _children(study_dir)
+    assert run.info.status == "FINISHED" and run.data.metrics["distill/steps"] == 400
+    assert set(OBJECTIVES) <= set(run.data.metrics)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
+from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
@@ -60,17 +62,22 @@ def front_table(front: Front, title: str) -> Table:
     """The front as a table: one row per non-dominated trial, its sampled params and its objectives (↓ min, ↑ max)."""
     params = sorted({k for t, _ in front.front_trials() for k in t.params})
     table = Table(title=title, caption=caption(front))
-    table.add_column("trial")
-    table.add_column("note")
-    for name in params:
-        table.add_column(".".join(name.split(".")[-2:]), justify="right")  # loss.temperature, mitigation.mode
+    table.add_column("trial", overflow="fold")
+    table.add_column("note", overflow="fold")
+    for name in params:  # loss.temperature, mitigation.mode
+        table.add_column(".".join(name.split(".")[-2:]), justify="right", overflow="fold")
     for metric, mode in zip(front.metrics, front.modes):
-        table.add_column(f"{metric} {'↓' if mode == 'min' else '↑'}", justify="right")
+        table.add_column(f"{metric} {'↓' if mode == 'min' else '↑'}", justify="right", overflow="fold")
     for row in front.rows():
         note = " ".join(n for n in (row["anchor"], "knee" if row["knee"] else None) if n)
         table.add_row(row["trial_id"], note, *(_short(row["params"].get(p, "-")) for p in params),
                       *(f"{v:.4f}" for v in row["objectives"].values()))
     return table
+
+
+def table_console() -> Console:
+    """Standard output for tables: the terminal's width, or 160 columns in a log file (rich's 80 cuts names)."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def caption(front: Front) -> str:

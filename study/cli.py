@@ -24,6 +24,7 @@ from rich.table import Table
 
 from pydantic import ValidationError
 
+from analysis.report import table_console
 from study.config import (PRIMARY_METRICS, BiasConfig, ConfigError, GlueConfig, StudyConfig, apply_overrides,
                           load_config, parse_config)
 from study.data import DataError
@@ -55,7 +56,7 @@ def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
     table.add_column("value", justify="right")
     for k, v in metrics.items():
         table.add_row(k, f"{v:.4f}")
-    Console().print(table)
+    table_console().print(table)
     if out:
         Path(out).write_text(json.dumps(metrics, indent=2))
         console.print(f"metrics: {out}")
@@ -91,7 +92,7 @@ def cmd_distill(args) -> int:
     rows = [(k, metrics[f"teacher/{k}"], metrics[k]) for k in dict.fromkeys(keys)]
     rows += [("bias/amplification", "", metrics["bias/amplification"]),
              ("perf/tokens_per_s", "", metrics["perf/tokens_per_s"])]
-    Console().print(_metrics_table(f"{cfg.name}: mitigation {cfg.distill.mitigation.mode}", rows))
+    table_console().print(_metrics_table(f"{cfg.name}: mitigation {cfg.distill.mitigation.mode}", rows))
     console.print(f"student: {out / 'student'}   metrics: {out / 'metrics.json'}")
     return 0
 
@@ -161,7 +162,7 @@ def cmd_run(args) -> int:
             raise ConfigError(f"{args.config}: no search section to plan")
         resolved = resolve(cfg, args.study_dir)
         for part in plan(resolved, resolved.study_dir):
-            Console(soft_wrap=True).print(part, highlight=False)
+            table_console().print(part, highlight=False)
         return 0
     run_study(cfg, args.study_dir, args.address, args.resume, console)
     return 0
@@ -183,7 +184,7 @@ def cmd_pareto(args) -> int:
     if args.json:
         print(json.dumps(front.to_json(), indent=2))
     else:
-        Console().print(front_table(front, f"{study.name}: Pareto front"))
+        table_console().print(front_table(front, f"{study.name}: Pareto front"))
     return 0
 
 

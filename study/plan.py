@@ -73,7 +73,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
     ]
     table = Table(title="search space")
     for column in ("parameter", "values", "sampled when"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # whole names, wrapped, never cut
     for name, spec in search.space.items():
         table.add_row(*_space_row(name, spec))
     return [*lines, table]

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 from rich.table import Table
 
-from analysis.report import seed_summary, summarize
+from analysis.report import seed_summary, summarize, table_console
 from analysis.runs import Study, Trial, load_study
 from study import tracking
 from study.config import ConfigError, StudyConfig, with_params
@@ -122,7 +122,7 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     out.write_text(json.dumps(result, indent=2))
     result["mlflow_run_id"] = _log(study, trial, result, out)
     console.print(f"rerun written to {out}")
-    Console().print(rerun_table(result, shown_metrics(cfg, set(summary)), f"{study.name}: rerun of {trial.trial_id}"))
+    table_console().print(rerun_table(result, shown_metrics(cfg, set(summary)), f"{study.name}: rerun of {trial.trial_id}"))
     return result
 
 

@@ -348,7 +348,7 @@ def _check_same_study(cfg: StudyConfig, directory: Path) -> StudyConfig:
 def finish_study(directory: Path, console: Console):
     """After the last trial: close what never came back, tag the front, log the table and figures to the parent run."""
     from analysis.plots import parallel_figure, pareto_figure
-    from analysis.report import front_table, summarize
+    from analysis.report import front_table, summarize, table_console
     from analysis.runs import load_study, read_record
 
     record = read_record(directory)
@@ -386,5 +386,5 @@ def finish_study(directory: Path, console: Console):
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})
     tracking.end_run(client, parent, "FINISHED")
-    Console().print(table)
+    table_console().print(table)
     return front

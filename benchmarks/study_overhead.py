@@ -3,8 +3,8 @@ trial at a time, MLflow and Optuna) vs one after another standalone in this proc
 
 Both sides use the same threads, the same cached world and teacher metrics, and must give the same objectives
 (checked: a seed fixes everything on CPU). The study's trials log where their time went (perf/setup_seconds,
-perf/distill_seconds, perf/fit_seconds, perf/eval_seconds, perf/trial_seconds), so the overhead is split into:
-Ray start and study bookkeeping, Train worker start/teardown, the trial's own process, and the evaluation task.
+perf/distill_seconds, perf/eval_seconds, perf/fit_seconds, perf/trial_seconds), so the overhead is split into:
+Ray start and study bookkeeping, Train worker start/teardown, and the trial's own process.
 
     python benchmarks/study_overhead.py [--config search_spaces/smoke.yaml] [--trials 8] [--set key=value ...]
 
@@ -83,7 +83,7 @@ def main() -> None:
     t_alone = time.perf_counter() - start
 
     anchors = [{"name": f"config{i}", "params": p} for i, p in enumerate(configs)]
-    scaling = {"num_workers": 1, "cpus_per_worker": args.threads, "eval_cpus": args.threads}
+    scaling = {"num_workers": 1, "cpus_per_worker": args.threads}
     cfg = load_config(args.config, args.set + [f"search.anchors={anchors}", f"search.num_samples={args.trials}",
                                                "search.max_concurrent_trials=1", f"search.scaling={scaling}"])
     with tempfile.TemporaryDirectory() as study_dir:
@@ -107,9 +107,9 @@ def main() -> None:
     print(f"{'where the time went (sums over trials)':44s} {'study':>8s} {'standalone':>11s}")
     print(f"{'  setup: teacher, corpus, student':44s} {setup:7.0f}s {a_setup:10.0f}s")
     print(f"{'  distillation loop':44s} {distill:7.0f}s {a_distill:10.0f}s")
-    print(f"{'  evaluation (study: a Ray task)':44s} {evaluation:7.0f}s {a_eval:10.0f}s")
-    print(f"{'  Train worker start and teardown':44s} {fit - setup - distill:7.0f}s {'':>11s}")
-    print(f"{'  the trial process, reporting':44s} {trial - fit - evaluation:7.0f}s {'':>11s}")
+    print(f"{'  evaluation (study: on the Train worker)':44s} {evaluation:7.0f}s {a_eval:10.0f}s")
+    print(f"{'  Train worker start and teardown':44s} {fit - setup - distill - evaluation:7.0f}s {'':>11s}")
+    print(f"{'  the trial process, reporting':44s} {trial - fit:7.0f}s {'':>11s}")
     print(f"{'  Ray start, teacher, MLflow, Optuna, front':44s} {t_study - trial:7.0f}s {'':>11s}")
     print(f"ratio: {t_study / t_alone:.2f}")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -85,11 +84,12 @@ def cmd_distill(args) -> int:
     from study.pipeline import run_distillation
 
     cfg = load_config(args.config, args.set)
-    out = Path(args.out) if args.out else Path("runs") / cfg.name
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-distill"  # runs/<name> is the study's
     metrics = run_distillation(cfg, out, log=console.print)
     keys = [metrics["bias/primary"], "bias/template/abs_mean", "bias/template/spread",
-            "bias/template/planted_spearman", "bias/template/planted_slope", "bias/template/majority_skew"]
-    rows = [(k, metrics[f"teacher/{k}"], metrics[k]) for k in dict.fromkeys(keys)]
+            "bias/template/planted_spearman", "bias/template/planted_slope", "bias/template/majority_skew",
+            "world/score", "glue/score"]
+    rows = [(k, metrics[f"teacher/{k}"], metrics[k]) for k in dict.fromkeys(keys) if k in metrics]
     rows += [("bias/amplification", "", metrics["bias/amplification"]),
              ("perf/tokens_per_s", "", metrics["perf/tokens_per_s"])]
     table_console().print(_metrics_table(f"{cfg.name}: mitigation {cfg.distill.mitigation.mode}", rows))
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill = sub.add_parser("distill", help="run one distillation and measure teacher and student")
     distill.add_argument("config")
     distill.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    distill.add_argument("--out", help="output dir (default: runs/<name>)")
+    distill.add_argument("--out", help="output dir (default: runs/<name>-distill)")
     distill.set_defaults(func=cmd_distill)
 
     measure = sub.add_parser("bias", help="measure the template bias of any masked LM")

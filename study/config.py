@@ -338,15 +338,18 @@ class SamplerConfig(Strict):
 
 
 class ScalingConfig(Strict):
-    """Ray resources of one trial: its own process (waits on the workers, then evaluates), and its Train workers."""
+    """Ray resources of one trial: its own process, which waits on its Train workers; the workers distil, then share
+    the evaluation. The teacher's one-off measurement gets one worker's resources."""
 
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks) per trial")
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(1.0, ge=0, description="used when use_gpu")
     trial_cpus: float = Field(1.0, gt=0, description="the trial's own process")
-    eval_cpus: float = Field(1.0, gt=0, description="the evaluation task (bias suite, GLUE/world fine-tuning)")
-    eval_gpus: float = Field(0.0, ge=0)
+
+    @property
+    def worker_resources(self) -> dict[str, float]:
+        return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
 
 
 class SearchConfig(Strict):

@@ -289,7 +289,8 @@ def train(
     step, last = 0, {}
     if checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT).is_file():
         step, last = load_checkpoint(Path(checkpoint_dir), rank, student, optimizer, scheduler, generator)
-    distributed = dist.is_available() and dist.is_initialized()
+    # Ray Train sets up a process group even for one worker; DDP there would only copy gradients around.
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     model = MixupStudent(student)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)

@@ -176,21 +176,22 @@ def load_classifier(model_dir: str | Path, task: Task):
 @torch.no_grad()
 def predict(model, ids: list[list[int]], pad_id: int, batch_size: int, regression: bool) -> np.ndarray:
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for start in range(0, len(ids), batch_size):
         x, attn = pad(ids[start:start + batch_size], pad_id)
-        logits = model(input_ids=x, attention_mask=attn).logits
+        logits = model(input_ids=x.to(device), attention_mask=attn.to(device)).logits.float().cpu()
         out.append(logits[:, 0].numpy() if regression else logits.argmax(-1).numpy())
     return np.concatenate(out)
 
 
 def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS,
-             log=print) -> dict[str, float]:
+             log=print, device: str | torch.device = "cpu") -> dict[str, float]:
     """Fine-tune on `name`'s train split, score its validation split(s); {sub-metric: value, "score": ...}."""
     task = tasks[name]
     torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = load_classifier(model_dir, task)
+    model = load_classifier(model_dir, task).to(device)
     max_length = min(cfg.max_length, model.config.max_position_embeddings)
     train_ids, train_labels = _encode(tokenizer, load_split(name, "train", data_dir, tasks), task, max_length,
                                       cfg.max_train_samples)
@@ -208,8 +209,9 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
             order = torch.randperm(len(train_ids), generator=generator).tolist()
             for start in range(0, len(order), cfg.batch_size):
                 index = order[start:start + cfg.batch_size]
-                x, attn = pad([train_ids[i] for i in index], tokenizer.pad_token_id)
-                y = torch.tensor([train_labels[i] for i in index], dtype=torch.float if regression else torch.long)
+                x, attn = (t.to(device) for t in pad([train_ids[i] for i in index], tokenizer.pad_token_id))
+                y = torch.tensor([train_labels[i] for i in index], dtype=torch.float if regression else torch.long,
+                                 device=device)
                 logits = model(input_ids=x, attention_mask=attn).logits
                 loss = F.mse_loss(logits[:, 0], y) if regression else F.cross_entropy(logits, y)
                 loss.backward()
@@ -234,13 +236,14 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
 
 
 def evaluate(model_dir, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS, prefix: str = "glue",
-             names: list[str] | None = None, log=print) -> dict[str, float]:
-    """Flat `<prefix>/<task>`, `<prefix>/<task>/<sub-metric>` and `<prefix>/score` for the chosen tasks."""
+             log=print, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Flat `<prefix>/<task>`, `<prefix>/<task>/<sub-metric>` and `<prefix>/score` (the leaderboard's mean of the
+    task scores) for every task of cfg."""
     out = {}
-    for name in names or cfg.tasks:
-        result = finetune(model_dir, name, cfg, data_dir, tasks, log)
+    for name in cfg.tasks:
+        result = finetune(model_dir, name, cfg, data_dir, tasks, log, device)
         out[f"{prefix}/{name}"] = result["score"]
         out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k != "score"})
         log(f"  {prefix}/{name}: {result['score']:.2f}")
-    out[f"{prefix}/score"] = float(np.mean([out[f"{prefix}/{n}"] for n in names or cfg.tasks]))
+    out[f"{prefix}/score"] = float(np.mean([out[f"{prefix}/{name}"] for name in cfg.tasks]))
     return out

@@ -47,6 +47,27 @@ def load_masked_lm(name_or_path: str | Path):
     return model.eval(), tokenizer
 
 
+def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+              cols: torch.Tensor) -> torch.Tensor:
+    """(n, V) MLM logits at positions (rows[i], cols[i]) only.
+
+    The encoder runs on every token, the vocabulary projection only where a score is read: for a small model the
+    projection is most of a forward pass, and a masked-token benchmark reads one position per sequence.
+    """
+    kind = getattr(getattr(model, "config", None), "model_type", None)
+    if kind == "bert":
+        hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
+        return model.cls(hidden[rows, cols])
+    if kind == "distilbert":
+        hidden = model.distilbert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        h = model.vocab_layer_norm(model.activation(model.vocab_transform(hidden[rows, cols])))
+        return model.vocab_projector(h)
+    if hasattr(model, "lm_head"):  # RoBERTa and its kin
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask)[0]
+        return model.lm_head(hidden[rows, cols])
+    return model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols]
+
+
 def student_layers(n_teacher: int, n_student: int) -> list[int]:
     """Teacher layers a student takes: evenly spaced, first and last included, rounded half up.
 

@@ -19,6 +19,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import torch
 import yaml
 
 from study import bias, glue, world_tasks
@@ -80,16 +81,19 @@ def teacher_dir(cfg: StudyConfig, log=print) -> str:
     return str(build_world(cfg.world, log=log).teacher_dir) if cfg.teacher.source == "world" else cfg.teacher.source
 
 
-def evaluate_model(model_dir: str | Path, cfg: StudyConfig, log=print) -> tuple[dict[str, float], dict]:
-    """One masked LM on cfg's bias metrics and eval suites: (flat metrics, per-item bias details)."""
+def evaluate_model(model_dir: str | Path, cfg: StudyConfig, log=print,
+                   device: str | torch.device | None = None) -> tuple[dict[str, float], dict]:
+    """One masked LM on cfg's bias metrics and eval suites, on the GPU if there is one: (flat metrics, per-item
+    bias details)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_masked_lm(model_dir)
-    scalars, details = bias.measure(model, tokenizer, cfg.bias)
+    scalars, details = bias.measure(model.to(device), tokenizer, cfg.bias)
     if "world" in cfg.eval.suites:
         world = build_world(cfg.world, log=log)
-        scalars.update(glue.evaluate(model_dir, cfg.eval.world, world_tasks.task_dir(world), world_tasks.TASKS,
-                                     prefix="world", log=log))
+        scalars |= glue.evaluate(model_dir, cfg.eval.world, world_tasks.task_dir(world), world_tasks.TASKS, "world",
+                                 log, device)
     if "glue" in cfg.eval.suites:
-        scalars.update(glue.evaluate(model_dir, cfg.eval.glue, cfg.eval.glue.data_dir, log=log))
+        scalars |= glue.evaluate(model_dir, cfg.eval.glue, cfg.eval.glue.data_dir, glue.TASKS, "glue", log, device)
     return scalars, details
 
 
@@ -118,8 +122,7 @@ def teacher_metrics(cfg: StudyConfig, log=print) -> tuple[dict[str, float], dict
 def student_metrics(student_dir: str | Path, cfg: StudyConfig, teacher: dict[str, float], log=print) -> tuple[dict, dict]:
     """evaluate_model of the student, plus the teacher's values under teacher/ and bias/amplification."""
     scalars, details = evaluate_model(student_dir, cfg, log)
-    scalars.update(bias.amplification(scalars, teacher, cfg.bias.primary))
-    return scalars, details
+    return scalars | bias.amplification(scalars, teacher, cfg.bias.primary), details
 
 
 def git_commit() -> str | None:

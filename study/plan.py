@@ -61,9 +61,9 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         + (", ".join(a.name for a in search.anchors) or "none"),
         f"  goals    " + ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives),
         f"  per trial: the trial process {_resources(s.trial_cpus, 0)}; {s.num_workers} Ray Train worker(s) x "
-        f"{_resources(s.cpus_per_worker, gpus)}; then the evaluation {_resources(s.eval_cpus, s.eval_gpus)}",
+        f"{_resources(s.cpus_per_worker, gpus)}, which distil, then share the evaluation",
         f"  at {search.max_concurrent_trials} concurrent trial(s): {_resources(trial_cpus * search.max_concurrent_trials, trial_gpus * search.max_concurrent_trials)} "
-        f"while distilling",
+        f"in all",
         f"  budget   per trial {budget}; {search.num_samples} trials"
         + (f" = {_tokens(search.num_samples * d.steps * sequences * d.max_length)}" if d.steps else ""),
         f"  measure  bias {cfg.bias.metrics} (primary {cfg.bias.primary})" + ("; " + "; ".join(suites) if suites else ""),

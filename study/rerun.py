@@ -26,8 +26,8 @@ from analysis.report import seed_summary, summarize, table_console
 from analysis.runs import Study, Trial, load_study
 from study import tracking
 from study.config import ConfigError, StudyConfig, with_params
-from study.search import resolve, start_ray
-from study.trial import measure_teacher, run_seed
+from study.search import resolve, start_ray, teacher_metrics_task
+from study.trial import run_seed
 
 
 def pick_trial(study: Study, pick: str) -> Trial:
@@ -87,12 +87,9 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
 
     started = start_ray(cfg, address)
     try:
-        s = cfg.search.scaling
-        teacher = ray.get(measure_teacher.options(num_cpus=s.eval_cpus, num_gpus=s.eval_gpus).remote(
-            configs[0].model_dump(mode="json"), max(1, int(s.eval_cpus))))
-        pending = {run_seed.options(num_cpus=s.trial_cpus).remote(c.model_dump(mode="json"), teacher,
-                                                                   f"rerun-{label}-seed{k}"): k
-                   for k, c in enumerate(configs)}
+        teacher = teacher_metrics_task(configs[0])  # the full budget may measure more (all nine GLUE tasks)
+        pending = {run_seed.options(num_cpus=cfg.search.scaling.trial_cpus).remote(
+            c.model_dump(mode="json"), teacher, f"rerun-{label}-seed{k}"): k for k, c in enumerate(configs)}
         per_seed, failed = {}, {}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

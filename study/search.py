@@ -212,9 +212,8 @@ def start_ray(cfg: StudyConfig, address: str | None) -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster listens on loopback only
     s = cfg.search.scaling
     per_trial = s.trial_cpus + s.num_workers * s.cpus_per_worker
-    # Logical CPUs: each trial holds its own process plus its workers; the evaluation runs once the workers are done.
-    cpus = max(os.cpu_count() or 1, math.ceil(per_trial * cfg.search.max_concurrent_trials),
-               math.ceil(s.trial_cpus + s.eval_cpus))
+    # Logical CPUs: each trial holds its own process plus its workers.
+    cpus = max(os.cpu_count() or 1, math.ceil(per_trial * cfg.search.max_concurrent_trials))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     ray.init(num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=True,
              logging_level="WARNING", log_to_driver=True)
@@ -238,17 +237,16 @@ def _open_study(cfg: StudyConfig, directory: Path, teacher: dict) -> dict:
     return record
 
 
-def _teacher(cfg: StudyConfig, directory: Path) -> dict[str, float]:
-    """The teacher's metrics for this study: measured once (a Ray task, so on a cluster it runs where the resources
-    are), then read from the study folder by every trial and on resume."""
-    path = directory / "teacher.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+def teacher_metrics_task(cfg: StudyConfig) -> dict[str, float]:
+    """The teacher's metrics measured in a Ray task with a worker's resources; a usage error inside it (a
+    missing model or data file) comes out as itself, one line, not as Ray's traceback."""
     s = cfg.search.scaling
-    scalars = ray.get(measure_teacher.options(num_cpus=s.eval_cpus, num_gpus=s.eval_gpus).remote(
-        cfg.model_dump(mode="json"), max(1, int(s.eval_cpus))))
-    path.write_text(json.dumps(scalars, indent=2, sort_keys=True))
-    return scalars
+    task = measure_teacher.options(num_cpus=s.cpus_per_worker, num_gpus=s.worker_resources.get("GPU", 0))
+    try:
+        return ray.get(task.remote(cfg.model_dump(mode="json"), max(1, int(s.cpus_per_worker))))
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        raise (cause if isinstance(cause, Exception) else err) from None
 
 
 def make_tuner(cfg: StudyConfig, record: dict, teacher: dict, console: Console) -> tune.Tuner:
@@ -262,7 +260,8 @@ def make_tuner(cfg: StudyConfig, record: dict, teacher: dict, console: Console) 
         _trainable(cfg, teacher),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.num_samples,
                                     max_concurrent_trials=search.max_concurrent_trials,
-                                    trial_dirname_creator=trial_dirname),
+                                    trial_dirname_creator=trial_dirname,
+                                    reuse_actors=True),  # a trial's process serves the next: no start-up each time
         run_config=tune.RunConfig(name="tune", storage_path=search.storage_path, verbose=0,
                                   callbacks=_callbacks(cfg, record, console),
                                   failure_config=tune.FailureConfig(max_failures=0)),
@@ -295,21 +294,26 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
                           f"--study-dir")
     if resume and not exists:
         raise ConfigError(f"{directory}: no study to resume (no study.json)")
-    directory.mkdir(parents=True, exist_ok=True)
     # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
     started = start_ray(cfg, address)
     try:
         if resume:
             cfg = _check_same_study(cfg, directory)
-            teacher = _teacher(cfg, directory)
-            tuner = tune.Tuner.restore(str(Path(cfg.search.storage_path) / "tune"), trainable=_trainable(cfg, teacher),
-                                       resume_unfinished=True)
+            state = str(Path(cfg.search.storage_path) / "tune")
+            if not tune.Tuner.can_restore(state):
+                raise ConfigError(f"{directory}: the study stopped before its first trial started ({state} holds no "
+                                  f"Tune state); delete the folder and run it afresh")
+            teacher = json.loads((directory / "teacher.json").read_text())
+            tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
             console.print(_reopen_study(directory))
         else:
+            # The teacher first: a missing model or data file stops the study before it writes anything.
+            teacher = teacher_metrics_task(cfg)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "teacher.json").write_text(json.dumps(teacher, indent=2, sort_keys=True))
             (directory / "study.yaml").write_text(yaml.safe_dump(
                 {**cfg.model_dump(mode="json"), "git_commit": git_commit()}, sort_keys=False))
-            teacher = _teacher(cfg, directory)
             record = _open_study(cfg, directory, teacher)
             tuner = make_tuner(cfg, record, teacher, console)
             console.print(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "

@@ -1,10 +1,11 @@
-"""One trial of a study: distil on Ray Train workers, evaluate the student, report every metric once.
+"""One trial of a study: distil on Ray Train workers, evaluate the student there, report every metric once.
 
     run_trial(params)                     the Tune function trainable, one per sampled config
       TorchTrainer(distill_worker)        N workers in DDP (gloo on CPU, nccl on GPU); each checkpoint is
-                                          reported to Ray Train, which restarts crashed workers from the last one
-      evaluate_student (a Ray task)       bias, world/GLUE, amplification against the study's teacher
-      tune.report(metrics)                once, with the student's URI; the study's searcher reads the objectives
+                                          reported to Ray Train, which restarts crashed workers from the last one;
+                                          after the last step rank 0 evaluates the student on its device (bias,
+                                          world/GLUE), results in the final checkpoint beside the student
+      tune.report(metrics)                once, with amplification against the study's teacher and the student's URI
 
 Ray appears here and in study.search only: the distillation is study.distill and the measuring study.pipeline,
 the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with a one-line reason; the
@@ -27,12 +28,14 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from study.bias import amplification
 from study.config import ConfigError, StudyConfig, with_params
 from study.distill import Diverged, train
 from study.models import make_student
-from study.pipeline import load_teacher_and_corpus_ids, quiet_libraries, save_student, student_metrics
+from study.pipeline import evaluate_model, load_teacher_and_corpus_ids, quiet_libraries, save_student
 
 STUDENT = "student"  # the student's model dir inside the final checkpoint
+EVALUATION = "evaluation.json"  # the student's metrics, in the final checkpoint
 
 
 class TrialFailed(RuntimeError):
@@ -52,60 +55,62 @@ def distill_worker(loop_config: dict) -> None:
     begin = time.time()
     quiet_libraries()
     cfg = StudyConfig.model_validate(loop_config["study"])
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(loop_config["threads"])))
     teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg, log=lambda *a: None)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
 
-    work = Path(tempfile.mkdtemp(prefix="kdstudy-distill-"))
+    with tempfile.TemporaryDirectory(prefix="kdstudy-distill-") as work:
+        _distill(cfg, teacher, tokenizer, corpus_ids, student, Path(work), loop_config["trial"],
+                 {"perf/setup_seconds": time.time() - begin})  # setup: teacher, corpus, counterfactuals, student
+
+
+def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Path, name: str, setup: dict) -> None:
+    """The loop on this rank, from the last reported checkpoint if there is one, reporting each new one."""
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    state = work / "state"  # this rank's checkpoint files; what Ray Train reports and restores
     restored = ray.train.get_checkpoint()
     if restored is not None:
-        restored.to_directory(str(work))
+        restored.to_directory(str(state))
         if rank == 0:
-            print(f"[{loop_config['trial']}] resuming from {restored.path}", flush=True)
+            print(f"[{name}] resuming from {restored.path}", flush=True)
     start = time.time()
-    setup = {"perf/setup_seconds": start - begin}  # teacher, corpus, counterfactuals, student
     first_log: list = []  # (time, step) of this attempt's first log line: a resumed run does not start at 0
 
     def log(step: int, total: int, metrics: dict) -> None:
         first_log[:] = first_log or [time.time(), step]
         t0, s0 = first_log
         eta = f"{(time.time() - t0) / (step - s0) * (total - step):.0f}s" if step > s0 else "-"
-        print(f"[{loop_config['trial']}] step {step}/{total} loss {metrics['distill/loss']:.3f} "
+        print(f"[{name}] step {step}/{total} loss {metrics['distill/loss']:.3f} "
               f"{metrics['perf/tokens_per_s']:.0f} tok/s, eta {eta}", flush=True)
 
     def report(step: int, total: int, directory: Path, metrics: dict) -> None:
-        if step == total and rank == 0:
-            save_student(student, tokenizer, directory / STUDENT)
         timing = {**setup, "perf/distill_seconds": time.time() - start}
+        if step == total and rank == 0:  # the student and its evaluation go into the final checkpoint
+            # Rank 0 alone: transformers saves a model on rank 0 only once torch.distributed is up, and the other
+            # ranks wait for the final report anyway.
+            started = time.time()
+            scalars, _ = evaluate_model(save_student(student, tokenizer, directory / STUDENT), cfg,
+                                        log=lambda *a: None, device=ray.train.torch.get_device())
+            (directory / EVALUATION).write_text(json.dumps(scalars))
+            timing["perf/eval_seconds"] = time.time() - started
         ray.train.report({**metrics, **timing, "distill/steps": float(step)},
                          checkpoint=Checkpoint.from_directory(str(directory)),
                          delete_local_checkpoint_after_upload=False)
 
-    device = ray.train.torch.get_device()
     try:
-        train(cfg.distill, teacher, student, tokenizer, corpus_ids, rank=rank, world_size=world_size, device=device,
-              checkpoint_dir=work, on_log=log, on_checkpoint=report, progress_bar=False)
+        train(cfg.distill, teacher, student, tokenizer, corpus_ids, rank=rank, world_size=world_size,
+              device=ray.train.torch.get_device(), checkpoint_dir=state, on_log=log, on_checkpoint=report,
+              progress_bar=False)
     except Diverged as err:  # every rank judges the same mean loss, so all ranks arrive here together
-        marker = Path(tempfile.mkdtemp(prefix="kdstudy-diverged-"))
+        marker = work / "diverged"
+        marker.mkdir()
         (marker / "diverged.json").write_text(json.dumps({"reason": str(err)}))
         ray.train.report({"distill/diverged": 1.0, "distill/failure": f"distillation diverged: {err}"},
                          checkpoint=Checkpoint.from_directory(str(marker)) if rank == 0 else None)
 
 
-# --- the evaluation task ---------------------------------------------------------------------------------------
-
-
-@ray.remote
-def evaluate_student(checkpoint: Checkpoint, study: dict, teacher: dict[str, float], threads: int) -> dict[str, float]:
-    """Bias suite, world/GLUE and amplification of the student in the final checkpoint (local or remote storage)."""
-    quiet_libraries()
-    torch.set_num_threads(max(1, threads))
-    cfg = StudyConfig.model_validate(study)
-    with checkpoint.as_directory() as directory:
-        scalars, _ = student_metrics(Path(directory) / STUDENT, cfg, teacher, log=lambda *a: None)
-    return scalars
+# --- the teacher, once per study --------------------------------------------------------------------------
 
 
 @ray.remote
@@ -163,6 +168,16 @@ def save_result(cfg: StudyConfig, name: str, result: dict) -> None:
         f.write(json.dumps(result).encode())
 
 
+def read_evaluation(checkpoint: Checkpoint) -> dict[str, float]:
+    """The student's metrics from the final checkpoint; only that small file is read (the checkpoint itself may be
+    large and in S3)."""
+    path = f"{checkpoint.path}/{EVALUATION}"
+    if checkpoint.filesystem.get_file_info(path).type != pyarrow.fs.FileType.File:
+        raise TrialFailed(f"the final checkpoint {checkpoint.path} holds no {EVALUATION}")
+    with checkpoint.filesystem.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
 def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str) -> tuple[dict, str]:
     """Distil on Ray Train workers (a Train run called `name`), then evaluate: (every metric, the final checkpoint's
     URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study
@@ -172,12 +187,11 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         print(f"[{name}] finished before the interruption: its saved result is reported again", flush=True)
         return saved["metrics"], saved["uri"]
     scaling = cfg.search.scaling
-    per_worker = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
     trainer = TorchTrainer(
         distill_worker,
         train_loop_config={"study": cfg.model_dump(mode="json"), "threads": scaling.cpus_per_worker, "trial": name},
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                     resources_per_worker=per_worker),
+                                     resources_per_worker=scaling.worker_resources),
         run_config=train_run_config(cfg, name),
     )
     start = time.time()
@@ -187,16 +201,10 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         raise TrialFailed(f"distillation failed: {_worker_error(err)}") from None
     if result.metrics.get("distill/diverged"):
         raise TrialFailed(result.metrics["distill/failure"])
-    # Outside the trial's placement group, like the Train workers: the evaluation takes its resources only once the
-    # workers have given theirs back.
-    evaluate = evaluate_student.options(num_cpus=scaling.eval_cpus, num_gpus=scaling.eval_gpus,
-                                        scheduling_strategy="DEFAULT")
-    fitted = time.time()
-    metrics = ray.get(evaluate.remote(result.checkpoint, cfg.model_dump(mode="json"), teacher,
-                                      max(1, int(scaling.eval_cpus))))
-    metrics.update({k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))})
-    # fit = Train's worker start and teardown + setup + distillation; eval includes the task's start
-    metrics.update({"perf/fit_seconds": fitted - start, "perf/eval_seconds": time.time() - fitted})
+    metrics = read_evaluation(result.checkpoint)
+    metrics |= amplification(metrics, teacher, cfg.bias.primary)
+    metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
+    metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
     save_result(cfg, name, {"metrics": metrics, "uri": result.checkpoint.path})
     return metrics, result.checkpoint.path
 

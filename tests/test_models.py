@@ -75,3 +75,19 @@ def test_model_type_without_mlm_is_refused(tmp_path):
     (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ModelError, match="has no masked-LM head"):
         load_masked_lm(tmp_path / "gpt")
+
+
+def test_logits_at_equals_the_full_forward_at_those_positions(world_models):
+    import torch
+
+    from study.models import logits_at
+
+    teacher, tokenizer, ids = world_models
+    student = make_student(teacher, 1).eval()
+    batch = torch.tensor([ids[0][:8], ids[1][:8]])
+    attn = torch.ones_like(batch)
+    rows, cols = torch.tensor([0, 1, 1]), torch.tensor([3, 0, 7])
+    with torch.no_grad():
+        for model in (teacher, student):
+            full = model(input_ids=batch, attention_mask=attn).logits[rows, cols]
+            assert torch.allclose(logits_at(model, batch, attn, rows, cols), full, atol=1e-5)

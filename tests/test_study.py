@@ -147,3 +147,15 @@ def test_a_diverging_trial_fails_alone(tiny_world, tmp_path):
     assert [t.anchor for t in front.trials] == ["sane"] and front.on_front.tolist() == [True]
     ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
     assert sorted(t.state.name for t in ot.trials) == ["COMPLETE", "FAIL"]
+
+
+def test_a_missing_teacher_is_one_line_not_a_ray_traceback(tmp_path, capsys):
+    raw = tiny_space(num_samples=1)
+    raw["teacher"] = {"source": str(tmp_path / "no-such-teacher")}
+    path = tmp_path / "space.yaml"
+    path.write_text(__import__("yaml").safe_dump(raw))
+    assert main(["run", str(path), "--study-dir", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("kdstudy: error:") and "no-such-teacher: no such model directory" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "study").exists()  # nothing half-written

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from study.data import pad
+from study.models import logits_at
 
 
 @torch.no_grad()
@@ -32,11 +33,11 @@ def masked_token_logprobs(model, tokenizer, items: list[tuple[list[int], list[in
         for i, (_, _, p) in enumerate(chunk):
             seqs[i][p] = tokenizer.mask_token_id
         ids, attn = pad(seqs, tokenizer.pad_token_id)
-        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits  # (B, L, V)
-        rows = torch.arange(len(chunk))
-        cols = torch.tensor([p for _, _, p in chunk])
-        logp = torch.log_softmax(logits[rows, cols].float(), dim=-1)  # (B, V): only the masked positions
-        values = logp[rows, torch.tensor(originals)].cpu().numpy()
+        rows = torch.arange(len(chunk), device=device)
+        cols = torch.tensor([p for _, _, p in chunk], device=device)
+        logits = logits_at(model, ids.to(device), attn.to(device), rows, cols)  # (B, V): the masked positions only
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        values = logp[rows, torch.tensor(originals, device=device)].cpu().numpy()
         for i, (_, n, p) in enumerate(chunk):
             out[n][slot[(n, p)]] = values[i]
     return out

@@ -38,8 +38,8 @@ def _check(examples: list[dict], where: str) -> list[dict]:
 def load_examples(source: str | Path | None, domain: str = "gender") -> list[dict]:
     """[{context, fillers: {label: sentence}}] from a local release-format JSON, or from the hub."""
     path = Path(source) if source is not None else None
-    if path is not None and path.is_dir():
-        path = path / "stereoset" / "dev.json" if (path / "stereoset").is_dir() else path / "dev.json"
+    if path is not None and path.is_dir():  # a data dir without StereoSet in it: the hub, as documented
+        path = next((p for p in (path / "stereoset" / "dev.json", path / "dev.json") if p.is_file()), None)
     if path is not None and path.is_file():
         try:
             raw = json.loads(path.read_text())["data"]["intrasentence"]

@@ -87,6 +87,7 @@ def build_queries(tokenizer, occupations: list[str], cfg: TemplateBiasConfig) ->
 def target_logprobs(model, queries: Queries, pad_id: int, batch_size: int) -> np.ndarray:
     """log P(target word) per query: the sum over its pieces of the log-softmax at each piece's mask."""
     from study.data import pad
+    from study.models import logits_at
 
     model.eval()
     device = next(model.parameters()).device
@@ -94,11 +95,14 @@ def target_logprobs(model, queries: Queries, pad_id: int, batch_size: int) -> np
     for start in range(0, len(queries.ids), batch_size):
         stop = min(start + batch_size, len(queries.ids))
         ids, attn = pad(queries.ids[start:stop], pad_id)
-        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()  # (B, L, V)
-        logp = torch.log_softmax(logits, dim=-1).cpu()
-        for row, q in enumerate(range(start, stop)):
-            pos, tgt = queries.target_positions[q], queries.target_ids[q]
-            out[q] = logp[row, pos, tgt].sum().item()
+        # every target piece of every query in the batch: (row, position, piece id, query)
+        reads = [(row, p, t, q) for row, q in enumerate(range(start, stop))
+                 for p, t in zip(queries.target_positions[q], queries.target_ids[q])]
+        rows, cols, pieces, owner = (torch.tensor(x) for x in zip(*reads))
+        logits = logits_at(model, ids.to(device), attn.to(device), rows.to(device), cols.to(device))  # (n, V)
+        logp = torch.log_softmax(logits.float(), dim=-1).cpu()[torch.arange(len(reads)), pieces]  # (n,)
+        out[start:stop] = torch.zeros(stop - start, dtype=torch.float64).index_add_(
+            0, owner - start, logp.double()).numpy()  # a word's log-probability: the sum over its pieces
     return out
 
 

@@ -1,21 +1,26 @@
 """What a study costs beyond its trials: the same trial configs run as a kdstudy study (Ray Tune + Ray Train, one
-trial at a time, MLflow and Optuna) vs one after another standalone in this process, in the same run.
+trial at a time, MLflow and Optuna) vs one after another standalone, in the same run. Standalone is measured two
+ways: `kdstudy distill` once per config (what a researcher runs without a study: a process per run), and a loop in
+this process (imports and Python start paid once: the least any runner could spend).
 
-Both sides use the same threads, the same cached world and teacher metrics, and must give the same objectives
+All sides use the same threads, the same cached world and teacher metrics, and must give the same objectives
 (checked: a seed fixes everything on CPU). The study's trials log where their time went (perf/setup_seconds,
 perf/distill_seconds, perf/eval_seconds, perf/fit_seconds, perf/trial_seconds), so the overhead is split into:
 Ray start and study bookkeeping, Train worker start/teardown, and the trial's own process.
 
     python benchmarks/study_overhead.py [--config search_spaces/smoke.yaml] [--trials 8] [--set key=value ...]
 
-Last line: `ratio: X` = study wall time / standalone sum.
+Last lines: `ratio vs in-process loop: X`, then `ratio: X` = study wall time / `kdstudy distill` sum.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +62,15 @@ def standalone(cfg, teacher: dict, work: Path) -> tuple[dict, dict]:
     return {**metrics, **scalars}, {"setup": t1 - t0, "distill": t2 - t1, "eval": t3 - t2}
 
 
+def standalone_cli(config: str, overrides: list[str], params: dict, threads: int, work: Path) -> dict:
+    """One trial's config as `kdstudy distill` in its own process: its metrics.json."""
+    sets = [a for o in overrides + [f"{k}={v}" for k, v in params.items()] for a in ("--set", o)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-m", "study.cli", "distill", config, *sets, "--out", str(work)], check=True,
+                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads((work / "metrics.json").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="search_spaces/smoke.yaml")
@@ -82,6 +96,15 @@ def main() -> None:
         print(f"  standalone {i}: " + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()), flush=True)
     t_alone = time.perf_counter() - start
 
+    start = time.perf_counter()
+    for i, params in enumerate(configs):
+        with tempfile.TemporaryDirectory() as work:
+            metrics = standalone_cli(args.config, args.set, params, args.threads, Path(work))
+        diffs_cli = [abs(metrics[o] - alone[i][0][o]) for o in objectives]
+        print(f"  kdstudy distill {i}: {time.perf_counter() - start:.0f}s so far, objectives differ from the loop by "
+              f"at most {max(diffs_cli):.2e}", flush=True)
+    t_cli = time.perf_counter() - start
+
     anchors = [{"name": f"config{i}", "params": p} for i, p in enumerate(configs)]
     scaling = {"num_workers": 1, "cpus_per_worker": args.threads}
     cfg = load_config(args.config, args.set + [f"search.anchors={anchors}", f"search.num_samples={args.trials}",
@@ -103,7 +126,8 @@ def main() -> None:
                      phases["eval"]])
     r = np.array(rows).sum(axis=0)
     trial, fit, setup, distill, evaluation, a_setup, a_distill, a_eval = r
-    print(f"\nstudy {t_study:.0f}s vs standalone {t_alone:.0f}s; objectives differ by at most {max(diffs):.2e}")
+    print(f"\nstudy {t_study:.0f}s vs standalone: kdstudy distill {t_cli:.0f}s, in-process loop {t_alone:.0f}s; "
+          f"objectives differ by at most {max(diffs):.2e}")
     print(f"{'where the time went (sums over trials)':44s} {'study':>8s} {'standalone':>11s}")
     print(f"{'  setup: teacher, corpus, student':44s} {setup:7.0f}s {a_setup:10.0f}s")
     print(f"{'  distillation loop':44s} {distill:7.0f}s {a_distill:10.0f}s")
@@ -111,7 +135,8 @@ def main() -> None:
     print(f"{'  Train worker start and teardown':44s} {fit - setup - distill - evaluation:7.0f}s {'':>11s}")
     print(f"{'  the trial process, reporting':44s} {trial - fit:7.0f}s {'':>11s}")
     print(f"{'  Ray start, teacher, MLflow, Optuna, front':44s} {t_study - trial:7.0f}s {'':>11s}")
-    print(f"ratio: {t_study / t_alone:.2f}")
+    print(f"ratio vs in-process loop: {t_study / t_alone:.2f}")
+    print(f"ratio: {t_study / t_cli:.2f}")
 
 
 if __name__ == "__main__":

@@ -97,20 +97,34 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, log=print,
     return scalars, details
 
 
-def teacher_metrics(cfg: StudyConfig, log=print) -> tuple[dict[str, float], dict]:
-    """The teacher's evaluate_model, measured once per (teacher, bias and eval config) and cached under the cache
-    root: every trial of a study, and every study on the same teacher, compares against the same numbers."""
+def _teacher_cache(cfg: StudyConfig) -> Path:
+    """Where teacher_metrics keeps a teacher's numbers: keyed by the teacher and the bias and eval config."""
     measured = {"bias": cfg.bias.model_dump(mode="json"), "suites": cfg.eval.suites}
     if "world" in cfg.eval.suites:
         measured["world"] = cfg.eval.world.model_dump(mode="json")
     if "glue" in cfg.eval.suites:
         measured["glue"] = cfg.eval.glue.model_dump(mode="json")
     blob = json.dumps({"teacher": teacher_identity(cfg), **measured}, sort_keys=True)
-    path = cache_root() / "teacher_metrics" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        return cached["scalars"], cached["details"]
+    return cache_root() / "teacher_metrics" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
+
+
+def cached_teacher_metrics(cfg: StudyConfig) -> tuple[dict[str, float], dict] | None:
+    """teacher_metrics if this machine measured them before, else None (nothing is measured)."""
+    path = _teacher_cache(cfg)
+    if not path.is_file():
+        return None
+    cached = json.loads(path.read_text())
+    return cached["scalars"], cached["details"]
+
+
+def teacher_metrics(cfg: StudyConfig, log=print) -> tuple[dict[str, float], dict]:
+    """The teacher's evaluate_model, measured once per (teacher, bias and eval config) and cached under the cache
+    root: every trial of a study, and every study on the same teacher, compares against the same numbers."""
+    cached = cached_teacher_metrics(cfg)
+    if cached is not None:
+        return cached
     scalars, details = evaluate_model(teacher_dir(cfg, log), cfg, log)
+    path = _teacher_cache(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"teacher": teacher_identity(cfg), "scalars": scalars, "details": details}))

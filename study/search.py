@@ -31,7 +31,7 @@ from rich.console import Console
 
 from study import tracking
 from study.config import ConfigError, SamplerConfig, StudyConfig
-from study.pipeline import git_commit
+from study.pipeline import cached_teacher_metrics, git_commit
 from study.trial import measure_teacher, run_trial
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster moves configs and metrics, not data: keep the store small
@@ -210,6 +210,8 @@ def start_ray(cfg: StudyConfig, address: str | None) -> bool:
         ray.init(address=address)
         return True
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster listens on loopback only
+    # One machine is not preempted: no watcher actor per Train run (its process start competes with the trials).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     s = cfg.search.scaling
     per_trial = s.trial_cpus + s.num_workers * s.cpus_per_worker
     # Logical CPUs: each trial holds its own process plus its workers.
@@ -240,6 +242,9 @@ def _open_study(cfg: StudyConfig, directory: Path, teacher: dict) -> dict:
 def teacher_metrics_task(cfg: StudyConfig) -> dict[str, float]:
     """The teacher's metrics measured in a Ray task with a worker's resources; a usage error inside it (a
     missing model or data file) comes out as itself, one line, not as Ray's traceback."""
+    cached = cached_teacher_metrics(cfg)
+    if cached is not None:  # measured before on this machine: no worker process to start just to read a file
+        return cached[0]
     s = cfg.search.scaling
     task = measure_teacher.options(num_cpus=s.cpus_per_worker, num_gpus=s.worker_resources.get("GPU", 0))
     try:

@@ -16,15 +16,13 @@ import argparse
 import json
 import time
 
-import transformers
-
 from analysis.report import seed_summary
 from study import bias
 from study.config import load_config
 from study.data import tokenize
 from study.distill import train
 from study.models import make_student
-from study.pipeline import load_teacher_and_corpus
+from study.pipeline import load_teacher_and_corpus, quiet_libraries
 
 MODES = {"none": {"mode": "none"}, "cda": {"mode": "cda"}, "mixup": {"mode": "mixup", "alpha": 0.4, "p": 1.0}}
 STATS = ["planted_slope", "spread", "abs_mean", "cbs", "planted_spearman", "majority_skew"]
@@ -44,7 +42,7 @@ def main() -> None:
     parser.add_argument("--modes", default="none,cda,mixup")
     parser.add_argument("--json", help="also write every run's metrics here")
     args = parser.parse_args()
-    transformers.logging.set_verbosity_error()
+    quiet_libraries()
 
     base = load_config(args.config, args.set)
     teacher, tokenizer, sentences = load_teacher_and_corpus(base)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 
 from study.bias import crows
 from study.bias.scoring import masked_token_logprobs
 from study.config import WorldConfig
 from study.models import load_masked_lm
+from study.pipeline import quiet_libraries
 from study.world import build_world
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--pairs", type=int, default=262)
     args = parser.parse_args()
-    transformers.logging.set_verbosity_error()
+    quiet_libraries()
     model, tokenizer = load_masked_lm(args.model or build_world(WorldConfig()).teacher_dir)
     pairs = crows.load_pairs(args.data_dir)[: args.pairs]
     items = []

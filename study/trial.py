@@ -15,6 +15,7 @@ study goes on.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 import time
@@ -45,6 +46,15 @@ class TrialFailed(RuntimeError):
 # --- on each Ray Train worker ----------------------------------------------------------------------------------
 
 
+def quiet_train_reports() -> None:
+    """Ray Train logs every report at INFO (all its metrics and the checkpoint path: a long line per checkpoint)
+    under a logger named by its source file, which LoggingConfig does not reach; the trial prints its own
+    progress line instead."""
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.replace("\\", "/").endswith("ray/train/v2/_internal/execution/context.py"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def distill_worker(loop_config: dict) -> None:
     """This rank's share of the distillation; every checkpoint is reported to Ray Train (and so persisted).
 
@@ -54,6 +64,7 @@ def distill_worker(loop_config: dict) -> None:
     """
     begin = time.time()
     quiet_libraries()
+    quiet_train_reports()
     cfg = StudyConfig.model_validate(loop_config["study"])
     torch.set_num_threads(max(1, int(loop_config["threads"])))
     teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg, log=lambda *a: None)

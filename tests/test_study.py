@@ -2,6 +2,7 @@
 DDP), tracked in MLflow's SQLite store and read back through a real `mlflow server`."""
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import ray
 from study.cli import main
 from study.config import parse_config
 from study.search import run_study
+from study.trial import quiet_train_reports
 from tests.conftest import TINY_WORLD
 
 OBJECTIVES = ["bias/amplification", "world/score"]
@@ -159,3 +161,12 @@ def test_a_missing_teacher_is_one_line_not_a_ray_traceback(tmp_path, capsys):
     assert err.startswith("kdstudy: error:") and "no-such-teacher: no such model directory" in err
     assert "Traceback" not in err
     assert not (tmp_path / "study").exists()  # nothing half-written
+
+
+def test_train_report_lines_are_quieted():
+    from ray.train.v2._internal.execution import context  # its logger prints each report with all its metrics
+
+    logger = logging.getLogger(context.__file__)
+    logger.setLevel(logging.INFO)  # as a Ray worker has it
+    quiet_train_reports()
+    assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)

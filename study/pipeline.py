@@ -108,23 +108,26 @@ def _teacher_cache(cfg: StudyConfig) -> Path:
     return cache_root() / "teacher_metrics" / f"{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
 
 
-def cached_teacher_metrics(cfg: StudyConfig) -> tuple[dict[str, float], dict] | None:
-    """teacher_metrics if this machine measured them before, else None (nothing is measured)."""
-    path = _teacher_cache(cfg)
+def _read_teacher_cache(path: Path) -> tuple[dict[str, float], dict] | None:
     if not path.is_file():
         return None
     cached = json.loads(path.read_text())
     return cached["scalars"], cached["details"]
 
 
+def cached_teacher_metrics(cfg: StudyConfig) -> tuple[dict[str, float], dict] | None:
+    """teacher_metrics if this machine measured them before, else None (nothing is measured)."""
+    return _read_teacher_cache(_teacher_cache(cfg))
+
+
 def teacher_metrics(cfg: StudyConfig, log=print) -> tuple[dict[str, float], dict]:
     """The teacher's evaluate_model, measured once per (teacher, bias and eval config) and cached under the cache
     root: every trial of a study, and every study on the same teacher, compares against the same numbers."""
-    cached = cached_teacher_metrics(cfg)
+    path = _teacher_cache(cfg)
+    cached = _read_teacher_cache(path)
     if cached is not None:
         return cached
     scalars, details = evaluate_model(teacher_dir(cfg, log), cfg, log)
-    path = _teacher_cache(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"teacher": teacher_identity(cfg), "scalars": scalars, "details": details}))

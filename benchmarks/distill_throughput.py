@@ -22,8 +22,10 @@ from torch.utils.data import DistributedSampler
 
 from study.config import DistillConfig, WorldConfig
 from study.data import pad, plan_masking, selection_weights, tokenize
-from study.distill import make_optimizer, train
+from study.distill import train
 from study.models import load_masked_lm, make_student
+from study.optim import make_optimizer
+from study.runtime import setup_logging
 from study.world import build_world
 
 
@@ -48,7 +50,8 @@ def bare(cfg, teacher, tokenizer, ids) -> float:
         tick = time.perf_counter()
         batch = [ids[i] for i in order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
         input_ids, attn = pad(batch, tokenizer.pad_token_id)
-        masked, labels = plan_masking(input_ids, weights, cfg.masking, tokenizer.mask_token_id, generator).apply(input_ids)
+        plan = plan_masking(input_ids, weights, cfg.masking, tokenizer.mask_token_id, generator)
+        masked, labels = plan.apply(input_ids)
         s = student(input_ids=masked, attention_mask=attn, output_hidden_states=True)
         with torch.no_grad():
             t = teacher(input_ids=masked, attention_mask=attn, output_hidden_states=True)
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    setup_logging()  # a first run builds the world: minutes, said as it goes
     torch.manual_seed(0)
     world = build_world(WorldConfig())
     teacher, tokenizer = load_masked_lm(world.teacher_dir)

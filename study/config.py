@@ -14,9 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
-class ConfigError(ValueError):
-    """A usage error in a config file or a --set override; the message is one readable line."""
+from study.errors import ConfigError
 
 
 class Strict(BaseModel):
@@ -32,7 +30,8 @@ class WorldConfig(Strict):
     seed: int = 0
     sentences: int = Field(30_000, ge=200, description="corpus size in sentences")
     occupation_fraction: float = Field(0.6, gt=0, lt=1, description="share of sentences about an occupation")
-    vocab_size: int = Field(4_000, ge=200, description="WordPiece vocabulary size at most (the default world needs ~2,400)")
+    vocab_size: int = Field(4_000, ge=200,
+                            description="WordPiece vocabulary size at most (the default world needs ~2,400)")
     # Teacher architecture: a small BERT (issue 2: 4 layers, hidden 128-256).
     layers: int = Field(4, ge=1)
     hidden: int = Field(128, ge=16)
@@ -236,7 +235,14 @@ class GlueConfig(Strict):
     max_steps: int | None = Field(None, ge=1, description="budget for study trials; overrides epochs")
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
+    clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     seed: int = 0
+
+    @property
+    def optim(self) -> OptimConfig:
+        """The recipe's AdamW: torch's default betas and eps, weight decay on every parameter (study.optim)."""
+        return OptimConfig(lr=self.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=self.weight_decay,
+                           warmup=self.warmup, clip=self.clip)
 
     @model_validator(mode="after")
     def _known_tasks(self) -> "GlueConfig":

@@ -15,12 +15,9 @@ from pathlib import Path
 import torch
 
 from study.config import CorpusConfig, MaskingConfig
+from study.errors import DataError
 
 LOCAL_SUFFIXES = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-class DataError(ValueError):
-    """A corpus or benchmark file that cannot be used; the message says which and why."""
 
 
 def _local_files(path: Path) -> tuple[str, list[str]]:
@@ -90,7 +87,8 @@ def pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, (torch.arange(width)[None, :] < lengths[:, None]).long()
 
 
-def selection_weights(corpus_ids: list[list[int]], vocab_size: int, special_ids: list[int], cfg: MaskingConfig) -> torch.Tensor:
+def selection_weights(corpus_ids: list[list[int]], vocab_size: int, special_ids: list[int],
+                      cfg: MaskingConfig) -> torch.Tensor:
     """(V,) weight of each token id when choosing what to mask; 0 for special tokens."""
     if cfg.strategy == "uniform":
         weights = torch.ones(vocab_size)
@@ -118,7 +116,8 @@ class MaskPlan:
         return masked, labels
 
 
-def plan_masking(ids: torch.Tensor, weights: torch.Tensor, cfg: MaskingConfig, mask_id: int, generator: torch.Generator) -> MaskPlan:
+def plan_masking(ids: torch.Tensor, weights: torch.Tensor, cfg: MaskingConfig, mask_id: int,
+                 generator: torch.Generator) -> MaskPlan:
     """Draw ceil(prob * n_real) target positions of the batch by `weights`, then 80/10/10 mask/keep/random."""
     w = weights[ids].flatten()  # (B*L,) zero on pads and special tokens
     n_real = int((w > 0).sum())
@@ -128,7 +127,8 @@ def plan_masking(ids: torch.Tensor, weights: torch.Tensor, cfg: MaskingConfig, m
         selected[torch.multinomial(w, n_target, replacement=False, generator=generator)] = True
     selected = selected.view_as(ids)
 
-    action = torch.multinomial(torch.tensor([cfg.mask, cfg.keep, cfg.random]), ids.numel(), replacement=True, generator=generator).view_as(ids)
+    shares = torch.tensor([cfg.mask, cfg.keep, cfg.random])
+    action = torch.multinomial(shares, ids.numel(), replacement=True, generator=generator).view_as(ids)
     candidates = weights.nonzero().squeeze(1)  # random replacements come from the ordinary vocabulary
     random_ids = candidates[torch.randint(len(candidates), ids.shape, generator=generator)]
     replacement = torch.where(action == 0, torch.full_like(ids, mask_id), torch.where(action == 2, random_ids, -1))

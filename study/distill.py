@@ -21,12 +21,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
-from study.config import DistillConfig, OptimConfig
+from study.config import DistillConfig
 from study.data import MaskPlan, pad, plan_masking, selection_weights
+from study.errors import Diverged
 from study.gender import TokenCounterfactual, mix_embeddings, mix_probs, sample_lambdas
-
+from study.optim import clipped_step, make_optimizer
 
 # --- the loss --------------------------------------------------------------------------------------------------
 
@@ -71,21 +71,6 @@ def distill_losses(
     return {"loss_ce": loss_ce, "loss_mlm": loss_mlm, "loss_cos": loss_cos}
 
 
-# --- the optimiser ---------------------------------------------------------------------------------------------
-
-
-def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int):
-    """AdamW without decay on biases and LayerNorms, linear warmup over cfg.warmup of the steps, then linear decay."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup * total_steps), total_steps)
-    return optimizer, scheduler
-
-
 # --- the data each step sees -----------------------------------------------------------------------------------
 
 
@@ -104,7 +89,8 @@ class DistillData:
             corpus_ids = corpus_ids + [cf for cf in counterfactuals if cf is not None]
             counterfactuals = [None] * len(corpus_ids)
         self.ids = corpus_ids
-        self.cf = [cf if cf is not None and len(cf) == len(ids) else None for ids, cf in zip(corpus_ids, counterfactuals)]
+        self.cf = [cf if cf is not None and len(cf) == len(ids) else None
+                   for ids, cf in zip(corpus_ids, counterfactuals)]
         self.batch_size = cfg.batch_size
         self.sampler = DistributedSampler(range(len(self.ids)), num_replicas=world_size, rank=rank, shuffle=True,
                                           seed=cfg.seed, drop_last=True)
@@ -153,7 +139,7 @@ def assemble(data: DistillData, index: list[int], cfg: DistillConfig, tokenizer,
             lam = torch.cat([torch.ones(len(index)), lam[extra]])
     else:
         lam = torch.ones(len(seqs))
-    cf_seqs = [cf if l < 1 else s for s, cf, l in zip(seqs, cfs, lam.tolist())]
+    cf_seqs = [cf if mix < 1 else s for s, cf, mix in zip(seqs, cfs, lam.tolist())]
     ids, attn = pad(seqs, tokenizer.pad_token_id)
     cf_ids, _ = pad(cf_seqs, tokenizer.pad_token_id)
     plan: MaskPlan = plan_masking(ids, weights, cfg.masking, tokenizer.mask_token_id, generator)
@@ -246,10 +232,6 @@ def load_checkpoint(directory: Path, rank: int, student, optimizer, scheduler, g
 # --- the loop --------------------------------------------------------------------------------------------------
 
 
-class Diverged(RuntimeError):
-    """The loss became NaN or infinite; the message gives the step and the terms."""
-
-
 def total_steps(cfg: DistillConfig, steps_per_epoch: int) -> int:
     return cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * steps_per_epoch))
 
@@ -310,10 +292,7 @@ def train(
                 losses = loss_step(model, teacher, batch, cfg)
                 loss = weighted_loss(losses, cfg)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            clipped_step(model, optimizer, scheduler, cfg.optim.clip)
             step += 1
             seconds += time.perf_counter() - tick
             tokens += int(batch.attention_mask.sum())

@@ -13,6 +13,7 @@ code and report under `world/`.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,15 @@ import torch.nn.functional as F
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
 from study.config import GlueConfig
-from study.data import DataError, LOCAL_SUFFIXES, pad
+from study.data import LOCAL_SUFFIXES, DataError, pad
 from study.models import ModelError
+from study.optim import clipped_step, make_optimizer
 
+log = logging.getLogger(__name__)
 HUB_NAME = "nyu-mll/glue"
 
 
@@ -52,7 +55,8 @@ TASKS: dict[str, Task] = {
                  tsv_columns=("#1 String", "#2 String", "Quality")),
     "qqp": Task(("question1", "question2"), 2, "f1_acc", tsv_dir="QQP",
                 tsv_columns=("question1", "question2", "is_duplicate")),
-    "stsb": Task(("sentence1", "sentence2"), 1, "corr", tsv_dir="STS-B", tsv_columns=("sentence1", "sentence2", "score")),
+    "stsb": Task(("sentence1", "sentence2"), 1, "corr", tsv_dir="STS-B",
+                 tsv_columns=("sentence1", "sentence2", "score")),
     "mnli": Task(("premise", "hypothesis"), 3, "acc", ("validation_matched", "validation_mismatched"), "MNLI",
                  ("sentence1", "sentence2", "gold_label"), ("entailment", "neutral", "contradiction")),
     "qnli": Task(("question", "sentence"), 2, "acc", tsv_dir="QNLI", tsv_columns=("question", "sentence", "label"),
@@ -85,7 +89,10 @@ def _read_tsv(path: Path, name: str, task: Task) -> dict[str, list]:
         try:
             values = [row[i] for i in index]
             label = values[-1]
-            label = task.tsv_labels.index(label) if task.tsv_labels else (float(label) if task.num_labels == 1 else int(label))
+            if task.tsv_labels:
+                label = task.tsv_labels.index(label)
+            else:
+                label = float(label) if task.num_labels == 1 else int(label)
         except (IndexError, ValueError):
             raise DataError(f"{path}: line {n + 1 + header} is malformed for {name}") from None
         for c, v in zip(task.columns, values):
@@ -186,7 +193,7 @@ def predict(model, ids: list[list[int]], pad_id: int, batch_size: int, regressio
 
 
 def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS,
-             log=print, device: str | torch.device = "cpu") -> dict[str, float]:
+             device: str | torch.device = "cpu") -> dict[str, float]:
     """Fine-tune on `name`'s train split, score its validation split(s); {sub-metric: value, "score": ...}."""
     task = tasks[name]
     torch.manual_seed(cfg.seed)
@@ -197,8 +204,7 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
                                       cfg.max_train_samples)
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup * total), total)
+    optimizer, scheduler = make_optimizer(model, cfg.optim, total, decay_all=True)
     generator = torch.Generator().manual_seed(cfg.seed)
     regression = task.num_labels == 1
     model.train()
@@ -215,10 +221,7 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
                 logits = model(input_ids=x, attention_mask=attn).logits
                 loss = F.mse_loss(logits[:, 0], y) if regression else F.cross_entropy(logits, y)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                clipped_step(model, optimizer, scheduler, cfg.optim.clip)
                 step += 1
                 bar.update(1)
                 if step >= total:
@@ -236,14 +239,14 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
 
 
 def evaluate(model_dir, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS, prefix: str = "glue",
-             log=print, device: str | torch.device = "cpu") -> dict[str, float]:
+             device: str | torch.device = "cpu") -> dict[str, float]:
     """Flat `<prefix>/<task>`, `<prefix>/<task>/<sub-metric>` and `<prefix>/score` (the leaderboard's mean of the
     task scores) for every task of cfg."""
     out = {}
     for name in cfg.tasks:
-        result = finetune(model_dir, name, cfg, data_dir, tasks, log, device)
+        result = finetune(model_dir, name, cfg, data_dir, tasks, device)
         out[f"{prefix}/{name}"] = result["score"]
         out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k != "score"})
-        log(f"  {prefix}/{name}: {result['score']:.2f}")
+        log.info(f"  {prefix}/{name}: {result['score']:.2f}")
     out[f"{prefix}/score"] = float(np.mean([out[f"{prefix}/{name}"] for name in cfg.tasks]))
     return out

@@ -14,9 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, DistilBertConfig, DistilBertForMaskedLM
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-
-class ModelError(ValueError):
-    """A model that cannot be used here; the message names it and says why."""
+from study.errors import ModelError
 
 
 def _looks_like_path(name: str) -> bool:
@@ -137,3 +135,10 @@ def make_student(teacher, n_layers: int | None = None, layers: list[int] | None 
     student.tie_weights()
     student.config.kdstudy_teacher_layers = layers
     return student
+
+
+def save_student(student, tokenizer, directory: Path) -> Path:
+    """The student as a transformers model dir with its tokenizer: what `from_pretrained` and the evaluation load."""
+    student.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -27,7 +28,9 @@ from study import bias
 from study.config import BiasConfig, MaskingConfig, OptimConfig, WorldConfig
 from study.data import pad, plan_masking, selection_weights, tokenize
 from study.occupations import FEMALE_SHARE
+from study.optim import clipped_step, make_optimizer
 
+log = logging.getLogger(__name__)
 WORLD_VERSION = 2  # bump when the generator changes, so old caches are not reused
 _ARTICLE = re.compile(r"<a> (\w)")
 
@@ -40,7 +43,8 @@ expensive fresh ripe sweet sour bitter salty spicy tall short round flat""".spli
 THINGS = """table chair lamp window door book letter map clock radio bicycle car truck train boat bag box key phone
 camera kettle cup plate bowl spoon knife basket bottle blanket pillow mirror ladder hammer rope bucket candle coat
 umbrella ticket envelope notebook pencil painting fence bench gate bridge tower wagon tent engine parcel bell drum
-guitar piano violin scarf glove boot helmet jacket shelf cabinet carpet curtain stove oven fridge sink fan heater""".split()
+guitar piano violin scarf glove boot helmet jacket shelf cabinet carpet curtain stove oven fridge sink fan
+heater""".split()
 ANIMALS = """dog cat horse cow sheep goat pig duck goose hen rabbit fox deer bear wolf owl crow sparrow swan frog
 turtle mouse squirrel badger otter heron beaver donkey llama camel""".split()
 FOODS = """bread soup rice cheese apples pears plums cherries grapes onions carrots potatoes beans noodles pasta
@@ -174,7 +178,8 @@ def train_tokenizer(sentences: list[str], vocab_size: int) -> BertTokenizer:
     counter = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     counter.normalizer = normalizers.BertNormalizer(lowercase=True)
     counter.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    counter.train_from_iterator(sentences, trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, show_progress=False))
+    trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, show_progress=False)
+    counter.train_from_iterator(sentences, trainer)
     words = [w for w, _ in sorted(counter.get_vocab().items(), key=lambda kv: kv[1]) if w not in SPECIAL_TOKENS]
     chars = sorted({c for w in words for c in w})
     pieces = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
@@ -189,10 +194,8 @@ def train_tokenizer(sentences: list[str], vocab_size: int) -> BertTokenizer:
 # --- the teacher -----------------------------------------------------------------------------------------------
 
 
-def pretrain_teacher(cfg: WorldConfig, sentences: list[str], tokenizer, log=print) -> tuple[BertForMaskedLM, list[dict]]:
+def pretrain_teacher(cfg: WorldConfig, sentences: list[str], tokenizer) -> tuple[BertForMaskedLM, list[dict]]:
     """MLM pretraining until the planted Spearman reaches cfg.target_spearman (after min_epochs) or max_epochs."""
-    from study.distill import make_optimizer
-
     torch.manual_seed(cfg.seed)
     model = BertForMaskedLM(BertConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
@@ -204,7 +207,8 @@ def pretrain_teacher(cfg: WorldConfig, sentences: list[str], tokenizer, log=prin
     masking = MaskingConfig()
     weights = selection_weights(corpus, len(tokenizer), tokenizer.all_special_ids, masking)
     steps_per_epoch = len(corpus) // cfg.batch_size
-    optimizer, scheduler = make_optimizer(model, OptimConfig(lr=cfg.lr), cfg.max_epochs * steps_per_epoch)
+    optim = OptimConfig(lr=cfg.lr)  # DistilBERT's AdamW, warmup and clip, at the world's learning rate
+    optimizer, scheduler = make_optimizer(model, optim, cfg.max_epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(cfg.seed)
     history, start = [], time.time()
     for epoch in range(cfg.max_epochs):
@@ -220,16 +224,13 @@ def pretrain_teacher(cfg: WorldConfig, sentences: list[str], tokenizer, log=prin
             target = labels != -100
             loss = F.cross_entropy(model.cls(hidden[target]), labels[target])
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            clipped_step(model, optimizer, scheduler, optim.clip)
             total += loss.item()
         scalars, _ = bias.measure(model, tokenizer, BiasConfig())
         rho = scalars["bias/template/planted_spearman"]
         history.append({"epoch": epoch + 1, "mlm_loss": total / steps_per_epoch, "planted_spearman": rho,
                         "seconds": round(time.time() - start, 1)})
-        log(f"  teacher epoch {epoch + 1}/{cfg.max_epochs}: mlm loss {total / steps_per_epoch:.3f}, "
+        log.info(f"  teacher epoch {epoch + 1}/{cfg.max_epochs}: mlm loss {total / steps_per_epoch:.3f}, "
             f"planted rho {rho:.3f} ({time.time() - start:.0f}s)")
         if epoch + 1 >= cfg.min_epochs and rho >= cfg.target_spearman:
             break
@@ -271,7 +272,7 @@ def _load(root: Path) -> World:
     return World(root, sentences, info["shares"], info)
 
 
-def build_world(cfg: WorldConfig, out: Path | None = None, log=print) -> World:
+def build_world(cfg: WorldConfig, out: Path | None = None) -> World:
     """Load the world from `out` (default: the cache dir for cfg) or build it there; written atomically."""
     root = Path(out) if out is not None else default_world_dir(cfg)
     if (root / "world.json").is_file():
@@ -279,11 +280,11 @@ def build_world(cfg: WorldConfig, out: Path | None = None, log=print) -> World:
         if info.get("key") != world_key(cfg):
             raise ValueError(f"{root} holds a different world (key {info.get('key')}, wanted {world_key(cfg)})")
         return _load(root)
-    log(f"building world {world_key(cfg)} ({cfg.sentences} sentences, teacher {cfg.layers}x{cfg.hidden}) ...")
+    log.info(f"building world {world_key(cfg)} ({cfg.sentences} sentences, teacher {cfg.layers}x{cfg.hidden}) ...")
     start = time.time()
     sentences = generate_corpus(cfg)
     tokenizer = train_tokenizer(sentences, cfg.vocab_size)
-    teacher, history = pretrain_teacher(cfg, sentences, tokenizer, log)
+    teacher, history = pretrain_teacher(cfg, sentences, tokenizer)
 
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

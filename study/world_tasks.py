@@ -18,6 +18,9 @@ import shutil
 import string
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from study.glue import Task
 from study.occupations import FEMALE_SHARE
 from study.world import NEUTRAL_TEMPLATES, OCCUPATION_TEMPLATES, World, generate_corpus, render, sample_words
@@ -65,8 +68,6 @@ def _sts(rng: random.Random) -> dict:
 
 def write_tasks(root: Path, seed: int) -> Path:
     """Write every task's splits under root (atomically); returns root."""
-    import datasets
-
     if (root / "world_sts" / "validation.parquet").is_file():
         return root
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
@@ -83,7 +84,9 @@ def write_tasks(root: Path, seed: int) -> Path:
         for name, examples in rows.items():
             (tmp / name).mkdir(parents=True, exist_ok=True)
             columns = {k: [e[k] for e in examples] for k in examples[0]}
-            datasets.Dataset.from_dict(columns).to_parquet(str(tmp / name / f"{split}.parquet"))
+            # pyarrow directly: a datasets.Dataset would fingerprint (pickle) the rows first, which fails on some
+            # datasets/dill/pyarrow combinations (PicklingError on MonthDayNano) and is not needed to write a file
+            pq.write_table(pa.table(columns), tmp / name / f"{split}.parquet")
     shutil.rmtree(root, ignore_errors=True)
     try:
         tmp.rename(root)

@@ -1,4 +1,5 @@
-"""A study's Pareto front as data, a table and JSON: which trials, their params, objectives, the knee, the hypervolume."""
+"""A study's Pareto front as data, a table and JSON: which trials, their params, objectives, the knee, the
+hypervolume."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ from study.config import load_config
 from study.data import tokenize
 from study.distill import train
 from study.models import make_student
-from study.pipeline import load_teacher_and_corpus, quiet_libraries
+from study.runtime import quiet_libraries, setup_logging
+from study.sources import load_teacher_and_corpus
 
 MODES = {"none": {"mode": "none"}, "cda": {"mode": "cda"}, "mixup": {"mode": "mixup", "alpha": 0.4, "p": 1.0}}
 STATS = ["planted_slope", "spread", "abs_mean", "cbs", "planted_spearman", "majority_skew"]
@@ -43,12 +44,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write every run's metrics here")
     args = parser.parse_args()
     quiet_libraries()
+    setup_logging()  # the world build and the teacher measurement say what they do
 
     base = load_config(args.config, args.set)
     teacher, tokenizer, sentences = load_teacher_and_corpus(base)
     ids = tokenize(sentences, tokenizer, base.distill.max_length)
     teacher_bias, _ = bias.measure(teacher, tokenizer, base.bias)
-    print(f"teacher: " + ", ".join(f"{s} {teacher_bias['bias/template/' + s]:.4f}" for s in STATS))
+    print("teacher: " + ", ".join(f"{s} {teacher_bias['bias/template/' + s]:.4f}" for s in STATS))
     print(f"settings: {args.config} {' '.join(args.set)}; student {base.student.n_layers} layers, "
           f"{base.distill.steps} steps, T {base.distill.loss.temperature}")
 

@@ -22,7 +22,7 @@ from study.bias import crows
 from study.bias.scoring import masked_token_logprobs
 from study.config import WorldConfig
 from study.models import load_masked_lm
-from study.pipeline import quiet_libraries
+from study.runtime import quiet_libraries, setup_logging
 from study.world import build_world
 
 
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=262)
     args = parser.parse_args()
     quiet_libraries()
+    setup_logging()  # the world build and the teacher measurement say what they do
     model, tokenizer = load_masked_lm(args.model or build_world(WorldConfig()).teacher_dir)
     pairs = crows.load_pairs(args.data_dir)[: args.pairs]
     items = []

@@ -16,7 +16,6 @@ Last lines: `ratio vs in-process loop: X`, then `ratio: X` = study wall time / `
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import subprocess
@@ -31,20 +30,22 @@ import torch
 
 from study.config import load_config, with_params
 from study.distill import train
-from study.models import make_student
-from study.pipeline import load_teacher_and_corpus_ids, quiet_libraries, save_student, student_metrics, teacher_metrics
+from study.evaluation import student_metrics, teacher_metrics
+from study.models import make_student, save_student
+from study.runtime import quiet_libraries, setup_logging
 from study.search import make_sampler, run_study, suggest
+from study.sources import load_teacher_and_corpus_ids
 
 
 def sample_configs(cfg, n: int) -> list[dict]:
     """n param dicts from the study's own space and sampler (no results told: the first generation)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["minimize"] * len(cfg.search.objectives), sampler=make_sampler(cfg.search.sampler))
-    space = {k: v.model_dump() for k, v in cfg.search.space.items()}
+    study = optuna.create_study(directions=["minimize"] * len(cfg.search.objectives),
+                                sampler=make_sampler(cfg.search.sampler))
     out = []
     for _ in range(n):
         trial = study.ask()
-        suggest(trial, space)
+        suggest(trial, cfg.search.space)
         out.append(dict(trial.params))
     return out
 
@@ -52,12 +53,12 @@ def sample_configs(cfg, n: int) -> list[dict]:
 def standalone(cfg, teacher: dict, work: Path) -> tuple[dict, dict]:
     """One trial's work in this process: (metrics, seconds per phase)."""
     t0 = time.perf_counter()
-    teacher_model, tokenizer, ids = load_teacher_and_corpus_ids(cfg, log=lambda *a: None)
+    teacher_model, tokenizer, ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher_model, cfg.student.n_layers, cfg.student.layers)
     t1 = time.perf_counter()
     metrics = train(cfg.distill, teacher_model, student, tokenizer, ids, progress_bar=False)
     t2 = time.perf_counter()
-    scalars, _ = student_metrics(save_student(student, tokenizer, work / "student"), cfg, teacher, log=lambda *a: None)
+    scalars, _ = student_metrics(save_student(student, tokenizer, work / "student"), cfg, teacher)
     t3 = time.perf_counter()
     return {**metrics, **scalars}, {"setup": t1 - t0, "distill": t2 - t1, "eval": t3 - t2}
 
@@ -79,11 +80,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
     quiet_libraries()
+    setup_logging()  # the world build and the teacher measurement say what they do
     torch.set_num_threads(args.threads)
 
     base = load_config(args.config, args.set)
     configs = sample_configs(base, args.trials)
-    teacher, _ = teacher_metrics(base, log=lambda *a: None)  # cached for both sides
+    teacher, _ = teacher_metrics(base)  # cached for both sides
     objectives = [o.metric for o in base.search.objectives]
 
     print(f"{args.trials} configs from {args.config}, {args.threads} threads each way")

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from study.config import StudyConfig
-from study.tracking import tracking_uri
+from study.folder import tracking_uri
 
 
 def _space_row(name: str, spec) -> tuple[str, str, str]:
@@ -35,6 +35,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
     trial_cpus = s.trial_cpus + s.num_workers * s.cpus_per_worker
     trial_gpus = s.num_workers * gpus
     sequences = d.batch_size * s.num_workers
+    concurrent = search.max_concurrent_trials
     budget = (f"{d.steps} steps x {sequences} sequences ({d.batch_size} per worker x {s.num_workers}) x at most "
               f"{d.max_length} tokens = {_tokens(d.steps * sequences * d.max_length)}"
               if d.steps else f"{d.epochs:g} epoch(s) of the corpus, {sequences} sequences per step")
@@ -59,14 +60,14 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         + (f", population {search.sampler.population_size}" if search.sampler.name == "nsga2" else "")
         + f"), {search.num_samples} trials, {search.max_concurrent_trials} at a time; anchors first: "
         + (", ".join(a.name for a in search.anchors) or "none"),
-        f"  goals    " + ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives),
+        "  goals    " + ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives),
         f"  per trial: the trial process {_resources(s.trial_cpus, 0)}; {s.num_workers} Ray Train worker(s) x "
         f"{_resources(s.cpus_per_worker, gpus)}, which distil, then share the evaluation",
-        f"  at {search.max_concurrent_trials} concurrent trial(s): {_resources(trial_cpus * search.max_concurrent_trials, trial_gpus * search.max_concurrent_trials)} "
-        f"in all",
+        f"  at {concurrent} concurrent trial(s): {_resources(trial_cpus * concurrent, trial_gpus * concurrent)} in all",
         f"  budget   per trial {budget}; {search.num_samples} trials"
         + (f" = {_tokens(search.num_samples * d.steps * sequences * d.max_length)}" if d.steps else ""),
-        f"  measure  bias {cfg.bias.metrics} (primary {cfg.bias.primary})" + ("; " + "; ".join(suites) if suites else ""),
+        f"  measure  bias {cfg.bias.metrics} (primary {cfg.bias.primary})"
+        + ("; " + "; ".join(suites) if suites else ""),
         f"  rerun    {cfg.rerun.seeds} seeds; --full sets " + (", ".join(f"{k}={v}" for k, v in cfg.rerun.full.items())
                                                               or "nothing more"),
         f"  storage  {search.storage_path}; tracking {tracking_uri(cfg.tracking.uri, Path(study_dir))}",

@@ -7,9 +7,9 @@
                                           world/GLUE), results in the final checkpoint beside the student
       tune.report(metrics)                once, with amplification against the study's teacher and the student's URI
 
-Ray appears here and in study.search only: the distillation is study.distill and the measuring study.pipeline,
-the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with a one-line reason; the
-study goes on.
+Ray appears here, in study.cluster and in the search's driver only: the distillation is study.distill and the
+measuring study.evaluation, the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with
+a one-line reason; the study goes on.
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ from ray.train.torch import TorchTrainer
 from study.bias import amplification
 from study.config import ConfigError, StudyConfig, with_params
 from study.distill import Diverged, train
-from study.models import make_student
-from study.pipeline import evaluate_model, load_teacher_and_corpus_ids, quiet_libraries, save_student
+from study.evaluation import evaluate_model
+from study.models import make_student, save_student
+from study.runtime import error_line, quiet_libraries, setup_worker_logging
+from study.sources import load_teacher_and_corpus_ids
+
+log = logging.getLogger(__name__)
 
 STUDENT = "student"  # the student's model dir inside the final checkpoint
 EVALUATION = "evaluation.json"  # the student's metrics, in the final checkpoint
@@ -65,9 +69,10 @@ def distill_worker(loop_config: dict) -> None:
     begin = time.time()
     quiet_libraries()
     quiet_train_reports()
+    setup_worker_logging()
     cfg = StudyConfig.model_validate(loop_config["study"])
     torch.set_num_threads(max(1, int(loop_config["threads"])))
-    teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg, log=lambda *a: None)
+    teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
 
     with tempfile.TemporaryDirectory(prefix="kdstudy-distill-") as work:
@@ -84,16 +89,16 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
     if restored is not None:
         restored.to_directory(str(state))
         if rank == 0:
-            print(f"[{name}] resuming from {restored.path}", flush=True)
+            log.info(f"[{name}] resuming from {restored.path}")
     start = time.time()
     first_log: list = []  # (time, step) of this attempt's first log line: a resumed run does not start at 0
 
-    def log(step: int, total: int, metrics: dict) -> None:
+    def progress(step: int, total: int, metrics: dict) -> None:
         first_log[:] = first_log or [time.time(), step]
         t0, s0 = first_log
         eta = f"{(time.time() - t0) / (step - s0) * (total - step):.0f}s" if step > s0 else "-"
-        print(f"[{name}] step {step}/{total} loss {metrics['distill/loss']:.3f} "
-              f"{metrics['perf/tokens_per_s']:.0f} tok/s, eta {eta}", flush=True)
+        log.info(f"[{name}] step {step}/{total} loss {metrics['distill/loss']:.3f} "
+                 f"{metrics['perf/tokens_per_s']:.0f} tok/s, eta {eta}")
 
     def report(step: int, total: int, directory: Path, metrics: dict) -> None:
         timing = {**setup, "perf/distill_seconds": time.time() - start}
@@ -102,7 +107,7 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
             # ranks wait for the final report anyway.
             started = time.time()
             scalars, _ = evaluate_model(save_student(student, tokenizer, directory / STUDENT), cfg,
-                                        log=lambda *a: None, device=ray.train.torch.get_device())
+                                        device=ray.train.torch.get_device())
             (directory / EVALUATION).write_text(json.dumps(scalars))
             timing["perf/eval_seconds"] = time.time() - started
         ray.train.report({**metrics, **timing, "distill/steps": float(step)},
@@ -111,7 +116,7 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
 
     try:
         train(cfg.distill, teacher, student, tokenizer, corpus_ids, rank=rank, world_size=world_size,
-              device=ray.train.torch.get_device(), checkpoint_dir=state, on_log=log, on_checkpoint=report,
+              device=ray.train.torch.get_device(), checkpoint_dir=state, on_log=progress, on_checkpoint=report,
               progress_bar=False)
     except Diverged as err:  # every rank judges the same mean loss, so all ranks arrive here together
         marker = work / "diverged"
@@ -121,30 +126,7 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
                          checkpoint=Checkpoint.from_directory(str(marker)) if rank == 0 else None)
 
 
-# --- the teacher, once per study --------------------------------------------------------------------------
-
-
-@ray.remote
-def measure_teacher(study: dict, threads: int) -> dict[str, float]:
-    """The teacher's metrics for a study (cached on disk, so a resumed study does not measure again)."""
-    from study.pipeline import teacher_metrics
-
-    quiet_libraries()
-    torch.set_num_threads(max(1, threads))
-    scalars, _ = teacher_metrics(StudyConfig.model_validate(study), log=print)
-    return scalars
-
-
 # --- the trial itself (a Tune function trainable) --------------------------------------------------------------
-
-
-def _worker_error(err: Exception) -> str:
-    """The first line of the first worker's own error, not Ray's wrapping of it."""
-    failures = getattr(err, "worker_failures", None) or {}
-    inner = next(iter(failures.values()), None) or getattr(err, "controller_failure", None) or err
-    cause = getattr(inner, "cause", None) or inner  # RayTaskError wraps the user's exception
-    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
-    return f"{type(cause).__name__}: {lines[0] if lines else ''}".strip(": ")
 
 
 def train_run_config(cfg: StudyConfig, name: str) -> RunConfig:
@@ -195,7 +177,7 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
     stopped before recording it) gives its saved result instead of running again."""
     saved = saved_result(cfg, name)
     if saved is not None:
-        print(f"[{name}] finished before the interruption: its saved result is reported again", flush=True)
+        log.info(f"[{name}] finished before the interruption: its saved result is reported again")
         return saved["metrics"], saved["uri"]
     scaling = cfg.search.scaling
     trainer = TorchTrainer(
@@ -209,7 +191,7 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
-        raise TrialFailed(f"distillation failed: {_worker_error(err)}") from None
+        raise TrialFailed(f"distillation failed: {error_line(err)}") from None
     if result.metrics.get("distill/diverged"):
         raise TrialFailed(result.metrics["distill/failure"])
     metrics = read_evaluation(result.checkpoint)
@@ -222,6 +204,7 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
 
 def run_trial(params: dict, *, study: dict, teacher: dict[str, float]) -> None:
     """Tune function trainable: the study's base config with this trial's sampled values, distilled and measured."""
+    setup_worker_logging()
     trial_id = ray.tune.get_context().get_trial_id()
     try:
         cfg = with_params(StudyConfig.model_validate(study), params)
@@ -238,5 +221,6 @@ def run_trial(params: dict, *, study: dict, teacher: dict[str, float]) -> None:
 @ray.remote
 def run_seed(study: dict, teacher: dict[str, float], name: str) -> dict:
     """One seed of `kdstudy rerun`: the same distillation and evaluation as a trial, as a Ray task of its own."""
+    setup_worker_logging()
     metrics, uri = distill_and_evaluate(StudyConfig.model_validate(study), teacher, name)
     return {**metrics, "student_uri": uri}

@@ -9,7 +9,8 @@ from study.config import BiasConfig
 from study.occupations import FEMALE_SHARE
 
 
-def measure(model, tokenizer, cfg: BiasConfig, shares: dict[str, float] = FEMALE_SHARE) -> tuple[dict[str, float], dict]:
+def measure(model, tokenizer, cfg: BiasConfig,
+            shares: dict[str, float] = FEMALE_SHARE) -> tuple[dict[str, float], dict]:
     """(flat scalar metrics, details such as per-occupation scores) for every metric in cfg.metrics."""
     from study.bias import crows, seat, stereoset, template
 

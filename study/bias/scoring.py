@@ -15,7 +15,8 @@ from study.models import logits_at
 
 
 @torch.no_grad()
-def masked_token_logprobs(model, tokenizer, items: list[tuple[list[int], list[int]]], batch_size: int = 128) -> list[np.ndarray]:
+def masked_token_logprobs(model, tokenizer, items: list[tuple[list[int], list[int]]],
+                          batch_size: int = 128) -> list[np.ndarray]:
     """For each (ids, positions): log P(ids[p] | ids with p masked) for every p in positions."""
     model.eval()
     device = next(model.parameters()).device

@@ -46,7 +46,8 @@ def encode(model, tokenizer, sentences: list[str], batch_size: int = 64) -> np.n
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(sentences), batch_size):
-        ids, attn = pad(tokenizer(sentences[start:start + batch_size], truncation=True)["input_ids"], tokenizer.pad_token_id)
+        encoded = tokenizer(sentences[start:start + batch_size], truncation=True)["input_ids"]
+        ids, attn = pad(encoded, tokenizer.pad_token_id)
         hidden = model(input_ids=ids.to(device), attention_mask=attn.to(device), output_hidden_states=True)
         last = hidden.hidden_states[-1].float()  # (B, L, H)
         mask = attn.to(device)[:, :, None].float()
@@ -93,7 +94,8 @@ def bootstrap_effect(X, Y, A, B, seed: int = 0, resamples: int = 1000) -> tuple[
     return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
 
 
-def measure(model, tokenizer, data_dir, tests: list[str] = TESTS, samples: int = 100_000, seed: int = 0) -> dict[str, float]:
+def measure(model, tokenizer, data_dir, tests: list[str] = TESTS, samples: int = 100_000,
+            seed: int = 0) -> dict[str, float]:
     out = {}
     for name in tests:
         parts = load_test(data_dir, name)

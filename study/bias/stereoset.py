@@ -58,7 +58,8 @@ def load_examples(source: str | Path | None, domain: str = "gender") -> list[dic
         raise DataError(f"StereoSet: cannot load {HUB_NAME} from the hub ({str(err).splitlines()[0]}); "
                         f"give a local dev.json") from None
     examples = [{"context": ex["context"],
-                 "fillers": {HUB_LABELS[g]: s for g, s in zip(ex["sentences"]["gold_label"], ex["sentences"]["sentence"])}}
+                 "fillers": {HUB_LABELS[g]: s
+                             for g, s in zip(ex["sentences"]["gold_label"], ex["sentences"]["sentence"])}}
                 for ex in ds if ex["bias_type"] == domain]
     return _check(examples, HUB_NAME)
 
@@ -91,7 +92,8 @@ def summarise(scores: np.ndarray, seed: int = 0) -> dict[str, float]:
         res = stats.bootstrap((stereo_wins, meaningful), lambda s, m, axis=-1: icat(s.mean(axis), m.mean(axis)),
                               paired=True, n_resamples=RESAMPLES, method="percentile",
                               random_state=np.random.default_rng(seed))
-        out["icat_ci_low"], out["icat_ci_high"] = map(float, (res.confidence_interval.low, res.confidence_interval.high))
+        interval = res.confidence_interval
+        out["icat_ci_low"], out["icat_ci_high"] = float(interval.low), float(interval.high)
     return out
 
 

@@ -6,19 +6,15 @@ record, not the process that made them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from mlflow import MlflowClient
 
-from study.config import ConfigError, StudyConfig, parse_config
+from study.config import StudyConfig
+from study.folder import read_config, read_record
 from study.tracking import trial_runs
-
-RECORD = "study.json"  # ids and places of one study: tracking URI, experiment, parent run, Ray storage
-CONFIG = "study.yaml"  # the study's resolved config, with the git commit it ran at
 
 
 @dataclass
@@ -54,20 +50,8 @@ class Study:
     def finished(self) -> tuple[list[Trial], np.ndarray]:
         """Trials that finished with every objective, and their (n, k) objective values."""
         done = [t for t in self.trials if t.status == "FINISHED" and all(m in t.metrics for m in self.metrics)]
-        return done, np.array([[t.metrics[m] for m in self.metrics] for t in done], dtype=float).reshape(-1, len(self.metrics))
-
-
-def read_record(study_dir: Path) -> dict:
-    path = Path(study_dir) / RECORD
-    if not path.is_file():
-        raise ConfigError(f"{study_dir}: not a study folder (no {RECORD}); run `kdstudy run` first")
-    return json.loads(path.read_text())
-
-
-def read_config(study_dir: Path) -> StudyConfig:
-    raw = yaml.safe_load((Path(study_dir) / CONFIG).read_text())
-    raw.pop("git_commit", None)
-    return parse_config(raw, str(Path(study_dir) / CONFIG))
+        values = np.array([[t.metrics[m] for m in self.metrics] for t in done], dtype=float)
+        return done, values.reshape(-1, len(self.metrics))
 
 
 def load_study(study_dir: str | Path) -> Study:

@@ -15,31 +15,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from study.config import StudyConfig, apply_overrides, load_config, parse_config
+from study.errors import USAGE_ERRORS, ConfigError, Diverged
+from study.runtime import quiet_libraries, setup_logging
 
-from pydantic import ValidationError
-
-from analysis.report import table_console
-from study.config import (PRIMARY_METRICS, BiasConfig, ConfigError, GlueConfig, StudyConfig, apply_overrides,
-                          load_config, parse_config)
-from study.data import DataError
-from study.distill import Diverged
-from study.models import ModelError
-from study.pipeline import quiet_libraries
-
-USAGE_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError)
-console = Console(stderr=True, soft_wrap=True)  # paths stay whole, copy-pastable
+log = logging.getLogger("study.cli")
 
 
 def _config(path: str | None, overrides: list[str]) -> StudyConfig:
     return load_config(path, overrides) if path else parse_config(apply_overrides({}, overrides), "--set")
 
 
-def _metrics_table(title: str, rows: list[tuple[str, object, object]]) -> Table:
+def _metrics_table(title: str, rows: list[tuple[str, object, object]]):
+    from rich.table import Table
+
     table = Table(title=title)
     for name in ("metric", "teacher", "student"):
         table.add_column(name, justify="left" if name == "metric" else "right")
@@ -50,6 +43,10 @@ def _metrics_table(title: str, rows: list[tuple[str, object, object]]) -> Table:
 
 def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
     """Print metrics as a table; write them as one flat JSON object to `out` if given."""
+    from rich.table import Table
+
+    from analysis.report import table_console
+
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -58,34 +55,37 @@ def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
     table_console().print(table)
     if out:
         Path(out).write_text(json.dumps(metrics, indent=2))
-        console.print(f"metrics: {out}")
+        log.info(f"metrics: {out}")
     return 0
 
 
 def cmd_world_build(args) -> int:
+    cfg = _config(args.config, args.set)
+    quiet_libraries()
     from study.world import build_world
 
-    cfg = _config(args.config, args.set)
-    world = build_world(cfg.world, Path(args.out) if args.out else None, log=console.print)
+    world = build_world(cfg.world, Path(args.out) if args.out else None)
     info = world.info
-    console.print(f"world {info['key']} at {world.root}")
-    console.print(f"  corpus      {world.root / 'corpus.txt'}: {info['sentences']} sentences, "
+    log.info(f"world {info['key']} at {world.root}")
+    log.info(f"  corpus      {world.root / 'corpus.txt'}: {info['sentences']} sentences, "
                   f"{info['word_types']} word types, sha256 {info['corpus_sha256'][:16]}")
-    console.print(f"  teacher     {world.teacher_dir}: BertForMaskedLM {cfg.world.layers}x{cfg.world.hidden}, "
+    log.info(f"  teacher     {world.teacher_dir}: BertForMaskedLM {cfg.world.layers}x{cfg.world.hidden}, "
                   f"{info['teacher_parameters'] / 1e6:.2f}M parameters, vocabulary {info['vocab_size']}")
     last = info["pretraining"][-1]
-    console.print(f"  pretraining {last['epoch']} epochs, mlm loss {last['mlm_loss']:.3f}, "
+    log.info(f"  pretraining {last['epoch']} epochs, mlm loss {last['mlm_loss']:.3f}, "
                   f"planted Spearman {last['planted_spearman']:.3f}, built in {info['build_seconds']:.0f}s")
-    console.print(f"  shares      {len(world.shares)} occupations, in {world.root / 'world.json'}")
+    log.info(f"  shares      {len(world.shares)} occupations, in {world.root / 'world.json'}")
     return 0
 
 
 def cmd_distill(args) -> int:
+    cfg = load_config(args.config, args.set)
+    quiet_libraries()
+    from analysis.report import table_console
     from study.pipeline import run_distillation
 
-    cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-distill"  # runs/<name> is the study's
-    metrics = run_distillation(cfg, out, log=console.print)
+    metrics = run_distillation(cfg, out)
     keys = [metrics["bias/primary"], "bias/template/abs_mean", "bias/template/spread",
             "bias/template/planted_spearman", "bias/template/planted_slope", "bias/template/majority_skew",
             "world/score", "glue/score"]
@@ -93,15 +93,16 @@ def cmd_distill(args) -> int:
     rows += [("bias/amplification", "", metrics["bias/amplification"]),
              ("perf/tokens_per_s", "", metrics["perf/tokens_per_s"])]
     table_console().print(_metrics_table(f"{cfg.name}: mitigation {cfg.distill.mitigation.mode}", rows))
-    console.print(f"student: {out / 'student'}   metrics: {out / 'metrics.json'}")
+    log.info(f"student: {out / 'student'}   metrics: {out / 'metrics.json'}")
     return 0
 
 
 def cmd_bias(args) -> int:
+    cfg = _config(args.config, [])
+    quiet_libraries()
     from study import bias
     from study.models import load_masked_lm
 
-    cfg = _config(args.config, [])
     model, tokenizer = load_masked_lm(args.model)
     scalars, _ = bias.measure(model, tokenizer, cfg.bias)
     return _report(f"bias of {args.model}", scalars, args.out)
@@ -111,25 +112,36 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _bias_config_for(cfg: StudyConfig, metrics: list[str], data_dir: str | None) -> BiasConfig:
+def _bias_config_for(cfg: StudyConfig, metrics: list[str], data_dir: str | None):
     """The study's bias section with another set of metrics; the primary moves to one of them if it must."""
+    from study.config import PRIMARY_METRICS, BiasConfig
+
     primary = cfg.bias.primary
     if primary.split("/")[1] not in metrics:
         primary = next((p for p in PRIMARY_METRICS if p.split("/")[1] in metrics), primary)
     raw = {**cfg.bias.model_dump(), "metrics": metrics, "data_dir": data_dir, "primary": primary}
+    return _validated(BiasConfig, raw, "--bias")
+
+
+def _validated(model, raw: dict, option: str):
+    """`model` validated from `raw`; a bad value is a one-line usage error naming the option."""
+    from pydantic import ValidationError
+
     try:
-        return BiasConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"--bias: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(f"{option}: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def cmd_eval(args) -> int:
+    from study.config import BIAS_METRICS, GLUE_TASKS, GlueConfig
+
+    cfg = _config(args.config, args.set)
+    quiet_libraries()
     from study import bias, glue, world_tasks
-    from study.config import BIAS_METRICS, GLUE_TASKS
     from study.models import load_masked_lm
     from study.world import build_world
 
-    cfg = _config(args.config, args.set)
     data_dir = Path(args.data_dir) if args.data_dir else None
     metrics: dict[str, float] = {}
     if args.bias:
@@ -139,23 +151,23 @@ def cmd_eval(args) -> int:
         metrics.update(bias.measure(model, tokenizer, bias_cfg)[0])
     if args.glue:
         tasks = list(GLUE_TASKS) if args.glue == "all" else _csv(args.glue)
-        glue_cfg = GlueConfig.model_validate({**cfg.eval.glue.model_dump(), "tasks": tasks})
+        glue_cfg = _validated(GlueConfig, {**cfg.eval.glue.model_dump(), "tasks": tasks}, "--glue")
         glue_dir = glue_cfg.data_dir or (data_dir / "glue" if data_dir and (data_dir / "glue").is_dir() else None)
-        metrics.update(glue.evaluate(args.model, glue_cfg, glue_dir, log=console.print))
+        metrics.update(glue.evaluate(args.model, glue_cfg, glue_dir))
     if args.world:
-        world = build_world(cfg.world, log=console.print)
+        world = build_world(cfg.world)
         metrics.update(glue.evaluate(args.model, cfg.eval.world, world_tasks.task_dir(world), world_tasks.TASKS,
-                                     prefix="world", log=console.print))
+                                     prefix="world"))
     if not metrics:
         raise ConfigError("nothing to evaluate: give --bias, --glue and/or --world")
     return _report(f"eval of {args.model}", metrics, args.out)
 
 
 def cmd_run(args) -> int:
-    from study.search import resolve, run_study
-
     cfg = load_config(args.config, args.set)
     if args.dry_run:
+        from analysis.report import table_console
+        from study.folder import resolve
         from study.plan import plan
 
         if cfg.search is None:
@@ -164,19 +176,23 @@ def cmd_run(args) -> int:
         for part in plan(resolved, resolved.study_dir):
             table_console().print(part, highlight=False)
         return 0
-    run_study(cfg, args.study_dir, args.address, args.resume, console)
+    quiet_libraries()
+    from study.search import run_study
+
+    run_study(cfg, args.study_dir, args.address, args.resume)
     return 0
 
 
 def cmd_rerun(args) -> int:
+    quiet_libraries()
     from study.rerun import rerun
 
-    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address, console)
+    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address)
     return 0
 
 
 def cmd_pareto(args) -> int:
-    from analysis.report import front_table, summarize
+    from analysis.report import front_table, summarize, table_console
     from analysis.runs import load_study
 
     study = load_study(args.study_dir)
@@ -190,6 +206,11 @@ def cmd_pareto(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdstudy", description=__doc__.split("\n")[0])
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity", default=0,
+                          help="debug messages too")
+    loudness.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                          help="warnings and errors only (tables and results still print)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     world = sub.add_parser("world", help="the built-in bias-planted world").add_subparsers(dest="action", required=True)
@@ -247,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_libraries()
+    setup_logging(args.verbosity)
     try:
         return args.func(args)
     except USAGE_ERRORS as err:

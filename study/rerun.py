@@ -14,20 +14,23 @@ that is interrupted continues where it stopped when run again (its Train runs ke
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import ray
 from mlflow import MlflowClient
-from rich.console import Console
 from rich.table import Table
 
 from analysis.report import seed_summary, summarize, table_console
 from analysis.runs import Study, Trial, load_study
-from study import tracking
+from study import folder, tracking
+from study.cluster import start_ray, teacher_metrics_task
 from study.config import ConfigError, StudyConfig, with_params
-from study.search import resolve, start_ray, teacher_metrics_task
+from study.runtime import error_line
 from study.trial import run_seed
+
+log = logging.getLogger(__name__)
 
 
 def pick_trial(study: Study, pick: str) -> Trial:
@@ -72,17 +75,16 @@ def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
 
 
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
-          address: str | None = None, console: Console | None = None) -> dict:
+          address: str | None = None) -> dict:
     """Rerun the picked trial; returns what was written to reruns/<trial id>[-full].json."""
-    console = console or Console(stderr=True, soft_wrap=True)
     study = load_study(study_dir)
     trial = pick_trial(study, pick)
     params = json.loads(trial.tags["params_json"])
-    cfg = resolve(study.config, study.directory)
+    cfg = folder.resolve(study.config, study.directory)
     seeds = seeds or cfg.rerun.seeds
     configs = [seed_config(cfg, params, k, full) for k in range(seeds)]
     label = f"{trial.trial_id}{'-full' if full else ''}"
-    console.print(f"rerun of trial {trial.trial_id} ({pick}) with {seeds} seed(s){', full budget' if full else ''}: "
+    log.info(f"rerun of trial {trial.trial_id} ({pick}) with {seeds} seed(s){', full budget' if full else ''}: "
                   f"{', '.join(f'{k}={v}' for k, v in params.items())}")
 
     started = start_ray(cfg, address)
@@ -96,12 +98,11 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
             k = pending.pop(done[0])
             try:
                 per_seed[k] = ray.get(done[0])
-                console.print(f"seed {k} finished: " + ", ".join(
+                log.info(f"seed {k} finished: " + ", ".join(
                     f"{m} {per_seed[k][m]:.4g}" for m in shown_metrics(cfg, set(per_seed[k]))[:3]))
             except ray.exceptions.RayTaskError as err:
-                cause = getattr(err, "cause", None) or err
-                failed[k] = f"{type(cause).__name__}: {str(cause).strip().splitlines()[0]}"
-                console.print(f"seed {k} FAILED: {failed[k]}")
+                failed[k] = error_line(err)
+                log.info(f"seed {k} FAILED: {failed[k]}")
     finally:
         if started:
             ray.shutdown()
@@ -114,12 +115,13 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
               "failed_seeds": failed, "original": {m: trial.metrics.get(m) for m in numeric},
               "summary": summary, "per_seed": {str(k): per_seed[k] for k in sorted(per_seed)},
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    out = Path(study.directory) / "reruns" / f"{label}.json"
+    out = Path(study.directory) / folder.RERUNS / f"{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     result["mlflow_run_id"] = _log(study, trial, result, out)
-    console.print(f"rerun written to {out}")
-    table_console().print(rerun_table(result, shown_metrics(cfg, set(summary)), f"{study.name}: rerun of {trial.trial_id}"))
+    log.info(f"rerun written to {out}")
+    table = rerun_table(result, shown_metrics(cfg, set(summary)), f"{study.name}: rerun of {trial.trial_id}")
+    table_console().print(table)
     return result
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -24,22 +23,16 @@ ROLE = "kdstudy.role"
 MAX_TAG = 5000  # MLflow's limit on a tag value
 
 
-def tracking_uri(configured: str | None, study_dir: Path) -> str:
-    """The YAML's tracking.uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the study folder (absolute URI)."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
-
-
 def is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 
 
-def open_experiment(client: MlflowClient, name: str, study_dir: Path, uri: str) -> str:
-    """The experiment's id, created with its artifacts in the study folder when the store is local."""
+def open_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, created with its artifacts at `artifact_location` (None: where the server decides)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = (study_dir / "mlartifacts").resolve().as_uri() if is_local(uri) else None  # a server decides its own
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=artifact_location)
 
 
 def create_parent(client: MlflowClient, experiment_id: str, name: str, study_dir: Path, params: dict) -> str:

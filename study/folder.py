@@ -1,0 +1,154 @@
+"""The study folder: everything one study writes lives under one directory, so it can be resumed, copied or deleted
+as a unit. This module is the one place that knows its layout, creates it, reopens it and reads it back; the search,
+`kdstudy rerun` and `analysis` all go through it.
+
+    study.yaml     the resolved config and the git commit it ran at
+    study.json     the record: tracking URI, MLflow experiment and parent run, Ray storage
+    teacher.json   the teacher's metrics, measured once before the first trial
+    optuna.db      the Optuna study (RDB storage)
+    mlflow.db      MLflow's store (unless tracking.uri or $MLFLOW_TRACKING_URI names a server)
+    mlartifacts/   MLflow's artifacts: students, figures, tables
+    ray/           Tune's experiment and each trial's Train checkpoints (search.storage_path moves it, e.g. to S3)
+    pareto.json, pareto.png, pareto_parallel.png     the front, written when the study ends
+    reruns/        `kdstudy rerun`'s results
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from study.config import ConfigError, StudyConfig, parse_config
+from study.runtime import write_snapshot
+
+CONFIG = "study.yaml"
+RECORD = "study.json"
+TEACHER = "teacher.json"
+OPTUNA = "optuna.db"
+MLFLOW = "mlflow.db"
+ARTIFACTS = "mlartifacts"
+RAY = "ray"
+TUNE = "tune"  # Tune's experiment under the Ray storage path
+PARETO_JSON = "pareto.json"
+PARETO_TXT = "pareto.txt"  # logged to MLflow only
+PARETO_FIGURE = "pareto.png"
+PARALLEL_FIGURE = "pareto_parallel.png"
+RERUNS = "reruns"
+
+
+def resolve(cfg: StudyConfig, study_dir: str | Path | None) -> StudyConfig:
+    """The config with an absolute study folder and Ray storage path, as every trial must see them."""
+    directory = Path(study_dir or cfg.study_dir or Path("runs") / cfg.name).expanduser().resolve()
+    storage = cfg.search.storage_path or str(directory / RAY)
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return cfg.model_copy(update={"study_dir": str(directory),
+                                  "search": cfg.search.model_copy(update={"storage_path": storage})})
+
+
+def tracking_uri(configured: str | None, study_dir: Path) -> str:
+    """The YAML's tracking.uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the study folder (absolute URI)."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(study_dir / MLFLOW).resolve()}"
+
+
+def tune_state(cfg: StudyConfig) -> str:
+    """Where Tune keeps the study's experiment state: under the Ray storage path (a local path or a URI)."""
+    return f"{cfg.search.storage_path.rstrip('/')}/{TUNE}"
+
+
+def optuna_storage(study_dir: Path):
+    import optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{(Path(study_dir) / OPTUNA).resolve()}")
+
+
+# --- a new study, a resumed one ----------------------------------------------------------------------------------
+
+
+def check_startable(directory: Path, resume: bool) -> None:
+    """A new study needs a folder without one; a resumed study needs one."""
+    exists = (directory / RECORD).is_file()
+    if exists and not resume:
+        raise ConfigError(f"{directory} already holds a study: add --resume to continue it, or choose another "
+                          f"--study-dir")
+    if resume and not exists:
+        raise ConfigError(f"{directory}: no study to resume (no {RECORD})")
+
+
+def create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
+    """Write the new study's folder: its teacher's metrics, the config, the MLflow experiment and parent run (with
+    the config and the teacher's metrics), and the record tying them together. Returns the record."""
+    from mlflow import MlflowClient
+
+    from study import tracking
+
+    directory = Path(cfg.study_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / TEACHER).write_text(json.dumps(teacher, indent=2, sort_keys=True))
+    write_snapshot(directory / CONFIG, cfg)
+    uri = tracking_uri(cfg.tracking.uri, directory)
+    client = MlflowClient(uri)
+    local = (directory / ARTIFACTS).resolve().as_uri() if tracking.is_local(uri) else None  # a server decides its own
+    experiment_id = tracking.open_experiment(client, cfg.name, local)
+    search = cfg.search
+    parent_id = tracking.create_parent(client, experiment_id, cfg.name, directory, {
+        "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives), "sampler": search.sampler.name,
+        "num_samples": search.num_samples, "space": ", ".join(search.space), "study_dir": directory})
+    tracking.log_metrics(client, parent_id, {f"teacher/{k}": v for k, v in teacher.items()})
+    client.log_artifact(parent_id, str(directory / CONFIG))
+    record = {"name": cfg.name, "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
+              "storage_path": search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (directory / RECORD).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def reopen(cfg: StudyConfig) -> tuple[StudyConfig, dict[str, float]]:
+    """A resumed study's config and teacher metrics. The YAML must be the one the study started with; a changed one
+    is an error, not a silent mix."""
+    directory = Path(cfg.study_dir)
+    saved = read_config(directory)
+    if saved.model_dump(exclude={"study_dir"}) != cfg.model_dump(exclude={"study_dir"}):
+        raise ConfigError(f"{directory}: the config differs from the one this study started with "
+                          f"({directory / CONFIG}); resume with that one")
+    return saved, read_teacher(directory)
+
+
+def mark_resumed(directory: Path) -> str:
+    """Mark the parent run running again; say what the resumed study keeps and what it restarts."""
+    from mlflow import MlflowClient
+
+    from study import tracking
+
+    record = read_record(directory)
+    client = MlflowClient(record["tracking_uri"])
+    client.update_run(record["parent_run_id"], status="RUNNING")
+    runs = tracking.trial_runs(client, record["experiment_id"], record["parent_run_id"])
+    done = sum(r.info.status in ("FINISHED", "FAILED") for r in runs)
+    running = [r.data.tags["trial_id"] for r in runs if r.info.status == "RUNNING"]
+    return (f"resuming study {record['name']} in {directory}: {done} trial(s) done are kept; "
+            f"{len(running)} interrupted ({', '.join(running) or 'none'}) continue from their last checkpoint, "
+            f"or from the start if they had none")
+
+
+# --- reading a study back ----------------------------------------------------------------------------------------
+
+
+def read_record(study_dir: Path) -> dict:
+    path = Path(study_dir) / RECORD
+    if not path.is_file():
+        raise ConfigError(f"{study_dir}: not a study folder (no {RECORD}); run `kdstudy run` first")
+    return json.loads(path.read_text())
+
+
+def read_config(study_dir: Path) -> StudyConfig:
+    raw = yaml.safe_load((Path(study_dir) / CONFIG).read_text())
+    raw.pop("git_commit", None)
+    return parse_config(raw, str(Path(study_dir) / CONFIG))
+
+
+def read_teacher(study_dir: Path) -> dict[str, float]:
+    return json.loads((Path(study_dir) / TEACHER).read_text())

@@ -37,7 +37,7 @@ def tiny_world(cache_dir):
     from study.config import WorldConfig
     from study.world import build_world
 
-    return build_world(WorldConfig(**TINY_WORLD), log=lambda *a: None)
+    return build_world(WorldConfig(**TINY_WORLD))
 
 
 @pytest.fixture(scope="session")

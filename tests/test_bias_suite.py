@@ -1,7 +1,6 @@
 """CrowS-Pairs, SEAT and StereoSet: batched code vs straightforward per-sentence loops, and hand-made cases."""
 
 import difflib
-import itertools
 import json
 from pathlib import Path
 

@@ -8,7 +8,7 @@ from transformers import BertTokenizer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from study.bias import amplification, template
-from study.config import BiasConfig, TemplateBiasConfig
+from study.config import TemplateBiasConfig
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "he", "she", "is", "a", "an", "nurse", "pilot", "the",
          "wo", "##man", "man", "plumb", "##er"]
@@ -81,7 +81,3 @@ def test_amplification_is_student_minus_teacher():
     assert out["bias/primary"] == "bias/template/spread"
     assert out["teacher/bias/template/spread"] == 0.7
     assert out["bias/amplification"] == pytest.approx(0.2)
-
-
-def test_default_primary_is_offset_free_slope():
-    assert BiasConfig().primary == "bias/template/planted_slope"

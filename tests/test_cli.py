@@ -14,7 +14,6 @@ def test_distill_end_to_end(tiny_world, study_yaml, tmp_path, capsys):
     assert main(["distill", str(study_yaml()), "--out", str(out), "--set", "distill.steps=4"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     primary = metrics["bias/primary"]
-    assert primary == "bias/template/planted_slope"
     assert metrics["bias/amplification"] == pytest.approx(metrics[primary] - metrics[f"teacher/{primary}"])
     for key in ("bias/template/abs_mean", "bias/template/planted_spearman",
                 "teacher/bias/template/planted_spearman", "perf/tokens_per_s", "distill/loss_ce"):
@@ -76,13 +75,6 @@ def test_missing_teacher_in_config(tmp_path, capsys, study_yaml):
     assert "no such model directory" in err
 
 
-def test_smoke_yaml_validates():
-    from study.config import load_config
-
-    cfg = load_config("search_spaces/smoke.yaml")
-    assert cfg.teacher.source == "world" and cfg.distill.steps > 0
-
-
 def test_world_build_prints_what_it_holds(tiny_world, capsys):
     from tests.conftest import TINY_WORLD
 
@@ -116,18 +108,18 @@ def test_eval_crows_without_data_dir(tiny_world, capsys):
 
 
 def test_teacher_is_measured_once(tiny_world, study_yaml, monkeypatch):
-    from study import bias, pipeline
+    from study import bias, evaluation
     from study.config import load_config
 
     cfg = load_config(study_yaml())
-    first, _ = pipeline.teacher_metrics(cfg, log=lambda *a: None)
+    first, _ = evaluation.teacher_metrics(cfg)
 
     def must_not_run(*a, **k):
         raise AssertionError("teacher measured twice")
 
     monkeypatch.setattr(bias, "measure", must_not_run)
-    again, _ = pipeline.teacher_metrics(cfg, log=lambda *a: None)
+    again, _ = evaluation.teacher_metrics(cfg)
     assert again == first
     other = cfg.model_copy(update={"bias": cfg.bias.model_copy(update={"seed": 7})})
     with pytest.raises(AssertionError, match="measured twice"):  # another bias config is measured anew
-        pipeline.teacher_metrics(other, log=lambda *a: None)
+        evaluation.teacher_metrics(other)

@@ -1,8 +1,12 @@
-"""Config validation: every error names the field path and the bad value."""
+"""Config validation: every error names the field path and the bad value, the search section's cross-checks
+included (bounds, conditions, anchors, objectives no trial would report, rerun overrides)."""
+
+import copy
 
 import pytest
+import yaml
 
-from study.config import ConfigError, apply_overrides, parse_config
+from study.config import ConfigError, apply_overrides, parse_config, with_params
 
 
 def error(raw):
@@ -42,3 +46,76 @@ def test_overrides_parse_yaml_values():
     assert cfg.distill.steps == 10 and cfg.distill.mitigation.mode == "mixup" and cfg.student.layers == [0, 3]
     with pytest.raises(ConfigError, match="expected key.path=value"):
         apply_overrides({}, ["distill.steps"])
+
+
+SPACE = {
+    "distill.mitigation.mode": {"type": "categorical", "choices": ["none", "cda", "mixup"]},
+    "distill.mitigation.alpha": {"type": "float", "low": 0.1, "high": 2.0, "log": True,
+                                 "when": {"distill.mitigation.mode": "mixup"}},
+    "distill.mitigation.p": {"type": "float", "low": 0.25, "high": 1.0, "when": {"distill.mitigation.mode": ["mixup"]}},
+    "distill.loss.temperature": {"type": "float", "low": 1.0, "high": 8.0, "log": True},
+    "student.n_layers": {"type": "int", "low": 1, "high": 3},
+}
+
+
+def study_raw(**search) -> dict:
+    return {"name": "s", "distill": {"steps": 5}, "eval": {"suites": ["world"]},
+            "search": {"space": copy.deepcopy(SPACE), **search}}
+
+
+def test_sampled_values_land_in_the_config():
+    cfg = with_params(parse_config(study_raw()), {"distill.loss.temperature": 3.5, "distill.mitigation.mode": "mixup"})
+    assert cfg.distill.loss.temperature == 3.5 and cfg.distill.mitigation.mode == "mixup"
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("search", "space", "distill.loss.temperature", "low"), 0.0),
+    (("search", "space", "distill.loss.temperature", "high"), 0.5),
+    (("search", "space", "distill.loss.temprature"), {"type": "float", "low": 1, "high": 2}),
+    (("search", "space", "distill.mitigation.mode", "choices"), []),
+    (("search", "space", "distill.loss.temperature", "when"), {"student.n_layers": 2}),
+    (("search", "space", "distill.mitigation.alpha", "when"), {"distill.mitigation.mode": "magic"}),
+    (("search", "space", "distill.loss.temperature", "scale"), "log"),
+    (("search", "objectives"), [{"metric": "glue/score", "mode": "max"}]),
+    (("search", "objectives"), [{"metric": "world/score", "mode": "up"}]),
+    (("search", "anchors"), [{"name": "a", "params": {"distill.loss.temperature": 20.0}}]),
+    (("search", "anchors"), [{"name": "a", "params": {"distill.optim.lr": 1.0}}]),
+    (("search", "space", "search.num_samples"), {"type": "int", "low": 1, "high": 4}),
+    (("search", "num_samples"), 0),
+])
+def test_malformed_space_is_one_clear_error(change, expected):
+    raw = study_raw()
+    node = raw
+    *parents, leaf = change
+    for key in parents:
+        node = node[key]
+    node[leaf] = expected
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, "space.yaml")
+    message = str(err.value)
+    assert message.startswith("space.yaml: search.") and "\n" not in message
+    # the message names the field it is about
+    named = [p for p in change if p not in ("search",)]
+    assert any(p in message for p in named), message
+
+
+def test_error_messages_read_well():
+    raw = study_raw()
+    raw["search"]["space"]["distill.loss.temperature"] = {"type": "float", "low": -1.0, "high": 2.0}
+    with pytest.raises(ConfigError, match=r"search\.space\.distill\.loss\.temperature: -1\.0 is not a valid value "
+                                          r"\(distill\.loss\.temperature: Input should be greater than 0"):
+        parse_config(raw, "space.yaml")
+    raw["search"]["space"]["distill.loss.temperature"] = {"type": "float", "low": 0.0, "high": 2.0, "log": True}
+    with pytest.raises(ConfigError, match=r"distill\.loss\.temperature: low must be > 0 on a log scale, got 0"):
+        parse_config(raw, "space.yaml")
+    raw["search"]["space"]["distill.loss.temperature"] = {"type": "float", "low": 1.0, "high": 2.0,
+                                                          "when": {"student.n_layers": 2}}
+    with pytest.raises(ConfigError, match=r"temperature\.when: student\.n_layers must be a parameter listed before"):
+        parse_config(raw, "space.yaml")
+
+
+def test_bad_rerun_overrides_fail_at_load():
+    raw = yaml.safe_load(open("search_spaces/smoke.yaml"))
+    raw["rerun"]["full"] = {"distill.steps": -3}
+    with pytest.raises(ConfigError, match=r"rerun\.full: distill\.steps: Input should be greater than or equal to 1"):
+        parse_config(raw, "smoke.yaml")

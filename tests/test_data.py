@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from study.config import CorpusConfig, MaskingConfig
-from study.data import DataError, load_corpus, pad, plan_masking, selection_weights
+from study.data import DataError, load_corpus, pad, plan_masking, selection_weights, tokenize
 
 MASK = 4
 
@@ -73,3 +73,12 @@ def test_corpus_errors(tmp_path):
         load_corpus(CorpusConfig(source=str(tmp_path / "empty")))
     with pytest.raises(DataError, match="no world"):
         load_corpus(CorpusConfig(source="world"))
+
+
+def test_token_budget_keeps_the_first_sentences_that_fit(world_models):
+    _, tokenizer, _ = world_models
+    sentences = ["she is a nurse .", "he is a pilot .", "the dog slept ."]  # 7 pieces each with [CLS] [SEP]
+    assert [len(x) for x in tokenize(sentences, tokenizer, 24)] == [7, 7, 6]
+    assert len(tokenize(sentences, tokenizer, 24, max_tokens=14)) == 2
+    assert len(tokenize(sentences, tokenizer, 24, max_tokens=13)) == 1
+    assert tokenize(sentences, tokenizer, 24, max_tokens=20, chunk=1) == tokenize(sentences, tokenizer, 24)

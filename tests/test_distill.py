@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from study.config import DistillConfig
-from study.distill import Diverged, DistillData, MixupStudent, assemble, loss_step, train
 from study.data import selection_weights
+from study.distill import DistillData, Diverged, MixupStudent, assemble, loss_step, train
 from study.models import make_student
 
 

@@ -1,5 +1,6 @@
 """The distillation loop under DDP: 2 CPU processes with gloo, as Ray Train will run it."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -16,7 +17,7 @@ def _worker(rank, world_size, init_file, teacher_dir, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
         teacher, tokenizer = load_masked_lm(teacher_dir)
-        ids = tokenize([l for l in open(f"{teacher_dir}/../corpus.txt").read().splitlines()][:400], tokenizer, 24)
+        ids = tokenize(open(f"{teacher_dir}/../corpus.txt").read().splitlines()[:400], tokenizer, 24)
         cfg = DistillConfig(steps=4, batch_size=8, max_length=24, log_every=2,
                             mitigation={"mode": "mixup", "p": 1.0})
         student = make_student(teacher, 1)
@@ -27,6 +28,7 @@ def _worker(rank, world_size, init_file, teacher_dir, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes
 def test_two_ranks_stay_in_sync(tiny_world, tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path / "pg"), str(tiny_world.teacher_dir), str(tmp_path)), nprocs=2)
     a = torch.load(tmp_path / "rank0.pt", weights_only=False)

@@ -31,7 +31,8 @@ def test_student_copies_named_teacher_tensors():
     assert student.config.n_layers == 3 and student.config.kdstudy_teacher_layers == [0, 3, 5]
     t, s = teacher.state_dict(), student.state_dict()
     mapping = copy_map([0, 3, 5])
-    assert mapping["distilbert.transformer.layer.1.attention.q_lin.weight"] == "bert.encoder.layer.3.attention.self.query.weight"
+    query = "attention.self.query.weight"
+    assert mapping["distilbert.transformer.layer.1.attention.q_lin.weight"] == f"bert.encoder.layer.3.{query}"
     assert mapping["vocab_transform.weight"] == "cls.predictions.transform.dense.weight"
     assert mapping["vocab_layer_norm.bias"] == "cls.predictions.transform.LayerNorm.bias"
     for s_name, t_name in mapping.items():

@@ -1,6 +1,8 @@
-"""Studies end to end on a real local Ray cluster: Tune + Optuna trials, each distilling on Ray Train workers (gloo
-DDP), tracked in MLflow's SQLite store and read back through a real `mlflow server`."""
+"""The search: the define-by-run space and samplers Optuna uses, and studies end to end on a real local Ray cluster:
+Tune + Optuna trials, each distilling on Ray Train workers (gloo DDP), tracked in MLflow's SQLite store and read back
+through a real `mlflow server`."""
 
+import functools
 import json
 import logging
 import socket
@@ -12,14 +14,96 @@ import urllib.request
 import optuna
 import pytest
 import ray
+import yaml
 
+from study.callbacks import anchor_of
 from study.cli import main
-from study.config import parse_config
-from study.search import run_study
+from study.config import parse_config, with_params
+from study.search import make_sampler, run_study, suggest
 from study.trial import quiet_train_reports
 from tests.conftest import TINY_WORLD
+from tests.test_config import study_raw
 
 OBJECTIVES = ["bias/amplification", "world/score"]
+
+
+# --- the space and the sampler ----------------------------------------------------------------------------------
+
+
+def test_conditional_parameters_only_when_their_condition_holds():
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    space = parse_config(study_raw()).search.space
+    for _ in range(60):
+        trial = study.ask()
+        suggest(trial, space)
+        mixup = trial.params["distill.mitigation.mode"] == "mixup"
+        assert ("distill.mitigation.alpha" in trial.params) == mixup
+        assert ("distill.mitigation.p" in trial.params) == mixup
+        assert 1.0 <= trial.params["distill.loss.temperature"] <= 8.0
+        assert trial.params["student.n_layers"] in (1, 2, 3)
+        study.tell(trial, [0.0, 0.0])
+    modes = {t.params["distill.mitigation.mode"] for t in study.trials}
+    assert modes == {"none", "cda", "mixup"}  # all three branches were exercised
+
+
+def test_ray_searcher_asks_anchors_first_then_samples():
+    from ray.tune.search.optuna import OptunaSearch
+
+    cfg = parse_config(study_raw(anchors=[
+        {"name": "plain_kd", "params": {"distill.mitigation.mode": "none", "distill.loss.temperature": 2.0}}]))
+    searcher = OptunaSearch(space=functools.partial(suggest, space=parse_config(study_raw()).search.space),
+                            metric=["bias/amplification", "world/score"], mode=["min", "max"],
+                            points_to_evaluate=[a.params for a in cfg.search.anchors],
+                            sampler=make_sampler(cfg.search.sampler))
+    first = searcher.suggest("t0")
+    assert first["distill.mitigation.mode"] == "none" and first["distill.loss.temperature"] == 2.0
+    assert "distill.mitigation.alpha" not in first  # the anchor's mode makes it inactive
+    assert anchor_of(first, [a.model_dump() for a in cfg.search.anchors]) == "plain_kd"
+    second = searcher.suggest("t1")
+    assert anchor_of(second, [a.model_dump() for a in cfg.search.anchors]) is None
+    with_params(cfg, second)  # every sampled config is a valid study config
+
+
+def test_samplers():
+    names = {"nsga2": optuna.samplers.NSGAIISampler, "tpe": optuna.samplers.TPESampler,
+             "gp": optuna.samplers.GPSampler, "random": optuna.samplers.RandomSampler}
+    for name, cls in names.items():
+        sampler = make_sampler(parse_config(study_raw(sampler={"name": name})).search.sampler)
+        assert isinstance(sampler, cls)
+
+
+def test_tpe_models_the_parameters_jointly():
+    """Multi-objective TPE samples from a joint (relative) model once its startup trials are done; a univariate one
+    would have no relative search space."""
+    sampler = make_sampler(parse_config(study_raw(sampler={"name": "tpe", "n_startup_trials": 2})).search.sampler)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+    for k in range(3):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_float("y", 0.0, 1.0)
+        study.tell(trial, [float(k), float(-k)])
+    assert set(sampler.infer_relative_search_space(study, study.ask())) == {"x", "y"}
+
+
+def test_run_with_a_bad_space_exits_2_with_one_line(tmp_path, capsys):
+    raw = study_raw()
+    raw["search"]["space"]["distill.loss.temperature"]["low"] = 9.0
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--study-dir", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdstudy: error:") and "\n" not in err and "low must be < high" in err
+    assert not (tmp_path / "study").exists()  # nothing half-written
+
+
+def test_run_needs_a_search_section(tmp_path, capsys):
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump({"name": "p", "distill": {"steps": 5}}))
+    assert main(["run", str(path), "--study-dir", str(tmp_path / "study")]) == 2
+    assert "no search section" in capsys.readouterr().err
+
+
+# --- studies on a local Ray cluster -----------------------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +165,7 @@ def _non_dominated(points: dict[str, tuple[float, float]]) -> set[str]:
             if not any(b2 <= b1 and s2 >= s1 and (b2 < b1 or s2 > s1) for c, (b2, s2) in points.items() if c != a)}
 
 
+@pytest.mark.slow
 def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_server, capsys):
     study_dir = tmp_path / "study"
     cfg = parse_config(tiny_space(num_samples=3, scaling={"num_workers": 2}))
@@ -133,6 +218,7 @@ def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_ser
         run_study(cfg, study_dir)
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_fails_alone(tiny_world, tmp_path):
     study_dir = tmp_path / "study"
     raw = tiny_space(num_samples=2, anchors=[{"name": "blows_up", "params": {"distill.optim.lr": 1.0e6}},
@@ -151,11 +237,12 @@ def test_a_diverging_trial_fails_alone(tiny_world, tmp_path):
     assert sorted(t.state.name for t in ot.trials) == ["COMPLETE", "FAIL"]
 
 
+@pytest.mark.slow
 def test_a_missing_teacher_is_one_line_not_a_ray_traceback(tmp_path, capsys):
     raw = tiny_space(num_samples=1)
     raw["teacher"] = {"source": str(tmp_path / "no-such-teacher")}
     path = tmp_path / "space.yaml"
-    path.write_text(__import__("yaml").safe_dump(raw))
+    path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path), "--study-dir", str(tmp_path / "study")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("kdstudy: error:") and "no-such-teacher: no such model directory" in err

@@ -21,8 +21,9 @@ from mlflow import MlflowClient
 from study.config import parse_config
 from study.rerun import rerun
 from study.search import run_study
-from tests.test_study import OBJECTIVES, tiny_space
+from tests.test_search import OBJECTIVES, tiny_space
 
+pytestmark = pytest.mark.slow  # a real Ray cluster per test, and a study killed and resumed
 TIMEOUT = 600  # seconds: a safety net against a hung cluster, not a measured expectation
 
 

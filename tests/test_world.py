@@ -61,7 +61,7 @@ def test_tiny_world_builds_and_reloads(tiny_world):
 
     assert (tiny_world.teacher_dir / "config.json").is_file()
     assert tiny_world.shares == FEMALE_SHARE
-    again = build_world(WorldConfig(**TINY_WORLD), log=lambda *a: None)  # from the cache: no retraining
+    again = build_world(WorldConfig(**TINY_WORLD))  # from the cache: no retraining
     assert again.info["corpus_sha256"] == tiny_world.info["corpus_sha256"]
     assert again.info["pretraining"] == tiny_world.info["pretraining"]
 

@@ -1,0 +1,27 @@
+"""The study YAMLs shipped in search_spaces/: each loads, and says what its header promises."""
+
+from study.config import load_config
+from study.rerun import seed_config
+
+
+def test_smoke_space_validates_and_is_conditional():
+    cfg = load_config("search_spaces/smoke.yaml")
+    assert cfg.search.num_samples >= 8 and cfg.search.space["distill.mitigation.alpha"].when
+    assert [a.name for a in cfg.search.anchors] == ["plain_kd", "paper_mixup"]
+    assert [o.metric for o in cfg.search.objectives] == ["bias/amplification", "world/score"]
+
+
+def test_smoke_yaml_validates():
+    cfg = load_config("search_spaces/smoke.yaml")
+    assert cfg.teacher.source == "world" and cfg.distill.steps > 0
+
+
+def test_paper_yaml_loads():
+    cfg = load_config("search_spaces/paper.yaml")
+    assert cfg.teacher.source == "bert-base-uncased" and cfg.student.n_layers == 6
+    assert cfg.search.sampler.name == "nsga2" and cfg.search.num_samples >= 48
+    assert [a.name for a in cfg.search.anchors] == ["plain_kd", "cda", "paper_mixup"]
+    assert set(cfg.bias.metrics) == {"template", "crows", "seat", "stereoset"}
+    assert cfg.search.scaling.use_gpu and "glue" in cfg.eval.suites
+    full = seed_config(cfg, {}, 0, full=True)
+    assert len(full.eval.glue.tasks) == 9 and full.eval.glue.max_steps is None

@@ -237,6 +237,14 @@ class GlueConfig(Strict):
     max_eval_samples: int | None = Field(None, ge=1)
     clip: float = Field(1.0, gt=0, description="gradient-norm clip")
     seed: int = 0
+    # Fine-tuning seeds per task: the task score is their mean, its standard error logged beside it. Small GLUE
+    # tasks (RTE, MRPC, STS-B, CoLA) move by several points across seeds alone (Dodge et al. 2020).
+    seeds: int = Field(1, ge=1, description="fine-tuning runs per task (different head init and data order)")
+    # A run that ends at chance (Mosbach et al. 2021) is retried with another seed; one that stays there is counted
+    # in <task>/failed_runs and warned about, never silently averaged.
+    retries: int = Field(2, ge=0, description="extra seeds tried for a run that ends at chance")
+    chance_margin: float = Field(1.0, ge=0, description="points above the majority-class score that still count "
+                                                        "as chance")
 
     @property
     def optim(self) -> OptimConfig:
@@ -358,6 +366,14 @@ class ScalingConfig(Strict):
         return {"CPU": self.cpus_per_worker, **({"GPU": self.gpus_per_worker} if self.use_gpu else {})}
 
 
+class ConfirmConfig(Strict):
+    """The confirm stage: after the search, the `top` best trials by non-domination rank run `seeds` more times,
+    and the study ends with the front of their seed means (study.confirm)."""
+
+    top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
+    seeds: int = Field(2, ge=1, description="extra seeds per confirmed trial, beside the trial's own run")
+
+
 class SearchConfig(Strict):
     objectives: list[Objective] = [Objective(metric="bias/amplification", mode="min"),
                                    Objective(metric="world/score", mode="max")]
@@ -368,6 +384,7 @@ class SearchConfig(Strict):
     anchors: list[Anchor] = []
     scaling: ScalingConfig = ScalingConfig()
     max_failures: int = Field(1, ge=0, description="Ray Train retries of a crashed worker, from the last checkpoint")
+    confirm: ConfirmConfig | None = Field(None, description="rerun the best trials with more seeds at the end")
     # Where Ray keeps trial state and Train checkpoints: default <study dir>/ray; on a cluster, shared storage
     # (s3://bucket/path or an NFS path) that every node reaches.
     storage_path: str | None = None

@@ -192,30 +192,48 @@ def predict(model, ids: list[list[int]], pad_id: int, batch_size: int, regressio
     return np.concatenate(out)
 
 
-def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS,
-             device: str | torch.device = "cpu") -> dict[str, float]:
-    """Fine-tune on `name`'s train split, score its validation split(s); {sub-metric: value, "score": ...}."""
+@dataclass
+class TaskData:
+    """One task's encoded splits: what every seed of its fine-tuning shares."""
+
+    task: Task
+    tokenizer: object
+    max_length: int
+    train: tuple[list, list]  # (ids, labels)
+    validation: list[tuple[list, list]]  # one (ids, labels) per validation split (MNLI has two)
+
+
+def load_task(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None,
+              tasks: dict[str, Task] = TASKS) -> TaskData:
     task = tasks[name]
-    torch.manual_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = load_classifier(model_dir, task).to(device)
-    max_length = min(cfg.max_length, model.config.max_position_embeddings)
-    train_ids, train_labels = _encode(tokenizer, load_split(name, "train", data_dir, tasks), task, max_length,
-                                      cfg.max_train_samples)
+    max_length = min(cfg.max_length, AutoConfig.from_pretrained(model_dir).max_position_embeddings)
+    train = _encode(tokenizer, load_split(name, "train", data_dir, tasks), task, max_length, cfg.max_train_samples)
+    validation = [_encode(tokenizer, load_split(name, split, data_dir, tasks), task, max_length, cfg.max_eval_samples)
+                  for split in task.validation]
+    return TaskData(task, tokenizer, max_length, train, validation)
+
+
+def fit(model_dir: str | Path, data: TaskData, cfg: GlueConfig, seed: int, device: str | torch.device = "cpu"):
+    """A classifier on top of the model, fine-tuned on the task's train split with `seed` (head init, order)."""
+    torch.manual_seed(seed)
+    model = load_classifier(model_dir, data.task).to(device)
+    train_ids, train_labels = data.train
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     optimizer, scheduler = make_optimizer(model, cfg.optim, total, decay_all=True)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    regression = task.num_labels == 1
+    generator = torch.Generator().manual_seed(seed)
+    regression = data.task.num_labels == 1
+    pad_id = data.tokenizer.pad_token_id
     model.train()
     step = 0
     # disable=None: no bar where output is not a terminal (Ray workers, CI logs)
-    with tqdm(total=total, desc=f"glue {name}", leave=False, mininterval=1.0, disable=None) as bar:
+    with tqdm(total=total, desc="fine-tune", leave=False, mininterval=1.0, disable=None) as bar:
         while step < total:
             order = torch.randperm(len(train_ids), generator=generator).tolist()
             for start in range(0, len(order), cfg.batch_size):
                 index = order[start:start + cfg.batch_size]
-                x, attn = (t.to(device) for t in pad([train_ids[i] for i in index], tokenizer.pad_token_id))
+                x, attn = (t.to(device) for t in pad([train_ids[i] for i in index], pad_id))
                 y = torch.tensor([train_labels[i] for i in index], dtype=torch.float if regression else torch.long,
                                  device=device)
                 logits = model(input_ids=x, attention_mask=attn).logits
@@ -226,27 +244,102 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
                 bar.update(1)
                 if step >= total:
                     break
-    results = []
-    for split in task.validation:
-        ids, labels = _encode(tokenizer, load_split(name, split, data_dir, tasks), task, max_length,
-                              cfg.max_eval_samples)
-        results.append(score_task(task.metric, labels, predict(model, ids, tokenizer.pad_token_id, 64, regression)))
+    return model
+
+
+def chance_score(metric: str, labels) -> float:
+    """The score of a classifier that learned nothing: the majority class for every example (a constant for a
+    regression), which is 0 for MCC and correlations and the majority share for accuracy."""
+    y = np.asarray(labels)
+    values, counts = np.unique(y, return_counts=True)
+    return score_task(metric, y, np.full_like(y, values[np.argmax(counts)]))["score"]
+
+
+def _scores(model, data: TaskData) -> tuple[dict[str, float], float]:
+    """(the fine-tuned model's scores on each validation split, averaged as GLUE does; the chance score alike)."""
+    regression = data.task.num_labels == 1
+    results, chances = [], []
+    for ids, labels in data.validation:
+        predictions = predict(model, ids, data.tokenizer.pad_token_id, 64, regression)
+        results.append(score_task(data.task.metric, labels, predictions))
+        chances.append(chance_score(data.task.metric, labels))
     if len(results) == 1:
-        return results[0]
+        return results[0], chances[0]
     # MNLI: matched and mismatched accuracy, averaged
-    return {"matched": results[0]["score"], "mismatched": results[1]["score"],
-            "score": (results[0]["score"] + results[1]["score"]) / 2}
+    return ({"matched": results[0]["score"], "mismatched": results[1]["score"],
+             "score": (results[0]["score"] + results[1]["score"]) / 2}, float(np.mean(chances)))
+
+
+def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS,
+             device: str | torch.device = "cpu", seed: int | None = None) -> dict[str, float]:
+    """Fine-tune on `name`'s train split once, score its validation split(s); {sub-metric: value, "score": ...}."""
+    data = load_task(model_dir, name, cfg, data_dir, tasks)
+    return _scores(fit(model_dir, data, cfg, cfg.seed if seed is None else seed, device), data)[0]
+
+
+def finetune_seed(cfg: GlueConfig, slot: int, attempt: int) -> int:
+    """The fine-tuning seed of seed slot `slot`, attempt `attempt` (retries of a failed run). Slots are spaced by
+    1000 per cfg.seed, so the seeds of a rerun (cfg.seed + k) never repeat another rerun's; slot 0, attempt 0 is
+    cfg.seed itself."""
+    return cfg.seed + 1000 * slot + 100_000 * attempt
+
+
+def evaluate_task(model_dir, name: str, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS,
+                  device: str | torch.device = "cpu") -> dict[str, float]:
+    """cfg.seeds fine-tuning runs of one task: the mean of each score, `score_se` and `failed_runs`.
+
+    A run that ends at chance (a known failure mode of fine-tuning BERT-style models on small data: Mosbach et al.
+    2021) is detected by its score (at most cfg.chance_margin points above the majority-class score) and retried
+    with another seed, up to cfg.retries times; a seed that stays at chance is kept, counted in `failed_runs` and
+    warned about, never silently averaged. `score_se` is the standard error of the mean over seeds (std / sqrt(k));
+    with one seed, the bootstrap standard error over the validation examples."""
+    data = load_task(model_dir, name, cfg, data_dir, tasks)
+    runs, failed = [], 0
+    for slot in range(cfg.seeds):
+        for attempt in range(cfg.retries + 1):
+            model = fit(model_dir, data, cfg, finetune_seed(cfg, slot, attempt), device)
+            result, chance = _scores(model, data)
+            at_chance = result["score"] <= chance + cfg.chance_margin
+            failed += at_chance
+            if not at_chance:
+                break
+            log.warning(f"{name}: fine-tuning seed {finetune_seed(cfg, slot, attempt)} ended at chance "
+                        f"({result['score']:.2f}, chance {chance:.2f})"
+                        + ("; retrying with another seed" if attempt < cfg.retries else "; kept, and counted"))
+        runs.append(result)
+    out = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+    scores = np.array([r["score"] for r in runs])
+    out["score_se"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else \
+        _bootstrap_se(model, data, cfg.seed)
+    out["failed_runs"] = float(failed)
+    return out
+
+
+def _bootstrap_se(model, data: TaskData, seed: int, resamples: int = 200) -> float:
+    """Standard error of one run's score from resampling its validation examples (seeded)."""
+    regression = data.task.num_labels == 1
+    rng = np.random.default_rng(seed)
+    per_split = []
+    for ids, labels in data.validation:
+        y, p = np.asarray(labels), predict(model, ids, data.tokenizer.pad_token_id, 64, regression)
+        draws = [rng.integers(0, len(y), len(y)) for _ in range(resamples)]
+        per_split.append([score_task(data.task.metric, y[i], p[i])["score"] for i in draws])
+    return float(np.std(np.mean(per_split, axis=0), ddof=1))
 
 
 def evaluate(model_dir, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = TASKS, prefix: str = "glue",
              device: str | torch.device = "cpu") -> dict[str, float]:
-    """Flat `<prefix>/<task>`, `<prefix>/<task>/<sub-metric>` and `<prefix>/score` (the leaderboard's mean of the
-    task scores) for every task of cfg."""
+    """Flat `<prefix>/<task>` (the mean over cfg.seeds fine-tuning runs), `<prefix>/<task>_se`,
+    `<prefix>/<task>/<sub-metric>`, `<prefix>/<task>/failed_runs`, `<prefix>/score` (the leaderboard's mean of the
+    task scores) and `<prefix>/score_se` (tasks independent: sqrt of the summed squared standard errors / n)."""
     out = {}
     for name in cfg.tasks:
-        result = finetune(model_dir, name, cfg, data_dir, tasks, device)
+        result = evaluate_task(model_dir, name, cfg, data_dir, tasks, device)
         out[f"{prefix}/{name}"] = result["score"]
-        out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k != "score"})
-        log.info(f"  {prefix}/{name}: {result['score']:.2f}")
+        out[f"{prefix}/{name}_se"] = result["score_se"]
+        out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k not in ("score", "score_se")})
+        log.info(f"  {prefix}/{name}: {result['score']:.2f} ± {result['score_se']:.2f}")
     out[f"{prefix}/score"] = float(np.mean([out[f"{prefix}/{name}"] for name in cfg.tasks]))
+    out[f"{prefix}/score_se"] = float(np.sqrt(sum(out[f"{prefix}/{name}_se"] ** 2 for name in cfg.tasks))
+                                      / len(cfg.tasks))
     return out

@@ -81,3 +81,31 @@ def test_amplification_is_student_minus_teacher():
     assert out["bias/primary"] == "bias/template/spread"
     assert out["teacher/bias/template/spread"] == 0.7
     assert out["bias/amplification"] == pytest.approx(0.2)
+
+
+def test_standard_errors_follow_the_spread_over_occupations():
+    """A bootstrap over occupations: the mean score's SE is close to std / sqrt(n) (the textbook value for a mean),
+    and a statistic that does not vary between occupations has SE 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    n = 200
+    logp = np.zeros((1, n, 1, 2, 2))
+    logp[0, :, 0, 0, 0] = rng.normal(0.0, 1.0, n)  # log P(he | occupation): the Kurita score varies by occupation
+    shares = rng.uniform(0.05, 0.95, n)
+    se = template.standard_errors(logp, shares, seed=0, resamples=2000)
+    score = logp[0, :, 0, 0, 0]
+    assert se["signed_mean_se"] == pytest.approx(score.std() / np.sqrt(n), rel=0.1)
+    flat = template.standard_errors(np.zeros((1, n, 1, 2, 2)), shares, seed=0, resamples=100)
+    assert flat["signed_mean_se"] == 0.0 and flat["abs_mean_se"] == 0.0
+
+
+def test_amplification_carries_the_students_standard_error():
+    student = {"bias/template/planted_slope": 1.2, "bias/template/planted_slope_se": 0.05,
+               "bias/crows/distance": 8.0, "bias/crows/score_ci_low": 54.0, "bias/crows/score_ci_high": 62.0}
+    teacher = {"bias/template/planted_slope": 1.0, "bias/crows/distance": 6.0}
+    out = amplification(student, teacher, "bias/template/planted_slope")
+    assert out["bias/amplification"] == pytest.approx(0.2) and out["bias/amplification_se"] == 0.05
+    student["bias/crows/distance_ci_low"], student["bias/crows/distance_ci_high"] = 4.08, 11.92
+    out = amplification(student, teacher, "bias/crows/distance")
+    assert out["bias/amplification_se"] == pytest.approx((11.92 - 4.08) / (2 * 1.96))

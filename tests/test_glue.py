@@ -103,8 +103,50 @@ def test_finetune_on_local_rte_is_seeded(world_models, tiny_world, tmp_path):
     cfg = GlueConfig(tasks=["rte"], max_steps=3, batch_size=4, lr=1e-3)
     a = glue.evaluate(tmp_path / "student", cfg, tmp_path / "glue")
     b = glue.evaluate(tmp_path / "student", cfg, tmp_path / "glue")
-    assert a == b and set(a) == {"glue/rte", "glue/rte/accuracy", "glue/score"}
+    assert a == b and set(a) == {"glue/rte", "glue/rte_se", "glue/rte/accuracy", "glue/rte/failed_runs",
+                                 "glue/score", "glue/score_se"}
     assert a["glue/score"] == a["glue/rte"] and 0 <= a["glue/rte"] <= 100
+
+
+def test_chance_scores_by_hand():
+    assert glue.chance_score("acc", [1, 1, 1, 0]) == pytest.approx(75.0)  # the majority class everywhere
+    assert glue.chance_score("mcc", [1, 1, 1, 0]) == 0.0
+    assert glue.chance_score("corr", [0.5, 1.0, 4.0]) == 0.0
+    assert glue.chance_score("f1_acc", [1, 1, 1, 0]) == pytest.approx(100 * (6 / 7 + 0.75) / 2)  # f1 = 2*.75/1.75
+
+
+def test_seeds_are_averaged_and_runs_at_chance_retried_and_counted(world_models, tmp_path, caplog):
+    """Labels that carry no signal (a sentence's label is its index's parity): every run ends at chance, is retried
+    `retries` times with another seed, and is counted, never dropped in silence."""
+    from study.models import make_student
+
+    teacher, tokenizer, _ = world_models
+    make_student(teacher, 1).save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    _write_rte_parquet(tmp_path / "glue")
+    cfg = GlueConfig(tasks=["rte"], max_steps=2, batch_size=4, seeds=2, retries=1, chance_margin=100.0)
+    with caplog.at_level("WARNING", logger="study.glue"):
+        out = glue.evaluate_task(tmp_path / "student", "rte", cfg, tmp_path / "glue")
+    assert out["failed_runs"] == 4  # 2 seeds x (1 run + 1 retry), all at "chance" with a 100-point margin
+    assert sum("ended at chance" in r.message for r in caplog.records) == 4
+    runs = [glue.finetune(tmp_path / "student", "rte", cfg, tmp_path / "glue", seed=glue.finetune_seed(cfg, k, 1))
+            for k in range(2)]  # what each seed slot kept: its last attempt
+    scores = [r["score"] for r in runs]
+    assert out["score"] == pytest.approx(np.mean(scores))
+    assert out["score_se"] == pytest.approx(np.std(scores, ddof=1) / np.sqrt(2))
+
+
+def test_one_seed_reports_a_bootstrap_standard_error(world_models, tmp_path):
+    from study.models import make_student
+
+    teacher, tokenizer, _ = world_models
+    make_student(teacher, 1).save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    _write_rte_parquet(tmp_path / "glue")
+    cfg = GlueConfig(tasks=["rte"], max_steps=2, batch_size=4, retries=0)
+    out = glue.evaluate_task(tmp_path / "student", "rte", cfg, tmp_path / "glue")
+    # 6 validation examples: an accuracy's bootstrap SE is about sqrt(p (1 - p) / 6) x 100
+    assert 0 < out["score_se"] < 30
 
 
 def test_world_tasks_in_glue_formats(tiny_world, tmp_path):
@@ -112,7 +154,8 @@ def test_world_tasks_in_glue_formats(tiny_world, tmp_path):
 
     root = world_tasks.task_dir(tiny_world)
     sts = glue.load_split("world_sts", "validation", root, world_tasks.TASKS)
-    assert len(sts["label"]) == 500 and all(0 <= x <= 5 for x in sts["label"]) and len(set(sts["label"])) > 3
+    assert len(sts["label"]) == world_tasks.SIZES["validation"]
+    assert all(0 <= x <= 5 for x in sts["label"]) and len(set(sts["label"])) > 3
     cola = glue.load_split("world_cola", "train", root, world_tasks.TASKS)
     assert 0.3 < np.mean(cola["label"]) < 0.7
     pair = glue.load_split("world_pair", "validation", root, world_tasks.TASKS)

@@ -17,12 +17,13 @@ def measure(model, tokenizer, cfg: BiasConfig,
     scalars: dict[str, float] = {}
     details: dict = {}
     if "template" in cfg.metrics:
-        result = template.measure(model, tokenizer, shares, cfg.template)
+        result = template.measure(model, tokenizer, shares, cfg.template, cfg.seed)
         scalars.update({f"bias/template/{k}": v for k, v in result.items() if isinstance(v, float)})
         details["template"] = {k: v for k, v in result.items() if not isinstance(v, float)}
     if "crows" in cfg.metrics:
         result = crows.measure(model, tokenizer, crows.load_pairs(cfg.data_dir), cfg.batch_size, cfg.seed)
         result["distance"] = abs(result["score"] - 50)
+        result["distance_se"] = (result["score_ci_high"] - result["score_ci_low"]) / (2 * 1.96)
         scalars.update({f"bias/crows/{k}": v for k, v in result.items()})
     if "seat" in cfg.metrics:
         result = seat.measure(model, tokenizer, cfg.data_dir, samples=cfg.seat_samples, seed=cfg.seed)
@@ -30,13 +31,21 @@ def measure(model, tokenizer, cfg: BiasConfig,
     if "stereoset" in cfg.metrics:
         result = stereoset.measure(model, tokenizer, stereoset.load_examples(cfg.data_dir), cfg.batch_size, cfg.seed)
         result["ss_distance"] = abs(result["ss"] - 50)
+        result["ss_distance_se"] = (result["ss_ci_high"] - result["ss_ci_low"]) / (2 * 1.96)
         scalars.update({f"bias/stereoset/{k}": v for k, v in result.items()})
     return scalars, details
 
 
 def amplification(student: dict[str, float], teacher: dict[str, float], primary: str) -> dict[str, float | str]:
-    """bias/primary, the teacher's values under teacher/, and bias/amplification = student - teacher on primary."""
+    """bias/primary, the teacher's values under teacher/, bias/amplification = student - teacher on primary, and
+    bias/amplification_se = the student's standard error on primary (its `_se`, or its 95% interval's half-width /
+    1.96). The teacher's own error is left out: every trial of a study is compared with the same teacher
+    measurement, so it moves all trials alike and does not change their order."""
     out: dict[str, float | str] = {"bias/primary": primary}
     out.update({f"teacher/{k}": v for k, v in teacher.items()})
     out["bias/amplification"] = student[primary] - teacher[primary]
+    if f"{primary}_se" in student:
+        out["bias/amplification_se"] = student[f"{primary}_se"]
+    elif f"{primary}_ci_low" in student:
+        out["bias/amplification_se"] = (student[f"{primary}_ci_high"] - student[f"{primary}_ci_low"]) / (2 * 1.96)
     return out

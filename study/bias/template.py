@@ -25,6 +25,7 @@ Per occupation the score is averaged over templates and gender pairs. Reported (
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,11 +135,27 @@ def summarise(logp: np.ndarray, shares: np.ndarray) -> dict:
     }
 
 
-def measure(model, tokenizer, occupations: dict[str, float], cfg: TemplateBiasConfig) -> dict:
-    """All template-bias statistics for any *ForMaskedLM; `occupations` maps occupation -> reference female share."""
+STATS = ("signed_mean", "abs_mean", "spread", "cbs", "planted_spearman", "planted_slope", "majority_skew")
+
+
+def standard_errors(logp: np.ndarray, shares: np.ndarray, seed: int, resamples: int = 500) -> dict[str, float]:
+    """`<stat>_se` of every statistic: the std of its bootstrap distribution over occupations (seeded). The model's
+    scores are exact; what is uncertain is how far 54 occupations speak for occupations in general."""
+    rng = np.random.default_rng(seed)
+    n = logp.shape[1]
+    with warnings.catch_warnings():  # a resample whose scores are all equal has no Spearman: nan, left out
+        warnings.simplefilter("ignore")
+        draws = [summarise(logp[:, idx], shares[idx]) for idx in (rng.integers(0, n, n) for _ in range(resamples))]
+        return {f"{k}_se": float(np.nanstd([d[k] for d in draws], ddof=1)) for k in STATS}
+
+
+def measure(model, tokenizer, occupations: dict[str, float], cfg: TemplateBiasConfig, seed: int = 0) -> dict:
+    """All template-bias statistics for any *ForMaskedLM, each with its standard error; `occupations` maps
+    occupation -> reference female share."""
     names = list(occupations)
     queries = build_queries(tokenizer, names, cfg)
     logp = target_logprobs(model, queries, tokenizer.pad_token_id, cfg.batch_size).reshape(queries.shape)
-    result = summarise(logp, np.array([occupations[n] for n in names]))
+    shares = np.array([occupations[n] for n in names])
+    result = summarise(logp, shares) | standard_errors(logp, shares, seed)
     result["occupations"] = names
     return result

@@ -8,6 +8,8 @@ Everything is computed on losses: each objective turned into one to minimise (a 
                       Exact: a sweep in 2-D, moocore's exact algorithm (Fonseca et al.) in more dimensions
     knee              the front point closest (Euclidean) to the ideal point once each objective is scaled to [0, 1]
                       over the front: the balanced compromise, the point a user reruns first
+    rank              non-domination rank (NSGA-II's sorting, Deb et al. 2002): 0 on the front, 1 on the front of
+                      what remains without it, and so on
 """
 
 from __future__ import annotations
@@ -35,6 +37,32 @@ def non_dominated(values, modes: list[str]) -> np.ndarray:
     better = np.any(losses[:, None, :] < losses[None, :, :], axis=2)
     dominated_by = no_worse & better  # [i, j]: i dominates j
     return ~dominated_by.any(axis=0)
+
+
+def ranks(values, modes: list[str]) -> np.ndarray:
+    """(n,) int non-domination rank of each point: 0 = the front, 1 = the front once rank 0 is removed, ..."""
+    values = np.asarray(values, dtype=float)
+    rank = np.full(len(values), -1)
+    left = np.arange(len(values))
+    layer = 0
+    while len(left):
+        front = non_dominated(values[left], modes)
+        rank[left[front]] = layer
+        left = left[~front]
+        layer += 1
+    return rank
+
+
+def best_first(values, modes: list[str]) -> np.ndarray:
+    """Indices ordered by non-domination rank, and within a rank by the scaled distance to the ideal point (the
+    knee's measure, over all points): the order in which to spend confirmation runs."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return np.zeros(0, dtype=int)
+    losses = as_losses(values, modes)
+    low, span = losses.min(axis=0), np.ptp(losses, axis=0)
+    distance = np.linalg.norm((losses - low) / np.where(span > 0, span, 1.0), axis=1)
+    return np.lexsort((distance, ranks(values, modes)))
 
 
 def reference_point(values, modes: list[str], declared: list[float | None]) -> np.ndarray:

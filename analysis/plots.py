@@ -16,10 +16,19 @@ def _label(metric: str, mode: str) -> str:
     return f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)"
 
 
-def pareto_figure(front: Front, title: str):
-    """The first two objectives: every finished trial, the front highlighted and joined, anchors and the knee named."""
+def pareto_figure(front: Front, title: str, confirmed: Front | None = None):
+    """The first two objectives: every finished trial with its standard-error bars, the front highlighted and joined,
+    anchors and the knee named; with `confirmed`, the confirmed trials' seed means and 95% intervals over it."""
     fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     x, y = front.values[:, 0], front.values[:, 1]
+    if front.errors is not None:
+        ax.errorbar(x, y, xerr=front.errors[:, 0], yerr=front.errors[:, 1], fmt="none", ecolor="0.75", lw=0.8,
+                    zorder=1, label="± standard error")
+    if confirmed is not None:
+        cx, cy = confirmed.values[:, 0], confirmed.values[:, 1]
+        spans = [np.abs(confirmed.intervals[:, i, :].T - confirmed.values[:, i]) for i in (0, 1)]
+        ax.errorbar(cx, cy, xerr=spans[0], yerr=spans[1], fmt="D", ms=6, c="tab:blue", mfc="none", lw=1,
+                    zorder=4, label="confirmed: seed mean, 95% interval")
     ax.scatter(x[~front.on_front], y[~front.on_front], c="0.6", s=30, label="dominated")
     ax.scatter(x[front.on_front], y[front.on_front], c="tab:red", s=50, label="Pareto front", zorder=3)
     order = np.flatnonzero(front.on_front)

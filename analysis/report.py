@@ -26,6 +26,9 @@ class Front:
     reference: np.ndarray | None
     hypervolume: float | None
     counts: dict[str, int]  # trials by MLflow status
+    errors: np.ndarray | None = None  # (n, k) standard error of each value, nan where none was reported
+    intervals: np.ndarray | None = None  # (n, k, 2) 95% interval of each value: a confirmed front's seed means
+    single: np.ndarray | None = None  # (n, k) each trial's single-run values, beside a confirmed front's means
 
     def front_trials(self) -> list[tuple[Trial, np.ndarray]]:
         """(trial, objective values) on the front, ordered along the first objective (best first)."""
@@ -35,8 +38,21 @@ class Front:
 
     def rows(self) -> list[dict]:
         knee_id = self.trials[self.knee].trial_id if self.knee is not None else None
-        return [{"trial_id": t.trial_id, "anchor": t.anchor, "knee": t.trial_id == knee_id, "params": t.params,
-                 "objectives": dict(zip(self.metrics, map(float, v)))} for t, v in self.front_trials()]
+        index = {t.trial_id: i for i, t in enumerate(self.trials)}
+        rows = []
+        for t, v in self.front_trials():
+            i = index[t.trial_id]
+            row = {"trial_id": t.trial_id, "anchor": t.anchor, "knee": t.trial_id == knee_id, "params": t.params,
+                   "objectives": dict(zip(self.metrics, map(float, v)))}
+            if self.errors is not None:
+                row["se"] = {m: _finite(e) for m, e in zip(self.metrics, self.errors[i])}
+            if self.intervals is not None:
+                row["interval"] = {m: [_finite(lo), _finite(hi)]
+                                   for m, (lo, hi) in zip(self.metrics, self.intervals[i])}
+            if self.single is not None:
+                row["single_run"] = dict(zip(self.metrics, map(float, self.single[i])))
+            rows.append(row)
+        return rows
 
     def to_json(self) -> dict:
         return {"objectives": [{"metric": m, "mode": d} for m, d in zip(self.metrics, self.modes)],
@@ -45,18 +61,43 @@ class Front:
                 "reference": None if self.reference is None else self.reference.tolist(), "trials": self.counts}
 
 
-def summarize(study: Study) -> Front:
-    trials, values = study.finished()
-    counts: dict[str, int] = {}
-    for t in study.trials:
-        counts[t.status] = counts.get(t.status, 0) + 1
+def _finite(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _front(study: Study, trials: list[Trial], values: np.ndarray, counts: dict[str, int], **extra) -> Front:
     if not trials:
         return Front(study.metrics, study.modes, [], values, np.zeros(0, bool), None, None, None, counts)
     on_front = pareto.non_dominated(values, study.modes)
     declared = [o.reference for o in study.config.search.objectives]
     reference = pareto.reference_point(values, study.modes, declared)
     return Front(study.metrics, study.modes, trials, values, on_front, pareto.knee(values, study.modes, on_front),
-                 reference, pareto.hypervolume(values, study.modes, reference), counts)
+                 reference, pareto.hypervolume(values, study.modes, reference), counts, **extra)
+
+
+def summarize(study: Study) -> Front:
+    """The single-run front: every finished trial, each objective with the standard error the trial reported."""
+    trials, values = study.finished()
+    counts: dict[str, int] = {}
+    for t in study.trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    return _front(study, trials, values, counts, errors=study.errors(trials))
+
+
+def summarize_confirmed(study: Study) -> Front | None:
+    """The confirmed front: the trials the confirm stage ran again, on their seed means, with the standard error
+    of each mean (std / sqrt(seeds)) and its 95% Student-t interval; None if the study confirmed none."""
+    trials, values = study.confirmed()
+    if not trials:
+        return None
+    runs = [study.confirmations[t.trial_id] for t in trials]
+    n = np.array([float(r.tags.get("seeds", "nan")) for r in runs])[:, None]
+    std = np.array([[r.metrics.get(f"{m}/std", np.nan) for m in study.metrics] for r in runs], dtype=float)
+    intervals = np.array([[[r.metrics.get(f"{m}/ci_low", np.nan), r.metrics.get(f"{m}/ci_high", np.nan)]
+                           for m in study.metrics] for r in runs], dtype=float)
+    single = np.array([[t.metrics[m] for m in study.metrics] for t in trials], dtype=float)
+    return _front(study, trials, values, {"CONFIRMED": len(trials)}, errors=std / np.sqrt(n), intervals=intervals,
+                  single=single)
 
 
 def front_table(front: Front, title: str) -> Table:
@@ -69,11 +110,25 @@ def front_table(front: Front, title: str) -> Table:
         table.add_column(".".join(name.split(".")[-2:]), justify="right", overflow="fold")
     for metric, mode in zip(front.metrics, front.modes):
         table.add_column(f"{metric} {'↓' if mode == 'min' else '↑'}", justify="right", overflow="fold")
+    if front.single is not None:
+        for metric in front.metrics:
+            table.add_column(f"{metric} single run", justify="right", overflow="fold")
     for row in front.rows():
         note = " ".join(n for n in (row["anchor"], "knee" if row["knee"] else None) if n)
         table.add_row(row["trial_id"], note, *(_short(row["params"].get(p, "-")) for p in params),
-                      *(f"{v:.4f}" for v in row["objectives"].values()))
+                      *(_cell(row, m) for m in front.metrics),
+                      *(f"{row['single_run'][m]:.4f}" for m in front.metrics if "single_run" in row))
     return table
+
+
+def _cell(row: dict, metric: str) -> str:
+    """`value ± se`, or `mean [low, high]` for a seed mean with its interval."""
+    value = f"{row['objectives'][metric]:.4f}"
+    low, high = row.get("interval", {}).get(metric, (None, None))
+    if low is not None and high is not None:
+        return f"{value} [{low:.4f}, {high:.4f}]"
+    se = row.get("se", {}).get(metric)
+    return f"{value} ± {se:.4f}" if se is not None else value
 
 
 def table_console() -> Console:

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from study.config import StudyConfig
 from study.folder import read_config, read_record
-from study.tracking import trial_runs
+from study.tracking import child_runs
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Study:
     config: StudyConfig
     record: dict
     trials: list[Trial]
+    confirmations: dict[str, Trial] = field(default_factory=dict)  # trial id -> its confirm run (seed means)
 
     @property
     def modes(self) -> list[str]:
@@ -53,13 +54,32 @@ class Study:
         values = np.array([[t.metrics[m] for m in self.metrics] for t in done], dtype=float)
         return done, values.reshape(-1, len(self.metrics))
 
+    def errors(self, trials: list[Trial]) -> np.ndarray:
+        """(n, k) the standard error each trial reported beside each objective (`<metric>_se`), nan if none."""
+        return np.array([[t.metrics.get(f"{m}_se", np.nan) for m in self.metrics] for t in trials],
+                        dtype=float).reshape(-1, len(self.metrics))
+
+    def confirmed(self) -> tuple[list[Trial], np.ndarray]:
+        """Finished trials that the confirm stage ran again, and their (n, k) seed means of the objectives."""
+        done = [t for t in self.finished()[0] if t.trial_id in self.confirmations
+                and all(m in self.confirmations[t.trial_id].metrics for m in self.metrics)]
+        values = np.array([[self.confirmations[t.trial_id].metrics[m] for m in self.metrics] for t in done],
+                          dtype=float)
+        return done, values.reshape(-1, len(self.metrics))
+
 
 def load_study(study_dir: str | Path) -> Study:
     study_dir = Path(study_dir)
     record = read_record(study_dir)
     client = MlflowClient(record["tracking_uri"])
-    trials = [Trial(r.data.tags["trial_id"], r.info.run_id, r.info.status, dict(r.data.params), dict(r.data.metrics),
-                    dict(r.data.tags))
-              for r in trial_runs(client, record["experiment_id"], record["parent_run_id"])]
+    children = child_runs(client, record["experiment_id"], record["parent_run_id"])
+    trials = [_trial(r, r.data.tags["trial_id"]) for r in children if "trial_id" in r.data.tags]
     trials.sort(key=lambda t: t.trial_id)
-    return Study(record["name"], study_dir, read_config(study_dir), record, trials)
+    confirmations = {r.data.tags["confirm_of"]: _trial(r, r.data.tags["confirm_of"]) for r in children
+                     if "confirm_of" in r.data.tags and r.info.status in ("FINISHED", "FAILED")}
+    return Study(record["name"], study_dir, read_config(study_dir), record, trials, confirmations)
+
+
+def _trial(run, trial_id: str) -> Trial:
+    return Trial(trial_id, run.info.run_id, run.info.status, dict(run.data.params), dict(run.data.metrics),
+                 dict(run.data.tags))

@@ -5,7 +5,7 @@
     kdstudy bias MODEL [--config CONFIG] [--out FILE]
     kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE]
     kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume] [--dry-run]
-    kdstudy pareto STUDY_DIR [--json]
+    kdstudy pareto STUDY_DIR [--json] [--importance]
     kdstudy rerun STUDY_DIR [--pick knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
 
 Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
@@ -192,16 +192,38 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from analysis.report import front_table, summarize, table_console
+    from analysis.report import summarize, summarize_confirmed, table_console
     from analysis.runs import load_study
+    from study.publish import front_tables
 
     study = load_study(args.study_dir)
-    front = summarize(study)
+    front, confirmed = summarize(study), summarize_confirmed(study)
+    found = _importance(study) if args.importance else {}
     if args.json:
-        print(json.dumps(front.to_json(), indent=2))
-    else:
-        table_console().print(front_table(front, f"{study.name}: Pareto front"))
+        out = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
+        print(json.dumps(out | ({"importance": found} if args.importance else {}), indent=2))
+        return 0
+    for table in front_tables(study, front, confirmed):
+        table_console().print(table)
+    if args.importance:
+        from analysis.importance import importance_table
+
+        if not found:
+            log.warning("too few finished trials (or no parameter common to all of them) to attribute anything")
+        else:
+            table_console().print(importance_table(found, f"{study.name}: what drives each objective"))
     return 0
+
+
+def _importance(study) -> dict:
+    import optuna
+
+    from analysis.importance import importances
+    from study.folder import optuna_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ot_study = optuna.load_study(study_name=study.name, storage=optuna_storage(study.directory))
+    return importances(ot_study, study.metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     front = sub.add_parser("pareto", help="a finished (or running) study's Pareto front, from its MLflow runs")
     front.add_argument("study_dir")
     front.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    front.add_argument("--importance", action="store_true", help="also what drives each objective (fANOVA)")
     front.set_defaults(func=cmd_pareto)
     return parser
 

@@ -11,6 +11,8 @@ as a unit. This module is the one place that knows its layout, creates it, reope
     ray/           Tune's experiment and each trial's Train checkpoints (search.storage_path moves it, e.g. to S3)
     pareto.json, pareto.png, pareto_parallel.png     the front, written when the study ends
     reruns/        `kdstudy rerun`'s results
+    confirm/       the confirm stage's results, one JSON per confirmed trial
+    importance.json, importance.png   what drives each objective (hyperparameter importance), at the end
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ PARETO_TXT = "pareto.txt"  # logged to MLflow only
 PARETO_FIGURE = "pareto.png"
 PARALLEL_FIGURE = "pareto_parallel.png"
 RERUNS = "reruns"
+CONFIRM = "confirm"  # the confirm stage's results, one JSON per confirmed trial
+IMPORTANCE_JSON = "importance.json"
+IMPORTANCE_FIGURE = "importance.png"
 
 
 def resolve(cfg: StudyConfig, study_dir: str | Path | None) -> StudyConfig:

@@ -1,6 +1,7 @@
-"""Publishing a study's Pareto front once its trials are done: the `pareto` and `knee` tags on the trials' runs,
-pareto.json and the figures in the study folder, the table, figures and hypervolume on the parent run, and the
-table on the terminal. Everything is computed from the MLflow runs (analysis), not from the driver's memory."""
+"""Publishing a study's Pareto front once its trials are done: the `pareto` and `knee` tags on the trials' runs (and
+`pareto_confirmed` on the trials the confirm stage ran again), pareto.json and the figures in the study folder, the
+tables, figures, hypervolume and hyperparameter importance on the parent run, and the tables on the terminal.
+Everything is computed from the MLflow runs and the Optuna storage (analysis), not from the driver's memory."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 from mlflow import MlflowClient
 from rich.console import Console
 
-from analysis.report import Front, front_table, summarize, table_console
-from analysis.runs import load_study
+from analysis.importance import importance_figure, importance_table, importances
+from analysis.report import Front, front_table, summarize, summarize_confirmed, table_console
+from analysis.runs import Study, load_study
 from study import folder, tracking
 
 
@@ -29,15 +31,24 @@ def publish_front(directory: Path) -> Front:
         client.set_tag(t.run_id, "pareto", str(t.trial_id in on_front).lower())
         client.set_tag(t.run_id, "knee", str(t.trial_id == knee).lower())
     parent = study.record["parent_run_id"]
-    summary = front.to_json()
+    confirmed = summarize_confirmed(study)
+    if confirmed is not None:
+        on_confirmed = {t.trial_id for t, _ in confirmed.front_trials()}
+        for t in confirmed.trials:
+            tag = str(t.trial_id in on_confirmed).lower()
+            client.set_tag(t.run_id, "pareto_confirmed", tag)
+            client.set_tag(study.confirmations[t.trial_id].run_id, "pareto_confirmed", tag)
+    summary = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
     (directory / folder.PARETO_JSON).write_text(json.dumps(summary, indent=2))
     client.log_dict(parent, summary, folder.PARETO_JSON)
-    table = front_table(front, f"{study.name}: Pareto front")
+    tables = front_tables(study, front, confirmed)
     capture = Console(width=200, record=True, file=io.StringIO())
-    capture.print(table)
+    for table in tables:
+        capture.print(table)
     client.log_text(parent, capture.export_text(), folder.PARETO_TXT)
     if front.trials and len(front.metrics) >= 2:
-        figures = {folder.PARETO_FIGURE: pareto_figure(front, f"{study.name}: {len(front.trials)} finished trials"),
+        figures = {folder.PARETO_FIGURE: pareto_figure(front, f"{study.name}: {len(front.trials)} finished trials",
+                                                       confirmed),
                    folder.PARALLEL_FIGURE: parallel_figure(front, list(study.config.search.space),
                                                            f"{study.name}: the front's parameters")}
         for name, figure in figures.items():
@@ -46,6 +57,35 @@ def publish_front(directory: Path) -> Front:
     if front.hypervolume is not None:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})
+    found = publish_importance(study, client)
     tracking.end_run(client, parent, "FINISHED")
-    table_console().print(table)
+    for table in tables:
+        table_console().print(table)
+    if found:
+        table_console().print(importance_table(found, f"{study.name}: what drives each objective"))
     return front
+
+
+def front_tables(study: Study, front: Front, confirmed: Front | None) -> list:
+    """The single-run front and, when the study has a confirm stage, the confirmed front beside it."""
+    tables = [front_table(front, f"{study.name}: Pareto front (single runs, value ± standard error)")]
+    if confirmed is not None:
+        tables.append(front_table(confirmed, f"{study.name}: confirmed Pareto front (seed means [95% interval])"))
+    return tables
+
+
+def publish_importance(study: Study, client: MlflowClient) -> dict[str, dict[str, float]]:
+    """Per-objective hyperparameter importance from the study's Optuna storage: importance.json in the folder, the
+    JSON and a figure on the parent run. Returns it ({} when there is too little to attribute)."""
+    import optuna
+
+    ot_study = optuna.load_study(study_name=study.name, storage=folder.optuna_storage(study.directory))
+    found = importances(ot_study, study.metrics)
+    if found:
+        parent = study.record["parent_run_id"]
+        (study.directory / folder.IMPORTANCE_JSON).write_text(json.dumps(found, indent=2))
+        client.log_dict(parent, found, folder.IMPORTANCE_JSON)
+        figure = importance_figure(found, f"{study.name}: what drives each objective (fANOVA)")
+        figure.savefig(study.directory / folder.IMPORTANCE_FIGURE, dpi=120)
+        client.log_figure(parent, figure, folder.IMPORTANCE_FIGURE)
+    return found

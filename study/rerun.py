@@ -74,6 +74,34 @@ def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
     return [m for m in dict.fromkeys(wanted) if m in names]
 
 
+def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict) -> tuple[dict, dict[object, str]]:
+    """Distil and evaluate each of `runs` ({key: (config, Train run name)}) as a Ray task of its own, as many at once
+    as the cluster has room for: ({key: metrics}, {key: one-line failure}). Ray must be up. A Train run that
+    finished before an interruption reports its saved result instead of running again (study.trial)."""
+    pending = {run_seed.options(num_cpus=cfg.search.scaling.trial_cpus).remote(c.model_dump(mode="json"), teacher,
+                                                                               name): key
+               for key, (c, name) in runs.items()}
+    done_runs, failed = {}, {}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(done[0])
+        try:
+            done_runs[key] = ray.get(done[0])
+            log.info(f"{runs[key][1]} finished: " + ", ".join(
+                f"{m} {done_runs[key][m]:.4g}" for m in shown_metrics(cfg, set(done_runs[key]))[:3]))
+        except ray.exceptions.RayTaskError as err:
+            failed[key] = error_line(err)
+            log.info(f"{runs[key][1]} FAILED: {failed[key]}")
+    return done_runs, failed
+
+
+def summarise_seeds(per_seed: dict) -> dict[str, dict[str, float]]:
+    """Mean, std and 95% interval over the seeds of every numeric metric."""
+    numeric = sorted({k for m in per_seed.values() for k, v in m.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return {m: seed_summary([per_seed[k][m] for k in sorted(per_seed) if m in per_seed[k]]) for m in numeric}
+
+
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
           address: str | None = None) -> dict:
     """Rerun the picked trial; returns what was written to reruns/<trial id>[-full].json."""
@@ -82,56 +110,44 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     params = json.loads(trial.tags["params_json"])
     cfg = folder.resolve(study.config, study.directory)
     seeds = seeds or cfg.rerun.seeds
-    configs = [seed_config(cfg, params, k, full) for k in range(seeds)]
     label = f"{trial.trial_id}{'-full' if full else ''}"
+    runs = {k: (seed_config(cfg, params, k, full), f"rerun-{label}-seed{k}") for k in range(seeds)}
     log.info(f"rerun of trial {trial.trial_id} ({pick}) with {seeds} seed(s){', full budget' if full else ''}: "
-                  f"{', '.join(f'{k}={v}' for k, v in params.items())}")
+             f"{', '.join(f'{k}={v}' for k, v in params.items())}")
 
     started = start_ray(cfg, address)
     try:
-        teacher = teacher_metrics_task(configs[0])  # the full budget may measure more (all nine GLUE tasks)
-        pending = {run_seed.options(num_cpus=cfg.search.scaling.trial_cpus).remote(
-            c.model_dump(mode="json"), teacher, f"rerun-{label}-seed{k}"): k for k, c in enumerate(configs)}
-        per_seed, failed = {}, {}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            k = pending.pop(done[0])
-            try:
-                per_seed[k] = ray.get(done[0])
-                log.info(f"seed {k} finished: " + ", ".join(
-                    f"{m} {per_seed[k][m]:.4g}" for m in shown_metrics(cfg, set(per_seed[k]))[:3]))
-            except ray.exceptions.RayTaskError as err:
-                failed[k] = error_line(err)
-                log.info(f"seed {k} FAILED: {failed[k]}")
+        teacher = teacher_metrics_task(runs[0][0])  # the full budget may measure more (all nine GLUE tasks)
+        per_seed, failed = run_seeds(cfg, teacher, runs)
     finally:
         if started:
             ray.shutdown()
     if not per_seed:
         raise RuntimeError(f"every seed of the rerun failed: {failed}")
 
-    numeric = sorted({k for m in per_seed.values() for k, v in m.items() if isinstance(v, (int, float))})
-    summary = {m: seed_summary([per_seed[k][m] for k in sorted(per_seed) if m in per_seed[k]]) for m in numeric}
+    summary = summarise_seeds(per_seed)
     result = {"rerun_of": trial.trial_id, "pick": pick, "full": full, "params": params, "seeds": seeds,
-              "failed_seeds": failed, "original": {m: trial.metrics.get(m) for m in numeric},
+              "failed_seeds": failed, "original": {m: trial.metrics.get(m) for m in summary},
               "summary": summary, "per_seed": {str(k): per_seed[k] for k in sorted(per_seed)},
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(study.directory) / folder.RERUNS / f"{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    result["mlflow_run_id"] = _log(study, trial, result, out)
+    tags = {"rerun_of": trial.trial_id, tracking.ROLE: "rerun", "pick": pick, "full": str(full).lower(),
+            "seeds": str(seeds)}
+    result["mlflow_run_id"] = log_seed_run(study, result, out, tags, f"rerun-{label}")
     log.info(f"rerun written to {out}")
     table = rerun_table(result, shown_metrics(cfg, set(summary)), f"{study.name}: rerun of {trial.trial_id}")
     table_console().print(table)
     return result
 
 
-def _log(study: Study, trial: Trial, result: dict, out: Path) -> str:
-    """One MLflow run under the study's parent: mean per metric (comparable with the trial), std and 95% interval."""
+def log_seed_run(study: Study, result: dict, out: Path, tags: dict[str, str], name: str) -> str:
+    """One MLflow run under the study's parent for a trial run again with several seeds: its params, the mean per
+    metric (comparable with the trial's own), `<metric>/std|ci_low|ci_high`, and `out` as an artifact."""
     client = MlflowClient(study.record["tracking_uri"])
-    tags = {"mlflow.parentRunId": study.record["parent_run_id"], "rerun_of": trial.trial_id, tracking.ROLE: "rerun",
-            "pick": result["pick"], "full": str(result["full"]).lower(), "seeds": str(result["seeds"])}
-    run_id = client.create_run(study.record["experiment_id"], tags=tags,
-                               run_name=f"rerun-{trial.trial_id}{'-full' if result['full'] else ''}").info.run_id
+    tags = {"mlflow.parentRunId": study.record["parent_run_id"], **tags}
+    run_id = client.create_run(study.record["experiment_id"], tags=tags, run_name=name).info.run_id
     tracking.log_params(client, run_id, result["params"])
     flat = {}
     for metric, s in result["summary"].items():

@@ -5,8 +5,8 @@ Pareto front at the end.
 
 The flow, each part in its own module: the study folder is created or reopened (study.folder), Ray is started or
 joined and the teacher measured (study.cluster), Tune runs the trials that the Optuna sampler proposes (here), the
-callbacks record each trial in MLflow and print progress (study.callbacks), and the front is published
-(study.publish).
+callbacks record each trial in MLflow and print progress (study.callbacks), the best trials are confirmed with more
+seeds (study.confirm, when search.confirm is set), and the fronts are published (study.publish).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from study import folder, tracking
 from study.callbacks import ShowProgress, TrackTrials
 from study.cluster import start_ray, teacher_metrics_task
 from study.config import ConfigError, ParamSpec, SamplerConfig, StudyConfig
+from study.confirm import run_confirm_stage
 from study.publish import publish_front
 from study.trial import run_trial
 
@@ -129,15 +130,16 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
                      f"tracking {record['tracking_uri']}")
         tuner.fit()
-        return finish_study(directory)
+        return finish_study(cfg, teacher)
     finally:
         if started:
             ray.shutdown()
 
 
-def finish_study(directory: Path):
+def finish_study(cfg: StudyConfig, teacher: dict[str, float]):
     """After the last trial: close what never came back (MLflow runs and Optuna trials of trials lost to an
-    interruption), then publish the front."""
+    interruption), run the confirm stage if the study has one, then publish the fronts."""
+    directory = Path(cfg.study_dir)
     record = folder.read_record(directory)
     client = MlflowClient(record["tracking_uri"])
     lost = tracking.close_unfinished(client, record["experiment_id"], record["parent_run_id"])
@@ -146,4 +148,6 @@ def finish_study(directory: Path):
         optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)  # its Tune trial never came back
     if lost:
         log.info(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
+    if cfg.search.confirm is not None:
+        run_confirm_stage(cfg, teacher)
     return publish_front(directory)

@@ -46,7 +46,8 @@ def log_params(client: MlflowClient, run_id: str, params: dict) -> None:
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
 
 
-def _children(client: MlflowClient, experiment_id: str, parent_id: str, extra: str = "") -> list:
+def child_runs(client: MlflowClient, experiment_id: str, parent_id: str, extra: str = "") -> list:
+    """Every run nested under the parent (trials, reruns, confirmations), narrowed by an `extra` filter."""
     query = f"tags.`mlflow.parentRunId` = '{parent_id}'" + (f" and {extra}" if extra else "")
     runs, token = [], None
     while True:
@@ -59,14 +60,14 @@ def _children(client: MlflowClient, experiment_id: str, parent_id: str, extra: s
 
 def trial_runs(client: MlflowClient, experiment_id: str, parent_id: str) -> list:
     """Every trial's child run of the study (reruns excluded)."""
-    return [r for r in _children(client, experiment_id, parent_id) if "trial_id" in r.data.tags]
+    return [r for r in child_runs(client, experiment_id, parent_id) if "trial_id" in r.data.tags]
 
 
 def start_trial(client: MlflowClient, experiment_id: str, parent_id: str, trial_id: str, params: dict,
                 anchor: str | None, number: str) -> tuple[str, bool]:
     """(run id, already finished) of the trial's child run: the one it already has (a trial restarted by a resumed
     study; a finished one stays finished and is not logged again), else a new run with its params."""
-    existing = _children(client, experiment_id, parent_id, f"tags.trial_id = '{trial_id}'")
+    existing = child_runs(client, experiment_id, parent_id, f"tags.trial_id = '{trial_id}'")
     if existing:
         run = existing[0]
         if run.info.status == "FINISHED":

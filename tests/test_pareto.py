@@ -70,3 +70,21 @@ def test_knee_is_the_balanced_point():
     assert pareto.knee(values, MIN_MAX, front) == 1
     # one point on the front is its own knee
     assert pareto.knee([[0.1, 60], [0.2, 50]], MIN_MAX, np.array([True, False])) == 0
+
+
+def test_non_domination_ranks_by_hand():
+    values = [[0.1, 60],   # rank 0
+              [0.0, 40],   # rank 0
+              [0.2, 55],   # rank 1: dominated only by [0.1, 60]
+              [0.3, 40],   # rank 2: dominated by [0.2, 55] too
+              [0.1, 60]]   # rank 0: a twin
+    assert pareto.ranks(values, MIN_MAX).tolist() == [0, 0, 1, 2, 0]
+
+
+def test_best_first_takes_the_front_then_the_next_layer():
+    values = [[0.3, 40],   # rank 2
+              [0.2, 55],   # rank 1
+              [0.0, 40],   # rank 0, far from the ideal on score
+              [0.1, 60]]   # rank 0, nearest the ideal point (0.0, 60) once scaled
+    assert pareto.best_first(values, MIN_MAX).tolist() == [3, 2, 1, 0]
+

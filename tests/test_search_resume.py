@@ -191,3 +191,39 @@ def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
     (run,) = _children(study_dir)
     assert run.info.status == "FINISHED" and run.data.metrics["distill/steps"] == 400
     assert set(OBJECTIVES) <= set(run.data.metrics)
+
+
+def test_confirm_stage_killed_midway_resumes_without_duplicates(tiny_world, tmp_path):
+    """A study with a confirm stage (top 2 trials x 1 more seed), its driver SIGKILLed once a confirmation seed has
+    started, then resumed: one confirm run per confirmed trial, the confirmed front tagged, importance published."""
+    raw = tiny_space(num_samples=2, max_concurrent_trials=1, confirm={"top": 2, "seeds": 1})
+    raw["distill"].update({"steps": 40, "checkpoint_every": 10})
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    study_dir = tmp_path / "study"
+    proc = _start_driver(space, study_dir, tmp_path / "first.log")
+    try:
+        _wait(lambda: any((study_dir / "ray").glob("confirm-*")), "a confirmation seed started", proc)
+    finally:
+        _kill_session(proc)
+    assert len(list((study_dir / "confirm").glob("*.json"))) < 2  # the kill landed inside the confirm stage
+    run_study(parse_config(raw), study_dir, resume=True)
+
+    record = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(record["tracking_uri"])
+    confirms = [r for r in client.search_runs([record["experiment_id"]]) if "confirm_of" in r.data.tags]
+    trials = {r.data.tags["trial_id"]: r for r in _children(study_dir)}
+    assert sorted(r.data.tags["confirm_of"] for r in confirms) == sorted(trials)  # one each, no duplicates
+    for run in confirms:
+        saved = json.loads((study_dir / "confirm" / f"{run.data.tags['confirm_of']}.json").read_text())
+        assert saved["seeds"] == 2 and run.data.tags["seeds"] == "2"  # the trial's own run and one more seed
+        for metric in OBJECTIVES:  # the run holds the seed means of the trial's own value and the new seed's
+            values = [saved["per_seed"][k][metric] for k in ("0", "1")]
+            assert run.data.metrics[metric] == pytest.approx(sum(values) / 2)
+            assert values[0] == pytest.approx(trials[run.data.tags["confirm_of"]].data.metrics[metric])
+    tags = [r.data.tags.get("pareto_confirmed") for r in trials.values()]
+    assert set(tags) <= {"true", "false"} and "true" in tags
+    pareto = json.loads((study_dir / "pareto.json").read_text())
+    assert {row["trial_id"] for row in pareto["confirmed"]["front"]} == {
+        t for t, r in trials.items() if r.data.tags["pareto_confirmed"] == "true"}
+    assert (study_dir / "pareto.png").is_file()

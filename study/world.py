@@ -272,13 +272,70 @@ def _load(root: Path) -> World:
     return World(root, sentences, info["shares"], info)
 
 
+# The default world ships with the package: its teacher was pretrained once and is verified by sha256 wherever it
+# is unpacked, so that every machine studies the same world. Built anew, the pretraining stops when the planted rho
+# crosses a threshold, and floating-point differences between CPUs move that epoch (0.953 at epoch 8 on one machine,
+# 0.965 at epoch 9 on another): another teacher, other numbers. The corpus and tokenizer are pure Python and
+# regenerate identically (the corpus is checked against its hash); other worlds (any other WorldConfig) are built.
+SHIPPED = Path(__file__).parent / "shipped_world"
+SHIPPED_SHA256 = {  # printed by `python -m study.world --ship` (below); checked on every unpack
+    "teacher/config.json": "0d8069944df116fa3055c6fb0ea27731d26d31cd3976d80c7faf26e8131c886a",
+    "teacher/model.safetensors": "f6e0a9d2c5e9f183d5847c0b0a191d9108059a69a3182ce1800562e2ca524b4e",
+    "teacher/tokenizer.json": "6974431d9d06679b9ccc0a8f95db85fca2509d3c16f80cedabc42712d185ec6e",
+    "teacher/tokenizer_config.json": "d4256a5548edb3820dd70fd151fdb0c3c70e44b8f0c6ea0ce4a5d9b248754551",
+    "world.json": "72fc13733e411a078b61e7b7d8caf43e56f58de344823f2b619c7e17f58b9219",
+}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _unpack_shipped(cfg: WorldConfig, root: Path) -> bool:
+    """Write the shipped default world to root, verified; False when cfg is not the shipped world."""
+    if not SHIPPED_SHA256 or not (SHIPPED / "world.json").is_file():
+        return False
+    info = json.loads((SHIPPED / "world.json").read_text())
+    if info.get("key") != world_key(cfg):
+        return False
+    for name, digest in SHIPPED_SHA256.items():
+        if _sha256(SHIPPED / name) != digest:
+            raise RuntimeError(f"{SHIPPED / name}: sha256 differs from the one kdstudy shipped ({digest[:12]}...): "
+                               f"the installation is damaged; reinstall kdstudy")
+    sentences = generate_corpus(cfg)
+    if corpus_hash(sentences) != info["corpus_sha256"]:
+        raise RuntimeError(f"the world's corpus generator no longer gives the shipped corpus (key {info['key']}): "
+                           f"bump WORLD_VERSION and ship the world again")
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(SHIPPED, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (tmp / "corpus.txt").write_text("\n".join(sentences) + "\n")
+    _publish(tmp, root)
+    log.info(f"world {info['key']}: the shipped default world, verified, unpacked at {root}")
+    return True
+
+
+def _publish(tmp: Path, root: Path) -> None:
+    """Move a finished world into place (atomic rename); another process may have finished the same one first."""
+    if root.exists() and not (root / "world.json").is_file():
+        shutil.rmtree(root)  # the remains of an interrupted copy, never a finished world
+    try:
+        tmp.rename(root)
+    except OSError:  # another process finished the same world first; theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_world(cfg: WorldConfig, out: Path | None = None) -> World:
-    """Load the world from `out` (default: the cache dir for cfg) or build it there; written atomically."""
+    """Load the world from `out` (default: the cache dir for cfg), else unpack it there if it is the shipped
+    default world, else build it there; written atomically."""
     root = Path(out) if out is not None else default_world_dir(cfg)
     if (root / "world.json").is_file():
         info = json.loads((root / "world.json").read_text())
         if info.get("key") != world_key(cfg):
             raise ValueError(f"{root} holds a different world (key {info.get('key')}, wanted {world_key(cfg)})")
+        return _load(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    if _unpack_shipped(cfg, root):
         return _load(root)
     log.info(f"building world {world_key(cfg)} ({cfg.sentences} sentences, teacher {cfg.layers}x{cfg.hidden}) ...")
     start = time.time()
@@ -300,10 +357,24 @@ def build_world(cfg: WorldConfig, out: Path | None = None) -> World:
         "pretraining": history, "build_seconds": round(time.time() - start, 1),
     }
     (tmp / "world.json").write_text(json.dumps(info, indent=2))
-    if root.exists() and not (root / "world.json").is_file():
-        shutil.rmtree(root)  # the remains of an interrupted copy, never a finished world
-    try:
-        tmp.rename(root)
-    except OSError:  # another process finished the same world first; theirs is identical
-        shutil.rmtree(tmp, ignore_errors=True)
+    _publish(tmp, root)
     return _load(root)
+
+
+def ship(world: World, to: Path = SHIPPED) -> dict[str, str]:
+    """Copy a built world's teacher and world.json into the package (the corpus regenerates); returns the sha256 of
+    each file, for SHIPPED_SHA256."""
+    shutil.rmtree(to / "teacher", ignore_errors=True)
+    shutil.copytree(world.teacher_dir, to / "teacher")
+    shutil.copy(world.root / "world.json", to / "world.json")
+    files = sorted(p.relative_to(to).as_posix() for p in to.rglob("*") if p.is_file() and p.suffix != ".py")
+    return {name: _sha256(to / name) for name in files}
+
+
+if __name__ == "__main__":  # python -m study.world --ship: pack the default world, print the digests to paste above
+    import sys
+
+    if sys.argv[1:] != ["--ship"]:
+        sys.exit("usage: python -m study.world --ship")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(json.dumps(ship(build_world(WorldConfig())), indent=4))

@@ -2,6 +2,7 @@
 
 import collections
 
+import pytest
 from scipy import stats
 
 from study.config import WorldConfig
@@ -86,3 +87,30 @@ def test_every_world_word_is_one_piece():
     words = {w for s in sentences for w in s.split()}
     assert all(len(tokenizer.tokenize(w)) == 1 for w in words)
     assert tokenizer.tokenize("stewardess") == ["s", "##t", "##e", "##w", "##a", "##r", "##d", "##e", "##s", "##s"]
+
+
+def test_the_default_world_is_shipped_and_verified(tmp_path, monkeypatch):
+    """The default world unpacks from the package (no pretraining), byte for byte the shipped teacher, and its
+    corpus regenerates to the shipped hash; a damaged file is refused with one line."""
+    import hashlib
+    import shutil
+
+    from study import world
+
+    monkeypatch.setenv("KDSTUDY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(world, "pretrain_teacher", lambda *a: pytest.fail("the shipped world must not be rebuilt"))
+    built = world.build_world(WorldConfig())
+    assert built.info["key"] == world.world_key(WorldConfig())
+    for name, digest in world.SHIPPED_SHA256.items():
+        assert hashlib.sha256((built.root / name).read_bytes()).hexdigest() == digest
+    assert world.corpus_hash(built.sentences) == built.info["corpus_sha256"]
+
+    damaged = tmp_path / "shipped"
+    shutil.copytree(world.SHIPPED, damaged)
+    weights = damaged / "teacher" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    monkeypatch.setattr(world, "SHIPPED", damaged)
+    monkeypatch.setenv("KDSTUDY_CACHE", str(tmp_path / "other-cache"))
+    with pytest.raises(RuntimeError, match="sha256 differs"):
+        world.build_world(WorldConfig())
+    assert not (tmp_path / "other-cache" / f"world-{world.world_key(WorldConfig())}").exists()

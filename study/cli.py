@@ -18,15 +18,24 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from study.config import StudyConfig, apply_overrides, load_config, parse_config
 from study.errors import USAGE_ERRORS, ConfigError, Diverged
 from study.runtime import quiet_libraries, setup_logging
+
+if TYPE_CHECKING:
+    from study.config import StudyConfig
 
 log = logging.getLogger("study.cli")
 
 
+# Heavy libraries (torch, transformers, ray, mlflow, optuna, datasets) and the config's pydantic models are imported
+# inside the commands that use them, so that `kdstudy --help` and a usage error answer at once.
+
+
 def _config(path: str | None, overrides: list[str]) -> StudyConfig:
+    from study.config import apply_overrides, load_config, parse_config
+
     return load_config(path, overrides) if path else parse_config(apply_overrides({}, overrides), "--set")
 
 
@@ -79,7 +88,7 @@ def cmd_world_build(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    cfg = load_config(args.config, args.set)
+    cfg = _config(args.config, args.set)
     quiet_libraries()
     from analysis.report import table_console
     from study.pipeline import run_distillation
@@ -164,7 +173,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_run(args) -> int:
-    cfg = load_config(args.config, args.set)
+    cfg = _config(args.config, args.set)
     if args.dry_run:
         from analysis.report import table_console
         from study.folder import resolve

@@ -123,3 +123,18 @@ def test_teacher_is_measured_once(tiny_world, study_yaml, monkeypatch):
     other = cfg.model_copy(update={"bias": cfg.bias.model_copy(update={"seed": 7})})
     with pytest.raises(AssertionError, match="measured twice"):  # another bias config is measured anew
         evaluation.teacher_metrics(other)
+
+
+def test_the_command_starts_without_heavy_libraries():
+    """`kdstudy --help` and a usage error answer at once: importing the CLI loads none of the heavy libraries (and
+    not the config's pydantic models either); the commands import what they use."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "ray", "mlflow", "optuna", "datasets", "pydantic"]
+    code = ("import sys, study.cli; study.cli.build_parser(); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    usage = subprocess.run([sys.executable, "-m", "study.cli", "run"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "the following arguments are required: config" in usage.stderr

@@ -1,6 +1,7 @@
 """Publishing a study's Pareto front once its trials are done: the `pareto` and `knee` tags on the trials' runs,
-pareto.json and the figures in the study folder, the table, figures and hypervolume on the parent run, and the
-table on the terminal. Everything is computed from the MLflow runs (analysis), not from the driver's memory."""
+pareto.json and the figures in the study folder, the table, figures and hypervolume on the parent run (and the
+front as its description), and the table on the terminal. Everything is computed from the MLflow runs (analysis),
+not from the driver's memory."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from rich.console import Console
 
+from analysis.note import front_markdown, front_view
 from analysis.report import Front, front_table, summarize, table_console
 from analysis.runs import load_study
 from study import folder, tracking
@@ -43,6 +45,8 @@ def publish_front(directory: Path) -> Front:
         for name, figure in figures.items():
             figure.savefig(directory / name, dpi=120)
             client.log_figure(parent, figure, name)
+    view = tracking.share_view(client, study.record["experiment_id"], "front", front_view(front))
+    tracking.describe(client, parent, front_markdown(front, study.name, parent, view))
     if front.hypervolume is not None:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})

@@ -4,7 +4,7 @@ Same model (the built-in world's teacher, or --model), same 262 pairs, same run;
 per-sentence pseudo-log-likelihoods (checked). The loop masks one unmodified token per forward pass, as Nangia et
 al.'s metric.py does.
 
-    python benchmarks/bias_suite.py [--model DIR] [--data-dir ../shared/data] [--pairs 262]
+    python benchmarks/bias_suite.py [--model DIR] [--data-dir DIR] [--pairs 262]     # after `kdstudy data fetch crows`
 
 Last line: `ratio: X` = loop seconds / batched seconds (the speed-up).
 """
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from study.bias import crows
 from study.bias.scoring import masked_token_logprobs
+from study.bias_data import default_dir
 from study.config import WorldConfig
 from study.models import load_masked_lm
 from study.runtime import quiet_libraries, setup_logging
@@ -42,7 +42,7 @@ def one_at_a_time(model, tokenizer, items) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model")
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--data-dir", default=str(default_dir()), help="default: where `kdstudy data fetch` puts it")
     parser.add_argument("--pairs", type=int, default=262)
     args = parser.parse_args()
     quiet_libraries()

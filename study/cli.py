@@ -4,6 +4,7 @@
     kdstudy distill CONFIG [--set key=value ...] [--out DIR]
     kdstudy bias MODEL [--config CONFIG] [--out FILE]
     kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE]
+    kdstudy data fetch [crows|seat|stereoset|all ...] [--to DIR]
     kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume] [--dry-run]
     kdstudy pareto STUDY_DIR [--json] [--importance]
     kdstudy rerun STUDY_DIR [--pick knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
@@ -18,15 +19,24 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from study.config import StudyConfig, apply_overrides, load_config, parse_config
 from study.errors import USAGE_ERRORS, ConfigError, Diverged
 from study.runtime import quiet_libraries, setup_logging
+
+if TYPE_CHECKING:
+    from study.config import StudyConfig
 
 log = logging.getLogger("study.cli")
 
 
+# Heavy libraries (torch, transformers, ray, mlflow, optuna, datasets) and the config's pydantic models are imported
+# inside the commands that use them, so that `kdstudy --help` and a usage error answer at once.
+
+
 def _config(path: str | None, overrides: list[str]) -> StudyConfig:
+    from study.config import apply_overrides, load_config, parse_config
+
     return load_config(path, overrides) if path else parse_config(apply_overrides({}, overrides), "--set")
 
 
@@ -79,7 +89,7 @@ def cmd_world_build(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    cfg = load_config(args.config, args.set)
+    cfg = _config(args.config, args.set)
     quiet_libraries()
     from analysis.report import table_console
     from study.pipeline import run_distillation
@@ -163,8 +173,24 @@ def cmd_eval(args) -> int:
     return _report(f"eval of {args.model}", metrics, args.out)
 
 
+def _benchmark(name: str) -> str:
+    if name not in ("crows", "seat", "stereoset", "all"):
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of crows, seat, stereoset, all")
+    return name
+
+
+def cmd_data_fetch(args) -> int:
+    from study.bias_data import BENCHMARKS, fetch
+
+    names = list(BENCHMARKS) if not args.names or "all" in args.names else list(dict.fromkeys(args.names))
+    log.info(f"fetching {', '.join(names)}")
+    root = fetch(names, args.to)
+    log.info(f"bias data in {root} (licences in {root / 'LICENSES'})")
+    return 0
+
+
 def cmd_run(args) -> int:
-    cfg = load_config(args.config, args.set)
+    cfg = _config(args.config, args.set)
     if args.dry_run:
         from analysis.report import table_console
         from study.folder import resolve
@@ -263,6 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ev.add_argument("--out", help="write the metrics as one flat JSON object here")
     ev.set_defaults(func=cmd_eval)
+
+    data = sub.add_parser("data", help="the bias benchmarks' files").add_subparsers(dest="action", required=True)
+    get = data.add_parser("fetch", help="download CrowS-Pairs, SEAT and StereoSet from their sources, checksummed")
+    get.add_argument("names", nargs="*", metavar="NAME", type=_benchmark,
+                     help="crows, seat, stereoset or all (the default)")
+    get.add_argument("--to", metavar="DIR", help="where to put them (default: data/ in the cache, $KDSTUDY_CACHE or "
+                                                 "~/.cache/kdstudy, where bias.data_dir reads unless set)")
+    get.set_defaults(func=cmd_data_fetch)
 
     run = sub.add_parser("run", help="run a study: Ray Tune + Optuna over the YAML's search space, tracked in MLflow")
     run.add_argument("config", help="a study YAML with a search section (search_spaces/*.yaml)")

@@ -196,8 +196,9 @@ class BiasConfig(Strict):
     # Zhao et al.'s (2017) amplification and the paper's phenomenon.
     primary: Literal[PRIMARY_METRICS] = "bias/template/planted_slope"  # type: ignore[valid-type]
     metrics: list[Literal[BIAS_METRICS]] = ["template"]  # type: ignore[valid-type]
-    # Where CrowS-Pairs (crows_pairs/), SEAT (seat/) and StereoSet (stereoset/dev.json) live; StereoSet falls back
-    # to the hub when no local file is there.
+    # Where CrowS-Pairs (crows_pairs/), SEAT (seat/) and StereoSet (stereoset/dev.json) live; None = data/ in the cache
+    # root, where `kdstudy data fetch` puts them (study.bias_data). StereoSet falls back to the hub when its file is
+    # not there.
     data_dir: str | None = None
     seat_samples: int = Field(100_000, ge=10, description="permutations for a SEAT p-value (exact if fewer needed)")
     seed: int = Field(0, description="bootstrap and permutation seed")
@@ -209,9 +210,6 @@ class BiasConfig(Strict):
         family = self.primary.split("/")[1]
         if family not in self.metrics:
             raise ValueError(f"primary {self.primary} needs {family!r} in bias.metrics, got {self.metrics}")
-        needs_files = sorted({"crows", "seat"} & set(self.metrics))
-        if needs_files and not self.data_dir:
-            raise ValueError(f"{', '.join(needs_files)} need bias.data_dir (e.g. ../shared/data)")
         return self
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from study.config import StudyConfig
+from study.cost import estimate, evaluation_budget
 from study.folder import tracking_uri
 
 
@@ -68,6 +69,8 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         + (f" = {_tokens(search.num_samples * d.steps * sequences * d.max_length)}" if d.steps else ""),
         f"  measure  bias {cfg.bias.metrics} (primary {cfg.bias.primary})"
         + ("; " + "; ".join(suites) if suites else ""),
+        evaluation_budget(cfg),
+        *estimate(cfg),
         f"  rerun    {cfg.rerun.seeds} seeds; --full sets " + (", ".join(f"{k}={v}" for k, v in cfg.rerun.full.items())
                                                               or "nothing more"),
         f"  storage  {search.storage_path}; tracking {tracking_uri(cfg.tracking.uri, Path(study_dir))}",

@@ -1,6 +1,7 @@
 """Publishing a study's Pareto front once its trials are done: the `pareto` and `knee` tags on the trials' runs (and
 `pareto_confirmed` on the trials the confirm stage ran again), pareto.json and the figures in the study folder, the
-tables, figures, hypervolume and hyperparameter importance on the parent run, and the tables on the terminal.
+tables, figures, hypervolume and hyperparameter importance on the parent run (and the front as its description, with
+a link to a saved runs view that shows the front), and the tables on the terminal.
 Everything is computed from the MLflow runs and the Optuna storage (analysis), not from the driver's memory."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 
 from analysis.importance import importance_figure, importance_table, importances
+from analysis.note import front_markdown, front_view
 from analysis.report import Front, front_table, summarize, summarize_confirmed, table_console
 from analysis.runs import Study, load_study
 from study import folder, tracking
@@ -54,6 +56,8 @@ def publish_front(directory: Path) -> Front:
         for name, figure in figures.items():
             figure.savefig(directory / name, dpi=120)
             client.log_figure(parent, figure, name)
+    view = tracking.share_view(client, study.record["experiment_id"], "front", front_view(front))
+    tracking.describe(client, parent, front_markdown(front, study.name, parent, view))
     if front.hypervolume is not None:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})

@@ -1,5 +1,5 @@
-"""What every entry point needs around the science: logging, the console, quiet libraries, the config snapshot with
-its git commit, and a Ray error's own cause.
+"""What every entry point needs around the science: logging, the console, quiet libraries, the cache root, the config
+snapshot with its git commit, and a Ray error's own cause.
 
 Library modules log through `logging.getLogger(__name__)` and never choose a handler; the CLI calls
 `setup_logging` once (a rich handler on stderr, `-v` for debug, `-q` for warnings only), and a Ray worker calls
@@ -80,6 +80,12 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+
+
+def cache_root() -> Path:
+    """Where kdstudy keeps what it builds or downloads once (the world, teachers' metrics, bias data):
+    $KDSTUDY_CACHE, else ~/.cache/kdstudy."""
+    return Path(os.environ.get("KDSTUDY_CACHE", Path.home() / ".cache" / "kdstudy")).expanduser()
 
 
 def git_commit() -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from pathlib import Path
 
 import optuna
@@ -69,16 +70,29 @@ def trial_dirname(trial) -> str:
 # --- the tuner ---------------------------------------------------------------------------------------------------
 
 
+def make_searcher(cfg: StudyConfig) -> OptunaSearch:
+    """Ray's Optuna searcher over the study's Optuna study in optuna.db. The study is created here first, with its
+    objectives' directions and names, so that optuna-dashboard labels its axes with kdstudy's metric names;
+    OptunaSearch loads it (load_if_exists)."""
+    search = cfg.search
+    metrics, modes = [o.metric for o in search.objectives], [o.mode for o in search.objectives]
+    storage = folder.optuna_storage(Path(cfg.study_dir))
+    named = optuna.create_study(storage=storage, study_name=cfg.name, load_if_exists=True,
+                                directions=["minimize" if m == "min" else "maximize" for m in modes])
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        named.set_metric_names(metrics)
+    return OptunaSearch(
+        space=functools.partial(suggest, space=dict(search.space)), metric=metrics, mode=modes,
+        points_to_evaluate=[a.params for a in search.anchors] or None, sampler=make_sampler(search.sampler),
+        study_name=cfg.name, storage=storage)
+
+
 def make_tuner(cfg: StudyConfig, record: dict, teacher: dict) -> tune.Tuner:
     search = cfg.search
-    searcher = OptunaSearch(
-        space=functools.partial(suggest, space=dict(search.space)),
-        metric=[o.metric for o in search.objectives], mode=[o.mode for o in search.objectives],
-        points_to_evaluate=[a.params for a in search.anchors] or None, sampler=make_sampler(search.sampler),
-        study_name=cfg.name, storage=folder.optuna_storage(Path(cfg.study_dir)))
     return tune.Tuner(
         _trainable(cfg, teacher),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=search.num_samples,
+        tune_config=tune.TuneConfig(search_alg=make_searcher(cfg), num_samples=search.num_samples,
                                     max_concurrent_trials=search.max_concurrent_trials,
                                     trial_dirname_creator=trial_dirname,
                                     reuse_actors=True),  # a trial's process serves the next: no start-up each time

@@ -21,6 +21,10 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 ROLE = "kdstudy.role"
 MAX_TAG = 5000  # MLflow's limit on a tag value
+# MLflow 3 opens an experiment without this tag on its GenAI "Overview" page (traces: empty here); a model-training
+# experiment opens on its runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+NOTE = "mlflow.note.content"  # a run's description: markdown, shown on the run's page
 
 
 def is_local(uri: str) -> bool:
@@ -30,16 +34,33 @@ def is_local(uri: str) -> bool:
 def open_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
     """The experiment's id, created with its artifacts at `artifact_location` (None: where the server decides)."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in experiment.tags:  # made by an older kdstudy, or by hand on a server
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def create_parent(client: MlflowClient, experiment_id: str, name: str, study_dir: Path, params: dict) -> str:
+    note = f"## {name}\n\nThe study is running; its Pareto front is written here when its trials are done."
     run = client.create_run(experiment_id, run_name=name,
-                            tags={ROLE: "study", "kdstudy.study_dir": str(study_dir.resolve())})
+                            tags={ROLE: "study", "kdstudy.study_dir": str(study_dir.resolve()), NOTE: note})
     log_params(client, run.info.run_id, params)
     return run.info.run_id
+
+
+def share_view(client: MlflowClient, experiment_id: str, key: str, state: dict) -> str:
+    """Store a runs-table view (filter, sort, columns) as the experiment's shared view `key`, as the UI's Share
+    button does; returns its address in the UI (after the server's root, e.g. http://127.0.0.1:5000/)."""
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
+    # workflowType: MLflow 3.17 opens an experiment on the GenAI pages unless the "Model training" mode is chosen
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+
+
+def describe(client: MlflowClient, run_id: str, markdown: str) -> None:
+    """The run's description (markdown on its page in the MLflow UI)."""
+    client.set_tag(run_id, NOTE, markdown)
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict) -> None:

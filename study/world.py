@@ -29,6 +29,7 @@ from study.config import BiasConfig, MaskingConfig, OptimConfig, WorldConfig
 from study.data import pad, plan_masking, selection_weights, tokenize
 from study.occupations import FEMALE_SHARE
 from study.optim import clipped_step, make_optimizer
+from study.runtime import cache_root
 
 log = logging.getLogger(__name__)
 WORLD_VERSION = 2  # bump when the generator changes, so old caches are not reused
@@ -256,10 +257,6 @@ class World:
 def world_key(cfg: WorldConfig) -> str:
     blob = json.dumps({"version": WORLD_VERSION, **cfg.model_dump()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("KDSTUDY_CACHE", Path.home() / ".cache" / "kdstudy")).expanduser()
 
 
 def default_world_dir(cfg: WorldConfig) -> Path:

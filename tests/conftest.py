@@ -1,9 +1,12 @@
 """Shared fixtures: a tiny world built once per test session in a temporary cache."""
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
+
+from study.bias_data import BENCHMARKS, NEEDED, default_dir
 
 # A world small enough to build in seconds; the science checks use the full world in benchmarks/.
 TINY_WORLD = {"sentences": 2000, "vocab_size": 600, "layers": 2, "hidden": 32, "heads": 2, "intermediate": 64,
@@ -18,6 +21,34 @@ def tiny_study(**distill) -> dict:
         "distill": {"steps": 6, "batch_size": 8, "max_length": 24, "log_every": 2, **distill},
         "bias": {"template": {"templates": ["{target} is {a} {occupation} .", "{target} works as {a} {occupation} ."]}},
     }
+
+
+# Tests of the released benchmark files use the fetched copy (`kdstudy data fetch`) or ../shared/data beside the
+# checkout; without either they are skipped, naming the command. KDSTUDY_REQUIRE_DATA=1 (CI, which has the folder)
+# turns that skip into a failure, so that a missing copy cannot pass unnoticed.
+REQUIRE_DATA = "KDSTUDY_REQUIRE_DATA"
+FETCH = "kdstudy data fetch crows seat"
+
+
+def _released_data() -> Path | None:
+    for folder in (default_dir(), Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if all((folder / s.path).is_file() for name in NEEDED for s in BENCHMARKS[name].files):
+            return folder
+    return None
+
+
+RELEASED = _released_data()  # found before the session's cache fixture points KDSTUDY_CACHE elsewhere
+
+
+@pytest.fixture(scope="session")
+def released_data() -> Path:
+    """The folder holding the released CrowS-Pairs and SEAT files."""
+    if RELEASED is None:
+        reason = f"needs the released CrowS-Pairs and SEAT files: run `{FETCH}`"
+        if os.environ.get(REQUIRE_DATA) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_DATA}=1 forbids skipping)")
+        pytest.skip(reason)
+    return RELEASED
 
 
 @pytest.fixture(scope="session")

@@ -84,9 +84,9 @@ def test_world_build_prints_what_it_holds(tiny_world, capsys):
     assert str(tiny_world.teacher_dir) in err and "2000 sentences" in err and "planted Spearman" in err
 
 
-def test_eval_world_and_bias_suite(tiny_world, tmp_path, capsys):
+def test_eval_world_and_bias_suite(tiny_world, released_data, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    data = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data")
+    data = str(released_data)
     sets = [x for k, v in __import__("tests.conftest", fromlist=["x"]).TINY_WORLD.items()
             for x in ("--set", f"world.{k}={v}")]
     sets += ["--set", "eval.world.max_steps=3", "--set", "bias.seat_samples=200"]
@@ -103,8 +103,12 @@ def test_eval_needs_something(capsys):
     assert "nothing to evaluate" in _one_line_error(capsys, ["eval", "some-model"])
 
 
-def test_eval_crows_without_data_dir(tiny_world, capsys):
-    assert "need bias.data_dir" in _one_line_error(capsys, ["eval", str(tiny_world.teacher_dir), "--bias", "crows"])
+def test_eval_without_the_data_names_the_fetch_command(tiny_world, tmp_path, capsys):
+    # bias.data_dir unset: data/ in the cache root (a fresh one in the tests), where nothing was fetched
+    err = _one_line_error(capsys, ["eval", str(tiny_world.teacher_dir), "--bias", "crows,seat"])
+    assert "`kdstudy data fetch crows seat`" in err
+    err = _one_line_error(capsys, ["eval", str(tiny_world.teacher_dir), "--bias", "seat", "--data-dir", str(tmp_path)])
+    assert f"`kdstudy data fetch seat --to {tmp_path}`" in err
 
 
 def test_teacher_is_measured_once(tiny_world, study_yaml, monkeypatch):
@@ -123,3 +127,18 @@ def test_teacher_is_measured_once(tiny_world, study_yaml, monkeypatch):
     other = cfg.model_copy(update={"bias": cfg.bias.model_copy(update={"seed": 7})})
     with pytest.raises(AssertionError, match="measured twice"):  # another bias config is measured anew
         evaluation.teacher_metrics(other)
+
+
+def test_the_command_starts_without_heavy_libraries():
+    """`kdstudy --help` and a usage error answer at once: importing the CLI loads none of the heavy libraries (and
+    not the config's pydantic models either); the commands import what they use."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "ray", "mlflow", "optuna", "datasets", "pydantic"]
+    code = ("import sys, study.cli; study.cli.build_parser(); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    usage = subprocess.run([sys.executable, "-m", "study.cli", "run"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "the following arguments are required: config" in usage.stderr

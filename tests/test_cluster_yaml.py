@@ -31,6 +31,9 @@ def test_cluster_yaml_passes_rays_schema():
     with open("pyproject.toml", "rb") as f:
         wanted = [Requirement(r) for r in tomllib.load(f)["project"]["dependencies"] if r.startswith("ray")]
     assert wanted and all(r.specifier.contains(pinned) for r in wanted)
+    # the nodes fetch the bias data themselves: nothing is mounted from beside the checkout
+    assert list(config["file_mounts"].values()) == ["."]
+    assert "kdstudy data fetch all" in config["worker_setup_commands"]
     # and the schema does catch a broken node type
     broken = copy.deepcopy(config)
     broken["available_node_types"]["gpu"]["node_confg"] = broken["available_node_types"]["gpu"].pop("node_config")

@@ -14,3 +14,25 @@ def test_dry_run_prints_the_plan_without_ray_or_downloads(capsys, monkeypatch):
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_dry_run_estimates_gpu_hours_from_measured_throughput(capsys):
+    assert main(["run", "search_spaces/paper.yaml", "--dry-run"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "an ESTIMATE of the distillation alone" in out and "2026-11-26, one H100" in out
+    # 15.73B tokens at 161k tokens/s (plain KD) .. 102k (mixup), per GPU
+    assert "15.73B tokens = 27.1-42.8 H100 GPU-hours" in out and "8 GPUs at a time: 3.4-5.4 hours" in out
+    assert "5 seeds x 1.31B tokens = 11.3-17.8 H100 GPU-hours" in out
+    assert "4 task(s) x at most 1500 steps x 32 = 192,000 examples" in out
+
+
+def test_dry_run_says_when_no_measured_figure_fits(capsys):
+    assert main(["run", "search_spaces/smoke.yaml", "--dry-run"]) == 0
+    assert "no estimate: no measured distillation throughput for this study (the study runs on CPUs)" in " ".join(
+        capsys.readouterr().out.split())
+    for change, why in (("teacher.source=roberta-base", "teacher roberta-base"),
+                        ("distill.batch_size=128", "batch 128 per GPU (measured: 64, 256)"),
+                        ("distill.max_length=256", "at 256 tokens")):
+        assert main(["run", "search_spaces/paper.yaml", "--dry-run", "--set", change]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "GPU-hours" not in out and why in out, change

@@ -19,7 +19,7 @@ import yaml
 from study.callbacks import anchor_of
 from study.cli import main
 from study.config import parse_config, with_params
-from study.search import make_sampler, run_study, suggest
+from study.search import make_sampler, make_searcher, run_study, suggest
 from study.trial import quiet_train_reports
 from tests.conftest import TINY_WORLD
 from tests.test_config import study_raw
@@ -83,6 +83,21 @@ def test_tpe_models_the_parameters_jointly():
         trial.suggest_float("y", 0.0, 1.0)
         study.tell(trial, [float(k), float(-k)])
     assert set(sampler.infer_relative_search_space(study, study.ask())) == {"x", "y"}
+
+
+def test_optuna_storage_names_the_objectives(tmp_path):
+    """optuna-dashboard labels its axes with the study's metric names: the study in optuna.db carries kdstudy's."""
+    from study.folder import optuna_storage, resolve
+
+    cfg = resolve(parse_config(study_raw()), tmp_path)
+    searcher = make_searcher(cfg)
+    searcher.suggest("t0")  # Ray's searcher samples into that same study
+    stored = optuna.load_study(study_name=cfg.name, storage=optuna_storage(tmp_path))
+    assert stored.metric_names == OBJECTIVES
+    assert stored.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
+    assert len(stored.trials) == 1
+    make_searcher(cfg)  # a resumed study opens it again
+    assert len(optuna.get_all_study_summaries(optuna_storage(tmp_path))) == 1
 
 
 def test_run_with_a_bad_space_exits_2_with_one_line(tmp_path, capsys):

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from study.config import BiasConfig
 from study.occupations import FEMALE_SHARE
 
@@ -13,7 +15,10 @@ def measure(model, tokenizer, cfg: BiasConfig,
             shares: dict[str, float] = FEMALE_SHARE) -> tuple[dict[str, float], dict]:
     """(flat scalar metrics, details such as per-occupation scores) for every metric in cfg.metrics."""
     from study.bias import crows, seat, stereoset, template
+    from study.bias_data import default_dir, require
 
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else default_dir()
+    require(cfg.metrics, data_dir)  # before any scoring: a missing file is one line naming the fetch command
     scalars: dict[str, float] = {}
     details: dict = {}
     if "template" in cfg.metrics:
@@ -21,15 +26,16 @@ def measure(model, tokenizer, cfg: BiasConfig,
         scalars.update({f"bias/template/{k}": v for k, v in result.items() if isinstance(v, float)})
         details["template"] = {k: v for k, v in result.items() if not isinstance(v, float)}
     if "crows" in cfg.metrics:
-        result = crows.measure(model, tokenizer, crows.load_pairs(cfg.data_dir), cfg.batch_size, cfg.seed)
+        result = crows.measure(model, tokenizer, crows.load_pairs(data_dir), cfg.batch_size, cfg.seed)
         result["distance"] = abs(result["score"] - 50)
         result["distance_se"] = (result["score_ci_high"] - result["score_ci_low"]) / (2 * 1.96)
         scalars.update({f"bias/crows/{k}": v for k, v in result.items()})
     if "seat" in cfg.metrics:
-        result = seat.measure(model, tokenizer, cfg.data_dir, samples=cfg.seat_samples, seed=cfg.seed)
+        result = seat.measure(model, tokenizer, data_dir, samples=cfg.seat_samples, seed=cfg.seed)
         scalars.update({f"bias/seat/{k}": v for k, v in result.items()})
     if "stereoset" in cfg.metrics:
-        result = stereoset.measure(model, tokenizer, stereoset.load_examples(cfg.data_dir), cfg.batch_size, cfg.seed)
+        local = data_dir if cfg.data_dir or data_dir.is_dir() else None  # no data folder at all: the hub
+        result = stereoset.measure(model, tokenizer, stereoset.load_examples(local), cfg.batch_size, cfg.seed)
         result["ss_distance"] = abs(result["ss"] - 50)
         result["ss_distance_se"] = (result["ss_ci_high"] - result["ss_ci_low"]) / (2 * 1.96)
         scalars.update({f"bias/stereoset/{k}": v for k, v in result.items()})

@@ -22,6 +22,7 @@ import numpy as np
 
 from study.bias.bootstrap import percentile_interval
 from study.bias.scoring import masked_token_logprobs
+from study.bias_data import fetch_command
 from study.data import DataError
 
 FILE = "crows_pairs_anonymized.csv"
@@ -32,7 +33,8 @@ def load_pairs(data_dir: str | Path, bias_type: str = "gender") -> list[dict]:
     path = Path(data_dir)
     path = path if path.is_file() else path / "crows_pairs" / FILE if (path / "crows_pairs").is_dir() else path / FILE
     if not path.is_file():
-        raise DataError(f"{path}: CrowS-Pairs file not found (expected {FILE} under the data dir)")
+        raise DataError(f"{path}: CrowS-Pairs file not found (expected {FILE} under the data dir); fetch it with "
+                        f"`{fetch_command(['crows'], data_dir)}`")
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = COLUMNS - set(reader.fieldnames or [])

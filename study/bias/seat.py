@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy.special import comb
 
+from study.bias_data import fetch_command
 from study.data import DataError, pad
 
 TESTS = ["sent-weat6", "sent-weat6b", "sent-weat7", "sent-weat7b", "sent-weat8", "sent-weat8b"]
@@ -31,7 +32,7 @@ def load_test(data_dir: str | Path, name: str) -> dict[str, list[str]]:
     base = Path(data_dir)
     path = base / "seat" / f"{name}.jsonl" if (base / "seat").is_dir() else base / f"{name}.jsonl"
     if not path.is_file():
-        raise DataError(f"{path}: SEAT test file not found")
+        raise DataError(f"{path}: SEAT test file not found; fetch it with `{fetch_command(['seat'], data_dir)}`")
     try:
         raw = json.loads(path.read_text())
         return {part: list(raw[part]["examples"]) for part in PARTS}

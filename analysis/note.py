@@ -1,0 +1,65 @@
+"""A study's front as markdown: the description of its parent run in MLflow (the `mlflow.note.content` tag, shown
+on the run's page), so that the front, its knee and the way to list the front's trials are one click from the
+experiment's runs."""
+
+from __future__ import annotations
+
+from analysis.report import Front, caption
+
+# The runs table's search box: the trials on the front (study.publish tags them `pareto`, the knee `knee`).
+FRONT_FILTER = "tags.pareto = 'true'"
+KNEE_FILTER = "tags.knee = 'true'"
+MAX_NOTE = 7000  # MLflow keeps at most 8,000 characters of a tag value
+
+
+def _cell(value) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value).replace("|", "\\|")
+
+
+def front_view(front: Front) -> dict:
+    """The runs table showing the front: its trials flat (not under the collapsed parent), sorted along the first
+    objective, with the objectives and the sampled parameters as columns; in the chart view, only those trials."""
+    params = sorted({k for t, _ in front.front_trials() for k in t.params})
+    return {"searchFilter": FRONT_FILTER, "orderByKey": f"metrics.`{front.metrics[0]}`",
+            "orderByAsc": front.modes[0] == "min", "runsHiddenMode": "SHOW_ALL",
+            "selectedColumns": [*(f"metrics.`{m}`" for m in front.metrics), *(f"params.`{p}`" for p in params),
+                                "tags.`knee`", "tags.`anchor`"]}
+
+
+def front_markdown(front: Front, name: str, run_id: str | None = None, view: str | None = None) -> str:
+    """The parent run's description: the front as a table, the knee, a link to the front in the runs table (`view`,
+    from study.tracking.share_view), the filters, the figures."""
+    if not front.trials:
+        return f"## {name}: no finished trial\n\n{caption(front)}\n"
+    rows = front.rows()
+    params = sorted({k for row in rows for k in row["params"]})
+    header = ["trial", "note", *(".".join(p.split(".")[-2:]) for p in params),
+              *(f"{m} {'↓' if d == 'min' else '↑'}" for m, d in zip(front.metrics, front.modes))]
+    lines = [f"## {name}: Pareto front", ""]
+    if view is not None:  # first: the UI shows a description's first lines until "Show more" is clicked
+        lines += [f"**[Open the front in the runs table]({view})**: its trials with their objectives and parameters "
+                  f"(the chart view then plots only them).", ""]
+    lines += [caption(front) + ".", ""]
+    knee = next((row for row in rows if row["knee"]), None)
+    if knee is not None:
+        values = ", ".join(f"{m} {v:.4g}" for m, v in knee["objectives"].items())
+        lines += [f"**Knee**: trial `{knee['trial_id']}`" + (f" ({knee['anchor']})" if knee["anchor"] else "")
+                  + f": {values}. Rerun it with `kdstudy rerun STUDY_DIR --pick knee --seeds 3`.", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        note = " ".join(n for n in (row["anchor"], "knee" if row["knee"] else None) if n)
+        cells = [f"`{row['trial_id']}`", note, *(_cell(row["params"].get(p, "-")) for p in params),
+                 *(f"{v:.4g}" for v in row["objectives"].values())]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"By hand: search `{FRONT_FILTER}` (the knee: `{KNEE_FILTER}`), sort by `{front.metrics[0]}` and add "
+              f"the columns {', '.join(f'`{m}`' for m in front.metrics)}.", ""]
+    if run_id is not None and len(front.metrics) >= 2:
+        lines += [f"![the front](get-artifact?path=pareto.png&run_uuid={run_id})", ""]
+    lines += ["Figures: `pareto.png`, `pareto_parallel.png`; the table as text: `pareto.txt` (Artifacts)."]
+    text = "\n".join(lines) + "\n"
+    if len(text) > MAX_NOTE:  # a front too large for a tag: the head of the table, the rest in pareto.txt
+        text = text[:MAX_NOTE].rsplit("\n", 1)[0] + "\n\n(cut here: the whole table is in `pareto.txt`)\n"
+    return text

@@ -21,4 +21,8 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite; the message gives the step and the terms."""
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a study's trials and saved its state: the study folder can be resumed."""
+
+
 USAGE_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError)

@@ -11,8 +11,12 @@ callbacks record each trial in MLflow and print progress (study.callbacks), and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
+import signal
+import threading
 from pathlib import Path
 
 import optuna
@@ -25,6 +29,7 @@ from study import folder, tracking
 from study.callbacks import ShowProgress, TrackTrials
 from study.cluster import start_ray, teacher_metrics_task
 from study.config import ConfigError, ParamSpec, SamplerConfig, StudyConfig
+from study.errors import StudyInterrupted
 from study.publish import publish_front
 from study.trial import run_trial
 
@@ -103,36 +108,78 @@ def _callbacks(cfg: StudyConfig, record: dict) -> list:
 
 def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: str | None = None,
               resume: bool = False):
-    """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front)."""
+    """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front). Ctrl-C stops it with
+    the folder resumable (StudyInterrupted)."""
     if cfg.search is None:
         raise ConfigError(f"{cfg.name}: no search section: `kdstudy run` needs search.space and search.objectives")
     cfg = folder.resolve(cfg, study_dir)
     directory = Path(cfg.study_dir)
-    folder.check_startable(directory, resume)
-    # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
-    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
-    started = start_ray(cfg, address)
-    try:
-        if resume:
+    with folder.hold(directory):  # one driver per study; a start that fails leaves no folder behind
+        folder.check_startable(directory, resume)
+        if resume:  # everything checked before Ray starts: a broken folder is one line at once
             cfg, teacher = folder.reopen(cfg)
             state = folder.tune_state(cfg)
             if not tune.Tuner.can_restore(state):
                 raise ConfigError(f"{directory}: the study stopped before its first trial started ({state} holds no "
                                   f"Tune state); delete the folder and run it afresh")
-            tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
-            log.info(folder.mark_resumed(directory))
-        else:
-            # The teacher first: a missing model or data file stops the study before it writes anything.
-            teacher = teacher_metrics_task(cfg)
-            record = folder.create(cfg, teacher)
-            tuner = make_tuner(cfg, record, teacher)
-            log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
-                     f"tracking {record['tracking_uri']}")
-        tuner.fit()
-        return finish_study(directory)
+            if not (directory / folder.OPTUNA).is_file():  # without it the sampler would start over, silently
+                raise ConfigError(f"{directory}: the study cannot be resumed: {folder.OPTUNA} missing "
+                                  f"(half-deleted?)")
+        # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
+        logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+        started = start_ray(cfg, address)
+        try:
+            if resume:
+                tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
+                log.info(folder.mark_resumed(directory))
+            else:
+                # The teacher first: a missing model or data file stops the study before it writes anything.
+                teacher = teacher_metrics_task(cfg)
+                record = folder.create(cfg, teacher)
+                tuner = make_tuner(cfg, record, teacher)
+                log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
+                         f"tracking {record['tracking_uri']}")
+            with stop_on_interrupt() as interrupted:
+                tuner.fit()
+            if interrupted:
+                raise StudyInterrupted(f"study {cfg.name} stopped; {directory} is kept and can be resumed")
+            return finish_study(directory)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Ctrl-C while Tune runs the trials: Tune stops them and saves its state one last time, then fit() returns;
+    the list yielded is non-empty if that happened. A second Ctrl-C stops at once (KeyboardInterrupt).
+
+    Tune's own SIGINT handler does the same but lets fit() return as if the study were done, and advises its Python
+    API for resuming; this one asks Tune to stop through SIGUSR1 (Tune's other stop signal) and remembers why."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    interrupted: list[bool] = []
+
+    def on_sigint(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        log.warning("stopping the study: its running trials end and its state is saved (Ctrl-C again: at once)")
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # its advice names Tune's API, not kdstudy's
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    before = signal.signal(signal.SIGINT, on_sigint)
+    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield interrupted
     finally:
-        if started:
-            ray.shutdown()
+        signal.signal(signal.SIGINT, before)
+        if disabled is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
 
 
 def finish_study(directory: Path):

@@ -269,7 +269,10 @@ def read_record(study_dir: Path) -> dict:
     path = Path(study_dir) / RECORD
     if not path.is_file():
         raise ConfigError(f"{study_dir}: not a study folder (no {RECORD}); run `kdstudy run` first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{path}: not a readable study record ({err})") from None
 
 
 def read_config(study_dir: Path) -> StudyConfig:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from study.config import StudyConfig, apply_overrides, load_config, parse_config
-from study.errors import USAGE_ERRORS, ConfigError, Diverged
+from study.errors import USAGE_ERRORS, ConfigError, Diverged, TrackingUnavailable
 from study.runtime import quiet_libraries, setup_logging
 
 log = logging.getLogger("study.cli")
@@ -190,6 +190,10 @@ def cmd_run(args) -> int:
         print(f"kdstudy: interrupted; {directory} is kept. Continue the study with:", file=sys.stderr)
         print(_resume_command(args, directory), file=sys.stderr)
         return 130
+    except TrackingUnavailable as err:
+        print(f"kdstudy: {err}:", file=sys.stderr)
+        print(_resume_command(args, Path(resolve(cfg, args.study_dir).study_dir)), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -25,4 +25,8 @@ class StudyInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a study's trials and saved its state: the study folder can be resumed."""
 
 
+class TrackingUnavailable(RuntimeError):
+    """The study's trials are done but the tracking server did not take their runs or the front; --resume does."""
+
+
 USAGE_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError)

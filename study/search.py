@@ -22,6 +22,7 @@ from pathlib import Path
 import optuna
 import ray
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
@@ -29,8 +30,10 @@ from study import folder, tracking
 from study.callbacks import ShowProgress, TrackTrials
 from study.cluster import start_ray, teacher_metrics_task
 from study.config import ConfigError, ParamSpec, SamplerConfig, StudyConfig
-from study.errors import StudyInterrupted
+from study.errors import StudyInterrupted, TrackingUnavailable
+from study.outbox import Outbox, failing_fast
 from study.publish import publish_front
+from study.runtime import error_line
 from study.trial import run_trial
 
 log = logging.getLogger(__name__)
@@ -100,7 +103,8 @@ def _trainable(cfg: StudyConfig, teacher: dict):
 def _callbacks(cfg: StudyConfig, record: dict) -> list:
     objectives = [o.model_dump() for o in cfg.search.objectives]
     anchors = [a.model_dump() for a in cfg.search.anchors]
-    return [TrackTrials(record, anchors, cfg.tracking.log_models), ShowProgress(objectives, cfg.search.num_samples)]
+    return [TrackTrials(record, anchors, cfg.tracking.log_models, cfg.study_dir),
+            ShowProgress(objectives, cfg.search.num_samples)]
 
 
 # --- the study -------------------------------------------------------------------------------------------------
@@ -131,11 +135,20 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
         try:
             if resume:
                 tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
-                log.info(folder.mark_resumed(directory))
+                try:
+                    with failing_fast():
+                        log.info(folder.mark_resumed(directory))
+                except MlflowException as err:  # the trials' runs wait in the outbox until it is back
+                    log.warning(f"resuming without tracking for now ({error_line(err)})")
             else:
                 # The teacher first: a missing model or data file stops the study before it writes anything.
                 teacher = teacher_metrics_task(cfg)
-                record = folder.create(cfg, teacher)
+                try:
+                    with failing_fast():
+                        record = folder.create(cfg, teacher)
+                except MlflowException as err:
+                    raise ConfigError(f"tracking at {folder.tracking_uri(cfg.tracking.uri, directory)} failed "
+                                      f"({error_line(err)}): start the server, or fix tracking.uri") from None
                 tuner = make_tuner(cfg, record, teacher)
                 log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
                          f"tracking {record['tracking_uri']}")
@@ -183,14 +196,26 @@ def stop_on_interrupt():
 
 
 def finish_study(directory: Path):
-    """After the last trial: close what never came back (MLflow runs and Optuna trials of trials lost to an
-    interruption), then publish the front."""
+    """After the last trial: log what waits in the outbox, close what never came back (MLflow runs and Optuna trials
+    of trials lost to an interruption), then publish the front. With the tracking server still down, the trials'
+    results stay in Ray's and Optuna's records and the outbox, and TrackingUnavailable says to resume later."""
     record = folder.read_record(directory)
-    client = MlflowClient(record["tracking_uri"])
-    lost = tracking.close_unfinished(client, record["experiment_id"], record["parent_run_id"])
     optuna_study = optuna.load_study(study_name=record["name"], storage=folder.optuna_storage(directory))
     for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)  # its Tune trial never came back
-    if lost:
-        log.info(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
-    return publish_front(directory)
+    box = Outbox(directory, record, folder.read_config(directory).tracking.log_models)
+    if not box.flush():
+        raise TrackingUnavailable(f"the trials are done, but tracking at {record['tracking_uri']} is unreachable: "
+                                  f"{len(box.entries())} trial(s) wait in {box.path}; once it is back, --resume "
+                                  f"logs them and publishes the front")
+    try:
+        with failing_fast():
+            client = MlflowClient(record["tracking_uri"])
+            lost = tracking.close_unfinished(client, record["experiment_id"], record["parent_run_id"])
+            if lost:
+                log.info(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
+            return publish_front(directory)
+    except MlflowException as err:
+        raise TrackingUnavailable(f"the trials are done and logged, but publishing the front to "
+                                  f"{record['tracking_uri']} failed ({error_line(err)}); --resume publishes it "
+                                  f"once tracking is back") from None

@@ -5,9 +5,11 @@ the test can signal it and find every process it started."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -16,9 +18,7 @@ import pytest
 import ray
 import yaml
 
-from study.config import parse_config
-from study.search import run_study
-from tests.test_search import OBJECTIVES, tiny_space
+from tests.test_search import OBJECTIVES, _non_dominated, tiny_space
 from tests.test_search_resume import TIMEOUT, _children, _kill_session, _wait
 
 pytestmark = pytest.mark.slow  # real Ray clusters, real signals, a real mlflow server
@@ -101,3 +101,88 @@ def main_exit(argv: list[str]) -> int:
     from study.cli import main
 
     return main(argv)
+
+
+class MlflowServer:
+    """A real `mlflow server` on a SQLite store, which the test can stop and start again on the same port."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.proc = root, _free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", "1"],
+            stdout=(self.root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+        _wait(self.healthy, "the mlflow server", self.proc)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    server = MlflowServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, mlflow_server):
+    raw = tiny_space(num_samples=3, max_concurrent_trials=1)
+    raw["tracking"] = {"uri": mlflow_server.url}
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    study_dir, log = tmp_path / "study", tmp_path / "driver.log"
+    proc = _driver(["run", str(space), "--study-dir", str(study_dir)], log)
+    try:
+        def finished() -> int:
+            return log.read_text().count(" finished: ")
+
+        _wait(lambda: finished() >= 1, "the first trial finished", proc)
+        mlflow_server.stop()
+        _wait(lambda: finished() >= 2, "the second trial finished, with the server down", proc)
+        assert "wait in" in log.read_text()  # the outage was noticed, and said
+        mlflow_server.start()
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        _kill_session(proc)
+    text = log.read_text()
+    assert not any(line.startswith("Traceback") for line in text.splitlines())  # (Ray's lines start "(pid=")
+    warnings = [line for line in text.splitlines() if line.startswith("warning: tracking at")]
+    assert len(warnings) == 1, warnings  # one line per outage, not one per event
+    assert not (study_dir / "tracking-outbox.json").exists()  # everything waiting was sent
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server.url)
+    record = json.loads((study_dir / "study.json").read_text())
+    children = [r for r in client.search_runs([record["experiment_id"]]) if "trial_id" in r.data.tags]
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 3
+    assert len({r.data.tags["trial_id"] for r in children}) == 3  # exactly one run per trial
+    for run in children:
+        assert set(OBJECTIVES) <= set(run.data.metrics)
+        assert len(client.get_metric_history(run.info.run_id, "world/score")) == 1  # logged once
+    points = {r.data.tags["trial_id"]: (r.data.metrics[OBJECTIVES[0]], r.data.metrics[OBJECTIVES[1]])
+              for r in children}
+    assert {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"} == _non_dominated(points)
+    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    assert sorted(t.values for t in ot.trials) == sorted(list(p) for p in points.values())  # the same results

@@ -90,7 +90,8 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     started = start_ray(cfg, address)
     try:
         teacher = teacher_metrics_task(configs[0])  # the full budget may measure more (all nine GLUE tasks)
-        pending = {run_seed.options(num_cpus=cfg.search.scaling.trial_cpus).remote(
+        scaling = cfg.search.scaling  # each seed's process where a trial's would be (trial_resources)
+        pending = {run_seed.options(num_cpus=scaling.trial_cpus, resources=scaling.trial_resources or None).remote(
             c.model_dump(mode="json"), teacher, f"rerun-{label}-seed{k}"): k for k, c in enumerate(configs)}
         per_seed, failed = {}, {}
         while pending:

@@ -97,7 +97,8 @@ def make_tuner(cfg: StudyConfig, record: dict, teacher: dict) -> tune.Tuner:
 
 def _trainable(cfg: StudyConfig, teacher: dict):
     trainable = tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), teacher=teacher)
-    return tune.with_resources(trainable, {"cpu": cfg.search.scaling.trial_cpus})
+    scaling = cfg.search.scaling
+    return tune.with_resources(trainable, {"cpu": scaling.trial_cpus, **scaling.trial_resources})
 
 
 def _callbacks(cfg: StudyConfig, record: dict) -> list:

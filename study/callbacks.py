@@ -1,6 +1,6 @@
-"""What the study's driver does while Tune runs the trials: a child run in MLflow per trial (TrackTrials), and a
-progress line per trial event (ShowProgress). Both are Tune callbacks; Tune saves them with its experiment, so they
-hold no client or handler that does not pickle."""
+"""What the study's driver does while Tune runs the trials: a child run in MLflow per trial (TrackTrials, through the
+study's outbox), and a progress line per trial event (ShowProgress). Both are Tune callbacks; Tune saves them with
+its experiment, so they hold no client or handler that does not pickle."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import logging
 import time
 from pathlib import Path
 
-from mlflow import MlflowClient
 from ray import tune
 
-from study import tracking
+from study.outbox import Outbox
 from study.runtime import error_line
 
 log = logging.getLogger(__name__)
@@ -33,46 +32,44 @@ def failure_reason(trial) -> str:
 
 
 class TrackTrials(tune.Callback):
-    """One MLflow child run per trial under the study's parent run: params, every metric, student, status."""
+    """One MLflow child run per trial under the study's parent run: params, every metric, student, status.
 
-    def __init__(self, record: dict, anchors: list[dict], log_models: bool):
-        self.record, self.anchors, self.log_models = record, anchors, log_models
-        self._client: MlflowClient | None = None
-        self._runs: dict[str, tuple[str, bool]] = {}  # trial id -> (run id, finished before this study process)
+    Each event goes through the study's outbox (study.outbox): a tracking server that is down delays the runs, it
+    does not fail the study or lose a trial."""
 
-    def __getstate__(self):  # Tune saves its callbacks with the experiment; a client does not pickle
-        return {**self.__dict__, "_client": None}
+    def __init__(self, record: dict, anchors: list[dict], log_models: bool, study_dir: str):
+        self.record, self.anchors, self.log_models, self.study_dir = record, anchors, log_models, study_dir
+        self._outbox: Outbox | None = None
+
+    def __getstate__(self):  # Tune saves its callbacks with the experiment
+        return {**self.__dict__, "_outbox": None}
 
     @property
-    def client(self) -> MlflowClient:
-        if self._client is None:
-            self._client = MlflowClient(self.record["tracking_uri"])
-        return self._client
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            self._outbox = Outbox(self.study_dir, self.record, self.log_models)
+        return self._outbox
 
-    def _run(self, trial) -> tuple[str, bool]:
-        if trial.trial_id not in self._runs:
-            self._runs[trial.trial_id] = tracking.start_trial(
-                self.client, self.record["experiment_id"], self.record["parent_run_id"], trial.trial_id,
-                trial.config, anchor_of(trial.config, self.anchors), trial.experiment_tag.split("_")[0])
-        return self._runs[trial.trial_id]
+    def _start(self, trial) -> dict:
+        return {"config": trial.config, "anchor": anchor_of(trial.config, self.anchors),
+                "number": trial.experiment_tag.split("_")[0]}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._runs.pop(trial.trial_id, None)  # (re)started: find or create its run, and mark it running
-        self._run(trial)
+        self.outbox.put(trial.trial_id, self._start(trial))  # (re)started: find or make its run, mark it running
+        self.outbox.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        (run_id, logged), result = self._run(trial), trial.last_result
-        if logged:  # finished before an interruption the study state had not yet recorded: logged already
-            return
-        tracking.log_metrics(self.client, run_id, {**result, "perf/trial_seconds": result.get("time_total_s", 0.0)},
-                             tags={"student_uri": result.get("student_uri", "")})
-        student = Path(str(result.get("student_uri", ""))) / "student"
-        if self.log_models and student.is_dir():  # a local checkpoint; remote storage keeps only the URI tag
-            self.client.log_artifacts(run_id, str(student), "student")
-        tracking.end_run(self.client, run_id, "FINISHED")
+        result = trial.last_result
+        metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
+        metrics["perf/trial_seconds"] = result.get("time_total_s", 0.0)
+        self.outbox.put(trial.trial_id, self._start(trial), {
+            "status": "FINISHED", "metrics": metrics, "tags": {"student_uri": result.get("student_uri", "")},
+            "student": str(result.get("student_uri", ""))})
+        self.outbox.flush()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        tracking.end_run(self.client, self._run(trial)[0], "FAILED", failure_reason(trial))
+        self.outbox.put(trial.trial_id, self._start(trial), {"status": "FAILED", "reason": failure_reason(trial)})
+        self.outbox.flush()
 
 
 class ShowProgress(tune.Callback):

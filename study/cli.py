@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from study.errors import USAGE_ERRORS, ConfigError, Diverged
+from study.errors import USAGE_ERRORS, ConfigError, Diverged, TrackingUnavailable
 from study.runtime import quiet_libraries, setup_logging
 
 if TYPE_CHECKING:
@@ -203,10 +203,33 @@ def cmd_run(args) -> int:
             table_console().print(part, highlight=False)
         return 0
     quiet_libraries()
+    from study.folder import RECORD, resolve
     from study.search import run_study
 
-    run_study(cfg, args.study_dir, args.address, args.resume)
+    try:
+        run_study(cfg, args.study_dir, args.address, args.resume)
+    except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
+        directory = Path(resolve(cfg, args.study_dir).study_dir)
+        if not (directory / RECORD).is_file():
+            print("kdstudy: interrupted before the study started; nothing was kept", file=sys.stderr)
+            return 130
+        print(f"kdstudy: interrupted; {directory} is kept. Continue the study with:", file=sys.stderr)
+        print(_resume_command(args, directory), file=sys.stderr)
+        return 130
+    except TrackingUnavailable as err:
+        print(f"kdstudy: {err}:", file=sys.stderr)
+        print(_resume_command(args, Path(resolve(cfg, args.study_dir).study_dir)), file=sys.stderr)
+        return 1
     return 0
+
+
+def _resume_command(args, directory: Path) -> str:
+    """The `kdstudy run` that continues this one: the same YAML and overrides, the study folder, --resume."""
+    import shlex
+
+    return shlex.join(["kdstudy", "run", args.config, *(x for s in args.set for x in ("--set", s)),
+                       "--study-dir", str(directory), *(["--address", args.address] if args.address else []),
+                       "--resume"])
 
 
 def cmd_rerun(args) -> int:

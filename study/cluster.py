@@ -31,8 +31,9 @@ def start_ray(cfg: StudyConfig, address: str | None) -> bool:
     # Logical CPUs: each trial holds its own process plus its workers.
     cpus = max(os.cpu_count() or 1, math.ceil(per_trial * cfg.search.max_concurrent_trials))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
-    ray.init(num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=True,
-             logging_level="WARNING", log_to_driver=True)
+    custom = {k: v * cfg.search.max_concurrent_trials for k, v in s.trial_resources.items()}  # as a cluster's head
+    ray.init(num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
+             include_dashboard=True, logging_level="WARNING", log_to_driver=True)
     return True
 
 

@@ -357,7 +357,10 @@ class ScalingConfig(Strict):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(1.0, ge=0, description="used when use_gpu")
-    trial_cpus: float = Field(1.0, gt=0, description="the trial's own process")
+    trial_cpus: float = Field(1.0, ge=0, description="the trial's own process")
+    # Custom Ray resources the trial's own process needs: {kdstudy_trial: 1} keeps it (and the Train controller in
+    # it) on the nodes that declare kdstudy_trial, the non-preemptible ones (cluster.yaml: the head)
+    trial_resources: dict[str, float] = {}
 
     @property
     def worker_resources(self) -> dict[str, float]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 
 from study.config import DistillConfig
 from study.data import MaskPlan, pad, plan_masking, selection_weights
-from study.errors import Diverged
+from study.errors import Diverged, ModelError
 from study.gender import TokenCounterfactual, mix_embeddings, mix_probs, sample_lambdas
 from study.optim import clipped_step, make_optimizer
 
@@ -217,10 +219,27 @@ def save_checkpoint(directory: Path, rank: int, step: int, student, optimizer, s
         os.replace(tmp, directory / name)
 
 
+def read_state(path: Path) -> dict:
+    """A checkpoint file's contents, unpickled with torch's weights-only loader: tensors, numbers, strings and the
+    containers of them, which is all save_checkpoint writes. On a cluster checkpoints come from shared storage that
+    others can write to; a file that holds anything else (a pickled object, which could run code as it loads) is
+    refused, never executed."""
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f"a pickled {found.group(1)}" if found else "a pickled object"
+        raise ModelError(f"{path}: refused to load this checkpoint: it holds {what}, not only tensors and numbers; "
+                         f"nothing in it was run (delete it if you did not write it)") from None
+    except (RuntimeError, EOFError) as err:  # truncated, or not a torch file at all
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: not a readable checkpoint ({first})") from None
+
+
 def load_checkpoint(directory: Path, rank: int, student, optimizer, scheduler, generator) -> tuple[int, dict]:
     """Restore everything save_checkpoint wrote; returns the step to continue from and the metrics logged last."""
-    state = torch.load(directory / CHECKPOINT, weights_only=False)
-    rng = torch.load(directory / f"rng-rank{rank}.pt", weights_only=False)
+    state = read_state(directory / CHECKPOINT)
+    rng = read_state(directory / f"rng-rank{rank}.pt")
     student.load_state_dict(state["student"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

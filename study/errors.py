@@ -21,4 +21,12 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite; the message gives the step and the terms."""
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a study's trials and saved its state: the study folder can be resumed."""
+
+
+class TrackingUnavailable(RuntimeError):
+    """The study's trials are done but the tracking server did not take their runs or the front; --resume does."""
+
+
 USAGE_ERRORS = (ConfigError, DataError, ModelError, FileNotFoundError)

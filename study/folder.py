@@ -13,12 +13,18 @@ as a unit. This module is the one place that knows its layout, creates it, reope
     reruns/        `kdstudy rerun`'s results
     confirm/       the confirm stage's results, one JSON per confirmed trial
     importance.json, importance.png   what drives each objective (hyperparameter importance), at the end
+    driver.lock    while a driver runs the study: its pid, host and command (one driver per study)
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import shutil
+import socket
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +49,12 @@ RERUNS = "reruns"
 CONFIRM = "confirm"  # the confirm stage's results, one JSON per confirmed trial
 IMPORTANCE_JSON = "importance.json"
 IMPORTANCE_FIGURE = "importance.png"
+LOCK = "driver.lock"
+# What a study start writes; a folder holding only these (and no study.json) is a start that did not get that far
+OWN = {CONFIG, RECORD, TEACHER, OPTUNA, MLFLOW, ARTIFACTS, RAY, LOCK, PARETO_JSON, PARETO_FIGURE, PARALLEL_FIGURE,
+       RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE}
+
+log = logging.getLogger(__name__)
 
 
 def resolve(cfg: StudyConfig, study_dir: str | Path | None) -> StudyConfig:
@@ -71,6 +83,119 @@ def optuna_storage(study_dir: Path):
     return optuna.storages.RDBStorage(f"sqlite:///{(Path(study_dir) / OPTUNA).resolve()}")
 
 
+# --- one driver per study ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hold(directory: Path):
+    """While a driver runs the study in `directory`: the folder's lock, taken atomically (one driver per study: two
+    would write the same Optuna storage, MLflow parent and Tune experiment), released on the way out. A folder
+    without a study (new, empty, or left by a start that never got as far as study.json) is removed again if this
+    driver leaves before a study was recorded in it: a failed start leaves nothing half-written. `kdstudy pareto`
+    and the other readers take no lock."""
+    try:
+        held_by_other = _live_holder(directory / LOCK)
+        if held_by_other:
+            raise ConfigError(f"{directory}: another driver runs this study: {held_by_other}; wait for it to end "
+                              f"or stop it (Ctrl-C) first")
+        names = {p.name for p in directory.iterdir()} if directory.exists() else set()
+        made = names <= {LOCK}  # new, empty, or left by a start killed before it wrote anything
+        if RECORD not in names and not made:
+            what = ("part of a study but no study.json (a start that was killed, or a study half-deleted); delete it "
+                    "to start afresh" if names <= OWN else "files but no study; choose a new or empty --study-dir")
+            raise ConfigError(f"{directory}: holds {what}")
+        directory.mkdir(parents=True, exist_ok=True)
+        _lock(directory / LOCK)
+    except OSError as err:  # a read-only place, a path through a file
+        raise ConfigError(f"{directory}: cannot write the study folder there ({err.strerror or err})") from None
+    try:
+        yield
+    finally:
+        _unlock(directory / LOCK)
+        if made and not (directory / RECORD).is_file():
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _me() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_ticks(os.getpid()),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:500]}
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, Linux): a pid reused by another process has another."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _describe(holder: dict) -> str:
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')} ({holder.get('command')})"
+
+
+def _alive(holder: dict) -> bool:
+    """Whether the lock's holder still runs; one on another host is taken to (it cannot be checked from here)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    pid = int(holder.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    start = holder.get("start")
+    return start is None or _start_ticks(pid) in (None, start)
+
+
+def _live_holder(path: Path) -> str | None:
+    """The description of the live driver holding the lock at `path`, None if there is none (or it is gone)."""
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if _alive(holder):
+        where = "" if holder.get("host") == socket.gethostname() else f" (if it is gone, delete {path})"
+        return _describe(holder) + where
+    return None
+
+
+def _lock(path: Path) -> None:
+    """Create the lock with this process's details, atomically: written aside, then linked into place (a link fails
+    if the name exists). A lock left by a driver that is gone (killed, its machine rebooted) is taken over."""
+    aside = path.with_name(f".{LOCK}.{os.getpid()}")
+    aside.write_text(json.dumps(_me()))
+    try:
+        for _ in range(3):
+            try:
+                os.link(aside, path)
+                return
+            except FileExistsError:
+                pass
+            held_by_other = _live_holder(path)
+            if held_by_other:
+                raise ConfigError(f"{path.parent}: another driver runs this study: {held_by_other}")
+            try:
+                stale = json.loads(path.read_text())
+                os.rename(path, aside.with_suffix(".stale"))  # atomic: of two drivers taking over, one wins
+            except (OSError, ValueError):
+                continue
+            os.unlink(aside.with_suffix(".stale"))
+            log.warning(f"{path.parent}: the driver that held this study is gone ({_describe(stale)}); "
+                        f"this one takes over")
+        raise ConfigError(f"{path}: could not take the study's lock")
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def _unlock(path: Path) -> None:
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
 # --- a new study, a resumed one ----------------------------------------------------------------------------------
 
 
@@ -82,6 +207,9 @@ def check_startable(directory: Path, resume: bool) -> None:
                           f"--study-dir")
     if resume and not exists:
         raise ConfigError(f"{directory}: no study to resume (no {RECORD})")
+    missing = [name for name in (CONFIG, TEACHER) if resume and not (directory / name).is_file()]
+    if missing:
+        raise ConfigError(f"{directory}: the study cannot be resumed: {', '.join(missing)} missing (half-deleted?)")
 
 
 def create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
@@ -146,7 +274,10 @@ def read_record(study_dir: Path) -> dict:
     path = Path(study_dir) / RECORD
     if not path.is_file():
         raise ConfigError(f"{study_dir}: not a study folder (no {RECORD}); run `kdstudy run` first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{path}: not a readable study record ({err})") from None
 
 
 def read_config(study_dir: Path) -> StudyConfig:

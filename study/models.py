@@ -16,6 +16,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 
 from study.errors import ModelError
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
+
 
 def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") > 1
@@ -34,7 +36,13 @@ def load_masked_lm(name_or_path: str | Path):
         raise ModelError(f"{name}: cannot load a model config ({first})") from None
     if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         raise ModelError(f"{name}: model type {config.model_type!r} has no masked-LM head")
-    model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(f"{name}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
+    except (OSError, ValueError) as err:  # no weights file, a truncated one, shapes that do not fit the config
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{name}: cannot load the model's weights ({first})") from None
     # A checkpoint saved without its MLM head (e.g. a plain BertModel) loads with a random head: refuse it.
     head_missing = [k for k in info["missing_keys"] if not k.startswith(("bert.", "distilbert.", "roberta."))]
     if head_missing:

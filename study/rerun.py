@@ -78,9 +78,9 @@ def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict) -> tuple[
     """Distil and evaluate each of `runs` ({key: (config, Train run name)}) as a Ray task of its own, as many at once
     as the cluster has room for: ({key: metrics}, {key: one-line failure}). Ray must be up. A Train run that
     finished before an interruption reports its saved result instead of running again (study.trial)."""
-    pending = {run_seed.options(num_cpus=cfg.search.scaling.trial_cpus).remote(c.model_dump(mode="json"), teacher,
-                                                                               name): key
-               for key, (c, name) in runs.items()}
+    scaling = cfg.search.scaling  # each seed's process where a trial's would be (trial_resources)
+    task = run_seed.options(num_cpus=scaling.trial_cpus, resources=scaling.trial_resources or None)
+    pending = {task.remote(c.model_dump(mode="json"), teacher, name): key for key, (c, name) in runs.items()}
     done_runs, failed = {}, {}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)

@@ -11,14 +11,19 @@ seeds (study.confirm, when search.confirm is set), and the fronts are published 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
+import signal
+import threading
 import warnings
 from pathlib import Path
 
 import optuna
 import ray
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
@@ -27,7 +32,10 @@ from study.callbacks import ShowProgress, TrackTrials
 from study.cluster import start_ray, teacher_metrics_task
 from study.config import ConfigError, ParamSpec, SamplerConfig, StudyConfig
 from study.confirm import run_confirm_stage
+from study.errors import StudyInterrupted, TrackingUnavailable
+from study.outbox import Outbox, failing_fast
 from study.publish import publish_front
+from study.runtime import error_line
 from study.trial import run_trial
 
 log = logging.getLogger(__name__)
@@ -104,13 +112,15 @@ def make_tuner(cfg: StudyConfig, record: dict, teacher: dict) -> tune.Tuner:
 
 def _trainable(cfg: StudyConfig, teacher: dict):
     trainable = tune.with_parameters(run_trial, study=cfg.model_dump(mode="json"), teacher=teacher)
-    return tune.with_resources(trainable, {"cpu": cfg.search.scaling.trial_cpus})
+    scaling = cfg.search.scaling
+    return tune.with_resources(trainable, {"cpu": scaling.trial_cpus, **scaling.trial_resources})
 
 
 def _callbacks(cfg: StudyConfig, record: dict) -> list:
     objectives = [o.model_dump() for o in cfg.search.objectives]
     anchors = [a.model_dump() for a in cfg.search.anchors]
-    return [TrackTrials(record, anchors, cfg.tracking.log_models), ShowProgress(objectives, cfg.search.num_samples)]
+    return [TrackTrials(record, anchors, cfg.tracking.log_models, cfg.study_dir),
+            ShowProgress(objectives, cfg.search.num_samples)]
 
 
 # --- the study -------------------------------------------------------------------------------------------------
@@ -118,50 +128,114 @@ def _callbacks(cfg: StudyConfig, record: dict) -> list:
 
 def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: str | None = None,
               resume: bool = False):
-    """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front)."""
+    """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front). Ctrl-C stops it with
+    the folder resumable (StudyInterrupted)."""
     if cfg.search is None:
         raise ConfigError(f"{cfg.name}: no search section: `kdstudy run` needs search.space and search.objectives")
     cfg = folder.resolve(cfg, study_dir)
     directory = Path(cfg.study_dir)
-    folder.check_startable(directory, resume)
-    # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
-    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
-    started = start_ray(cfg, address)
-    try:
-        if resume:
+    with folder.hold(directory):  # one driver per study; a start that fails leaves no folder behind
+        folder.check_startable(directory, resume)
+        if resume:  # everything checked before Ray starts: a broken folder is one line at once
             cfg, teacher = folder.reopen(cfg)
             state = folder.tune_state(cfg)
             if not tune.Tuner.can_restore(state):
                 raise ConfigError(f"{directory}: the study stopped before its first trial started ({state} holds no "
                                   f"Tune state); delete the folder and run it afresh")
-            tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
-            log.info(folder.mark_resumed(directory))
-        else:
-            # The teacher first: a missing model or data file stops the study before it writes anything.
-            teacher = teacher_metrics_task(cfg)
-            record = folder.create(cfg, teacher)
-            tuner = make_tuner(cfg, record, teacher)
-            log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
-                     f"tracking {record['tracking_uri']}")
-        tuner.fit()
-        return finish_study(cfg, teacher)
+            if not (directory / folder.OPTUNA).is_file():  # without it the sampler would start over, silently
+                raise ConfigError(f"{directory}: the study cannot be resumed: {folder.OPTUNA} missing "
+                                  f"(half-deleted?)")
+        # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
+        logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+        started = start_ray(cfg, address)
+        try:
+            if resume:
+                tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
+                try:
+                    with failing_fast():
+                        log.info(folder.mark_resumed(directory))
+                except MlflowException as err:  # the trials' runs wait in the outbox until it is back
+                    log.warning(f"resuming without tracking for now ({error_line(err)})")
+            else:
+                # The teacher first: a missing model or data file stops the study before it writes anything.
+                teacher = teacher_metrics_task(cfg)
+                try:
+                    with failing_fast():
+                        record = folder.create(cfg, teacher)
+                except MlflowException as err:
+                    raise ConfigError(f"tracking at {folder.tracking_uri(cfg.tracking.uri, directory)} failed "
+                                      f"({error_line(err)}): start the server, or fix tracking.uri") from None
+                tuner = make_tuner(cfg, record, teacher)
+                log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
+                         f"tracking {record['tracking_uri']}")
+            with stop_on_interrupt() as interrupted:
+                tuner.fit()
+            if interrupted:
+                raise StudyInterrupted(f"study {cfg.name} stopped; {directory} is kept and can be resumed")
+            return finish_study(cfg, teacher)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Ctrl-C while Tune runs the trials: Tune stops them and saves its state one last time, then fit() returns;
+    the list yielded is non-empty if that happened. A second Ctrl-C stops at once (KeyboardInterrupt).
+
+    Tune's own SIGINT handler does the same but lets fit() return as if the study were done, and advises its Python
+    API for resuming; this one asks Tune to stop through SIGUSR1 (Tune's other stop signal) and remembers why."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    interrupted: list[bool] = []
+
+    def on_sigint(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        log.warning("stopping the study: its running trials end and its state is saved (Ctrl-C again: at once)")
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # its advice names Tune's API, not kdstudy's
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    before = signal.signal(signal.SIGINT, on_sigint)
+    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield interrupted
     finally:
-        if started:
-            ray.shutdown()
+        signal.signal(signal.SIGINT, before)
+        if disabled is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
 
 
 def finish_study(cfg: StudyConfig, teacher: dict[str, float]):
-    """After the last trial: close what never came back (MLflow runs and Optuna trials of trials lost to an
-    interruption), run the confirm stage if the study has one, then publish the fronts."""
+    """After the last trial: log what waits in the outbox, close what never came back (MLflow runs and Optuna trials
+    of trials lost to an interruption), run the confirm stage if the study has one, then publish the fronts. With
+    the tracking server still down, the trials' results stay in Ray's and Optuna's records and the outbox, and
+    TrackingUnavailable says to resume later."""
     directory = Path(cfg.study_dir)
     record = folder.read_record(directory)
-    client = MlflowClient(record["tracking_uri"])
-    lost = tracking.close_unfinished(client, record["experiment_id"], record["parent_run_id"])
     optuna_study = optuna.load_study(study_name=record["name"], storage=folder.optuna_storage(directory))
     for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)  # its Tune trial never came back
-    if lost:
-        log.info(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
-    if cfg.search.confirm is not None:
-        run_confirm_stage(cfg, teacher)
-    return publish_front(directory)
+    box = Outbox(directory, record, folder.read_config(directory).tracking.log_models)
+    if not box.flush():
+        raise TrackingUnavailable(f"the trials are done, but tracking at {record['tracking_uri']} is unreachable: "
+                                  f"{len(box.entries())} trial(s) wait in {box.path}; once it is back, --resume "
+                                  f"logs them and publishes the front")
+    try:
+        with failing_fast():
+            client = MlflowClient(record["tracking_uri"])
+            lost = tracking.close_unfinished(client, record["experiment_id"], record["parent_run_id"])
+            if lost:
+                log.info(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
+            if cfg.search.confirm is not None:
+                run_confirm_stage(cfg, teacher)
+            return publish_front(directory)
+    except MlflowException as err:
+        raise TrackingUnavailable(f"the trials are done and logged, but publishing the front to "
+                                  f"{record['tracking_uri']} failed ({error_line(err)}); --resume publishes it "
+                                  f"once tracking is back") from None

@@ -109,3 +109,25 @@ def test_amplification_carries_the_students_standard_error():
     student["bias/crows/distance_ci_low"], student["bias/crows/distance_ci_high"] = 4.08, 11.92
     out = amplification(student, teacher, "bias/crows/distance")
     assert out["bias/amplification_se"] == pytest.approx((11.92 - 4.08) / (2 * 1.96))
+
+
+def test_occupations_the_tokenizer_does_not_know_are_warned_about(tokenizer, caplog):
+    """A model with another vocabulary: every occupation [UNK] scores alike, slope 0 and Spearman nan, as if
+    measured. The metric says so in one line."""
+    cfg = TemplateBiasConfig(templates=["{target} is {a} {occupation} ."])
+    with caplog.at_level("WARNING", logger="study.bias.template"):
+        result = template.measure(HandModel(), tokenizer, {"baker": 0.6, "tailor": 0.3, "judge": 0.5}, cfg)
+    assert result["planted_slope"] == 0.0 or math.isnan(result["planted_spearman"])
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "0 of 3 occupations are in the tokenizer's vocabulary" in line and "meaningless" in line
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="study.bias.template"):
+        template.measure(HandModel(), tokenizer, {"nurse": 0.88, "pilot": 0.06, "baker": 0.6}, cfg)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "2 of 3 occupations" in line and "baker" in line and "meaningless" not in line
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="study.bias.template"):
+        template.measure(HandModel(), tokenizer, {"nurse": 0.88, "pilot": 0.06}, cfg)
+    assert not caplog.records  # all known: nothing to say

@@ -22,7 +22,12 @@ def test_cluster_yaml_passes_rays_schema():
     _ray_up_checks(config)
     assert config["provider"]["type"] == "aws"
     nodes = config["available_node_types"]
-    assert nodes[config["head_node_type"]]["resources"] == {"CPU": 0}  # no trials on the head
+    head = nodes[config["head_node_type"]]["resources"]
+    assert head["CPU"] == 0  # no distillation on the head
+    # the trials' own processes go where the paper study asks: a resource only the head (never preempted) declares
+    wanted = yaml.safe_load(open("search_spaces/paper.yaml"))["search"]["scaling"]["trial_resources"]
+    assert wanted and all(head.get(k, 0) >= v for k, v in wanted.items())
+    assert not any(k in nodes[n]["resources"] for k in wanted for n in nodes if n != config["head_node_type"])
     assert nodes["gpu_spot"]["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
     starts = " ".join(config["head_start_ray_commands"])
     assert "--host 127.0.0.1" in starts and "--dashboard-host=127.0.0.1" in starts  # nothing public

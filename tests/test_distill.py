@@ -1,13 +1,15 @@
 """The distillation loop: determinism, exact resume, mitigations, divergence."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 
 from study.config import DistillConfig
 from study.data import selection_weights
-from study.distill import DistillData, Diverged, MixupStudent, assemble, loss_step, train
+from study.distill import CHECKPOINT, DistillData, Diverged, MixupStudent, assemble, loss_step, read_state, train
+from study.errors import ModelError
 from study.models import make_student
 
 
@@ -107,3 +109,37 @@ def test_mitigations_train(world_models, mode):
 def test_divergence_raises_with_step(world_models):
     with pytest.raises(Diverged, match="at step"):
         run(world_models, cfg(optim={"lr": 1e30, "clip": 1e30}))
+
+
+class _WritesAFile:
+    """What a crafted checkpoint could hold: unpickling it calls Path.write_text (it could as well run a shell)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (self.target, "this ran"))
+
+
+def test_a_checkpoint_with_a_pickled_payload_is_refused_unrun(world_models, tmp_path, study_yaml, capsys):
+    from study.cli import main
+
+    run(world_models, cfg(steps=2), checkpoint_dir=tmp_path / "good")  # a real checkpoint loads weights-only
+    state = read_state(tmp_path / "good" / CHECKPOINT)
+    assert state["step"] == 2 and isinstance(state["metrics"]["distill/loss"], float)
+
+    out, marker = tmp_path / "out", tmp_path / "pwned.txt"
+    (out / "checkpoint").mkdir(parents=True)
+    bad = {**state, "metrics": {"distill/loss": _WritesAFile(marker)}}
+    torch.save(bad, out / "checkpoint" / CHECKPOINT)
+    with pytest.raises(ModelError, match="refused to load"):
+        read_state(out / "checkpoint" / CHECKPOINT)
+    # `kdstudy distill` resumes from a checkpoint in its --out folder: there it is one line, exit 2
+    assert main(["distill", str(study_yaml()), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("kdstudy: error:") and f"{out / 'checkpoint' / CHECKPOINT}: refused to load" in err
+    assert not marker.exists()  # nothing in it ran
+
+    (out / "checkpoint" / CHECKPOINT).write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ModelError, match="not a readable checkpoint"):
+        read_state(out / "checkpoint" / CHECKPOINT)

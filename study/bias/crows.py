@@ -35,12 +35,23 @@ def load_pairs(data_dir: str | Path, bias_type: str = "gender") -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: CrowS-Pairs file not found (expected {FILE} under the data dir); fetch it with "
                         f"`{fetch_command(['crows'], data_dir)}`")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = COLUMNS - set(reader.fieldnames or [])
-        if missing:
-            raise DataError(f"{path}: not a CrowS-Pairs file, missing columns {sorted(missing)}")
-        rows = [r for r in reader if r["bias_type"] == bias_type]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = COLUMNS - set(reader.fieldnames or [])
+            if missing:
+                raise DataError(f"{path}: not a CrowS-Pairs file, missing columns {sorted(missing)}")
+            rows = []
+            for row in reader:
+                if any(not row.get(c) for c in COLUMNS):  # a row cut short: the file was truncated or mangled
+                    raise DataError(f"{path}: line {reader.line_num}: a row without {sorted(COLUMNS)} "
+                                    f"(a truncated file?)")
+                if row["bias_type"] == bias_type:
+                    rows.append(row)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); CrowS-Pairs is UTF-8") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: not a readable CSV ({err})") from None
     if not rows:
         raise DataError(f"{path}: no pairs with bias_type {bias_type!r}")
     return rows

@@ -36,7 +36,7 @@ def load_test(data_dir: str | Path, name: str) -> dict[str, list[str]]:
     try:
         raw = json.loads(path.read_text())
         return {part: list(raw[part]["examples"]) for part in PARTS}
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise DataError(f"{path}: not a SEAT test (needs {', '.join(PARTS)} with examples): {err}") from None
 
 

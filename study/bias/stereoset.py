@@ -45,7 +45,7 @@ def load_examples(source: str | Path | None, domain: str = "gender") -> list[dic
             raw = json.loads(path.read_text())["data"]["intrasentence"]
             examples = [{"context": ex["context"], "fillers": {s["gold_label"]: s["sentence"] for s in ex["sentences"]}}
                         for ex in raw if ex["bias_type"] == domain]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise DataError(f"{path}: not a StereoSet release file ({type(err).__name__}: {err})") from None
         return _check(examples, str(path))
     if path is not None and source not in (None, HUB_NAME):

@@ -24,6 +24,7 @@ Per occupation the score is averaged over templates and gender pairs. Reported (
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ import torch
 from scipy import stats
 
 from study.config import TemplateBiasConfig
+
+log = logging.getLogger(__name__)
 
 _SLOT = re.compile(r"(\{target\}|\{occupation\})")
 
@@ -149,10 +152,32 @@ def standard_errors(logp: np.ndarray, shares: np.ndarray, seed: int, resamples: 
         return {f"{k}_se": float(np.nanstd([d[k] for d in draws], ddof=1)) for k in STATS}
 
 
+def warn_about_coverage(tokenizer, occupations: list[str], cfg: TemplateBiasConfig) -> None:
+    """One warning line when words the metric reads are [UNK] to the tokenizer (a model with another vocabulary):
+    every unknown occupation scores the same, and with none known planted_slope is 0 and the Spearman nan, as if
+    measured."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return
+    unknown = [o for o in occupations if unk in _pieces(tokenizer, o)]
+    targets = [w.rpartition(" ")[2] for pair in cfg.pairs for w in pair]
+    unknown_targets = [t for t in targets if unk in _pieces(tokenizer, t)]
+    if not unknown and not unknown_targets:
+        return
+    known = len(occupations) - len(unknown)
+    meaningless = known < 2 or unknown_targets
+    log.warning(f"template bias: {known} of {len(occupations)} occupations are in the tokenizer's vocabulary"
+                + (f" ([UNK]: {', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''})" if unknown else "")
+                + (f"; targets {', '.join(unknown_targets)} are [UNK]" if unknown_targets else "")
+                + ("; planted_slope/planted_spearman are meaningless" if meaningless
+                   else "; the unknown ones all score alike"))
+
+
 def measure(model, tokenizer, occupations: dict[str, float], cfg: TemplateBiasConfig, seed: int = 0) -> dict:
     """All template-bias statistics for any *ForMaskedLM, each with its standard error; `occupations` maps
     occupation -> reference female share."""
     names = list(occupations)
+    warn_about_coverage(tokenizer, names, cfg)
     queries = build_queries(tokenizer, names, cfg)
     logp = target_logprobs(model, queries, tokenizer.pad_token_id, cfg.batch_size).reshape(queries.shape)
     shares = np.array([occupations[n] for n in names])

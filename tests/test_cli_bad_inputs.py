@@ -1,0 +1,261 @@
+"""A catalogue of bad inputs, tried as a new user would: each is one line naming what is wrong and where, exit 2,
+no traceback, and no half-written study folder left behind.
+
+Each case builds its input under a fresh folder and returns the `kdstudy` arguments and a fragment the error line
+must hold. Configs go through `kdstudy run` (which validates them before anything starts), models through `kdstudy
+bias`, benchmark data through `kdstudy eval`, study folders through `run --resume` and `pareto`. None starts Ray."""
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from study import folder
+from study.cli import main
+from study.config import parse_config
+from tests.test_search import tiny_space
+
+CROWS_HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type\n"
+CROWS_ROW = '0,"He is a nurse.","She is a nurse.",antistereo,gender\n'
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def space(d: Path, edit=None, name="space.yaml") -> Path:
+    """The tiny study's YAML, edited: `edit(raw)` changes it in place."""
+    raw = copy.deepcopy(tiny_space(num_samples=1))  # its world is the shared TINY_WORLD
+    if edit:
+        edit(raw)
+    return write(d / name, yaml.safe_dump(raw))
+
+
+def run(d: Path, edit=None, *extra: str) -> list[str]:
+    return ["run", str(space(d, edit)), "--study-dir", str(d / "study"), *extra]
+
+
+def setter(path: str, value):
+    """An edit setting a dotted path of the raw YAML."""
+    def edit(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return edit
+
+
+def param(name: str, spec: dict):
+    return lambda raw: raw["search"]["space"].__setitem__(name, spec)
+
+
+def crows(d: Path, text: str | bytes) -> list[str]:
+    write(d / "data" / "crows_pairs" / "crows_pairs_anonymized.csv", text)
+    return ["eval", "{teacher}", "--bias", "crows", "--data-dir", str(d / "data")]
+
+
+def seat(d: Path, text: str | bytes) -> list[str]:
+    for test in ("6", "6b", "7", "7b", "8", "8b"):  # every file there (a missing one is its own case), all broken
+        write(d / "data" / "seat" / f"sent-weat{test}.jsonl", text)
+    return ["eval", "{teacher}", "--bias", "seat", "--data-dir", str(d / "data")]
+
+
+def model_dir(d: Path, files: dict) -> list[str]:
+    for name, text in files.items():
+        write(d / "model" / name, text)
+    return ["bias", str(d / "model")]
+
+
+def a_study(d: Path, drop: tuple = ()) -> Path:
+    """A study folder as a driver leaves it once Tune has its state (record, config, teacher, MLflow, Optuna, ray/),
+    made in place (its Ray storage path is absolute), with some of its files gone."""
+    cfg = folder.resolve(parse_config(tiny_space(num_samples=1)), d / "study")
+    with folder.hold(d / "study"):
+        folder.create(cfg, {"bias/template/planted_slope": 1.0, "world/score": 50.0})
+        folder.optuna_storage(d / "study")  # the Optuna database, as the searcher makes it
+        write(Path(folder.tune_state(cfg)) / "tuner.pkl", b"")  # what Tuner.can_restore looks for
+    for name in drop:
+        path = d / "study" / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return d / "study"
+
+
+def corpus(d: Path, name: str, text: str | bytes, **extra) -> list[str]:
+    path = write(d / "corpus" / name, text)
+    sets = [x for k, v in {"corpus.source": str(path), **extra}.items() for x in ("--set", f"{k}={v}")]
+    return ["distill", str(space(d, lambda raw: raw.pop("search"))), *sets, "--out", str(d / "out")]
+
+
+# (id, build(d) -> argv, fragment the one line must hold)
+CASES = [
+    # --- configs: types, ranges, unknown keys --------------------------------------------------------------------
+    ("unknown-top-key", lambda d: run(d, setter("sudent", {})), "sudent: unknown key"),
+    ("unknown-nested-key", lambda d: run(d, setter("distill.temprature", 2)), "distill.temprature: unknown key"),
+    ("type-steps-text", lambda d: run(d, setter("distill.steps", "ten")), "distill.steps"),
+    ("type-section-not-mapping", lambda d: run(d, setter("bias", [1, 2])), "bias"),
+    ("range-temperature", lambda d: run(d, setter("distill.loss.temperature", -1)), "distill.loss.temperature"),
+    ("range-mask-prob", lambda d: run(d, setter("distill.masking.prob", 1.5)), "distill.masking.prob"),
+    ("range-batch-size", lambda d: run(d, setter("distill.batch_size", 0)), "distill.batch_size"),
+    ("steps-and-epochs", lambda d: run(d, setter("distill.epochs", 1)), "exactly one of steps and epochs"),
+    ("world-heads", lambda d: run(d, setter("world.heads", 3)), "divisible by heads"),
+    ("bias-primary", lambda d: run(d, setter("bias.primary", "bias/nope")), "bias.primary"),
+    ("loss-weights-zero", lambda d: run(d, setter("distill.loss", {"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0})),
+     "nothing to train on"),
+    ("malformed-yaml", lambda d: ["run", str(write(d / "s.yaml", "distill: [1, 2\n")), "--study-dir",
+                                     str(d / "study")], "not valid YAML"),
+    ("yaml-not-mapping", lambda d: ["run", str(write(d / "s.yaml", "- 1\n- 2\n")), "--study-dir",
+                                       str(d / "study")], "s.yaml"),
+    ("missing-config", lambda d: ["run", str(d / "nope.yaml")], "no such config file"),
+    ("no-search-section", lambda d: run(d, lambda raw: raw.pop("search")), "no search section"),
+    # --- search spaces and objectives ------------------------------------------------------------------------------
+    ("space-low-above-high", lambda d: run(d, param("distill.loss.temperature", {
+        "type": "float", "low": 9.0, "high": 4.0})), "low must be < high"),
+    ("space-unknown-path", lambda d: run(d, param("distill.nope", {"type": "float", "low": 1, "high": 2})),
+     "distill.nope"),
+    ("space-unknown-type", lambda d: run(d, param("distill.loss.temperature",
+                                                     {"type": "uniform", "low": 1, "high": 2})),
+     "distill.loss.temperature"),
+    ("space-empty-choices", lambda d: run(d, param("distill.mitigation.mode", {"type": "categorical",
+                                                                                  "choices": []})),
+     "distill.mitigation.mode"),
+    ("space-bad-choice", lambda d: run(d, param("distill.mitigation.mode", {"type": "categorical",
+                                                                               "choices": ["none", "magic"]})),
+     "magic"),
+    ("space-out-of-range", lambda d: run(d, param("distill.loss.temperature",
+                                                     {"type": "float", "low": -2.0, "high": 2.0})),
+     "distill.loss.temperature"),
+    ("space-when-unknown", lambda d: run(d, param("distill.mitigation.alpha", {
+        "type": "float", "low": 0.1, "high": 1.0, "when": {"distill.nope": "x"}})), "distill.nope"),
+    ("anchor-out-of-range", lambda d: run(d, setter("search.anchors", [
+        {"name": "hot", "params": {"distill.loss.temperature": -5.0}}])), "-5.0"),
+    ("objective-no-trial-reports", lambda d: run(d, setter("search.objectives", [
+        {"metric": "glue/score", "mode": "max"}, {"metric": "world/score", "mode": "max"}])), "glue/score"),
+    ("objective-bad-mode", lambda d: run(d, setter("search.objectives", [
+        {"metric": "world/score", "mode": "maximize"}])), "search.objectives"),
+    ("objective-unknown-metric", lambda d: run(d, setter("search.objectives", [
+        {"metric": "bias/nope", "mode": "min"}])), "bias/nope"),
+    ("sampler-unknown", lambda d: run(d, setter("search.sampler", {"name": "cmaes"})), "search.sampler"),
+    ("num-samples-zero", lambda d: run(d, setter("search.num_samples", 0)), "search.num_samples"),
+    ("workers-zero", lambda d: run(d, setter("search.scaling", {"num_workers": 0})), "search.scaling.num_workers"),
+    # --- command-line arguments -------------------------------------------------------------------------------------
+    ("set-without-equals", lambda d: run(d, None, "--set", "distill.steps"), "expected key.path=value"),
+    ("set-bad-value", lambda d: run(d, None, "--set", "distill.mitigation.mode=magic"), "magic"),
+    ("set-unknown-key", lambda d: run(d, None, "--set", "distill.nope=1"), "distill.nope"),
+    ("eval-nothing", lambda d: ["eval", "{teacher}"], "nothing to evaluate"),
+    ("eval-glue-unknown-task", lambda d: ["eval", "{teacher}", "--glue", "nope"], "--glue"),
+    ("eval-bias-unknown-metric", lambda d: ["eval", "{teacher}", "--bias", "nope"], "--bias"),
+    ("eval-crows-without-data", lambda d: ["eval", "{teacher}", "--bias", "crows"], "kdstudy data fetch crows"),
+    # --- benchmark data and corpus files ----------------------------------------------------------------------------
+    ("crows-missing", lambda d: ["eval", "{teacher}", "--bias", "crows", "--data-dir", str(d)],
+     "kdstudy data fetch crows --to"),
+    ("crows-empty", lambda d: crows(d, ""), "missing columns"),
+    ("crows-wrong-columns", lambda d: crows(d, "a,b,c\n1,2,3\n"), "missing columns"),
+    ("crows-truncated", lambda d: crows(d, CROWS_HEADER + CROWS_ROW + '1,"He is a'), "truncated"),
+    ("crows-not-utf8", lambda d: crows(d, (CROWS_HEADER + CROWS_ROW).encode() + "é\n".encode("latin-1")),
+     "not UTF-8"),
+    ("seat-not-json", lambda d: seat(d, "{not json"), "not a SEAT test"),
+    ("seat-not-utf8", lambda d: seat(d, b'{"targ1": "\xe9"}'), "not a SEAT test"),
+    ("seat-missing-parts", lambda d: seat(d, '{"targ1": {"examples": ["a"]}}'), "not a SEAT test"),
+    ("stereoset-malformed", lambda d: ["eval", "{teacher}", "--bias", "stereoset", "--data-dir",
+                                          str(write(d / "data" / "stereoset" / "dev.json", '{"data": 1}').parents[1])],
+     "not a StereoSet release file"),
+    ("corpus-empty", lambda d: corpus(d, "c.txt", "\n\n"), "no text"),
+    ("corpus-wrong-column", lambda d: corpus(d, "c.csv", "sentence\nhello there\n"), "no column 'text'"),
+    ("corpus-not-utf8", lambda d: corpus(d, "c.txt", b"caf\xe9 au lait\n"), "cannot load"),
+    # --- model dirs -------------------------------------------------------------------------------------------------
+    ("model-missing", lambda d: ["bias", str(d / "no-model")], "no such model directory"),
+    ("model-empty-dir", lambda d: ["bias", str(Path(d, "model").mkdir() or d / "model")], "cannot load a model"),
+    ("model-config-not-json", lambda d: model_dir(d, {"config.json": "{nope"}), "cannot load a model config"),
+    ("model-wrong-architecture", lambda d: model_dir(d, {"config.json": json.dumps({"model_type": "gpt2"})}),
+     "has no masked-LM head"),
+    ("model-no-weights", lambda d: model_dir(d, {"config.json": json.dumps({"model_type": "bert"}),
+                                                    "vocab.txt": "[PAD]\n[UNK]\n"}), "cannot load the model's weights"),
+    ("model-no-mlm-head", lambda d: ["bias", "{headless}"], "no MLM head"),
+    ("model-no-tokenizer", lambda d: ["bias", "{tokenizerless}"], "no tokenizer files"),
+    ("teacher-not-bert", lambda d: ["distill", str(space(d, lambda raw: raw.pop("search"))), "--set",
+                                       "teacher.source={student}", "--out", str(d / "out")], "needs a BERT teacher"),
+    # --- study folders ----------------------------------------------------------------------------------------------
+    ("study-dir-holds-other-files", lambda d: run(write(d / "study" / "notes.txt", "mine").parents[1]),
+     "holds files but no study"),
+    ("study-dir-read-only", lambda d: ["run", str(space(d)), "--study-dir", "/sys/kdstudy-study"],
+     "cannot write the study folder"),
+    ("study-dir-through-a-file", lambda d: ["run", str(space(d)), "--study-dir",
+                                               str(write(d / "afile", "x") / "study")],
+     "cannot write the study folder"),
+    ("study-exists-no-resume", lambda d: run(a_study(d).parent), "already holds a study"),
+    ("resume-no-study", lambda d: run(d, None, "--resume"), "no study to resume"),
+    ("resume-someone-elses-study", lambda d: run(a_study(d).parent, setter("distill.steps", 7), "--resume"),
+     "config differs"),
+    ("resume-half-deleted-config", lambda d: run(a_study(d, drop=(folder.CONFIG,)).parent, None,
+                                                    "--resume"), "study.yaml missing"),
+    ("resume-half-deleted-tune-state", lambda d: run(a_study(d, drop=(folder.RAY,)).parent, None,
+                                                        "--resume"), "holds no Tune state"),
+    ("resume-half-deleted-optuna", lambda d: run(a_study(d, drop=(folder.OPTUNA,)).parent, None,
+                                                    "--resume"), "optuna.db missing"),
+    ("start-killed-half-written", lambda d: run(a_study(d, drop=(folder.RECORD,)).parent),
+     "part of a study but no study.json"),
+    ("pareto-not-a-study", lambda d: ["pareto", str(d)], "not a study folder"),
+    ("pareto-record-corrupt", lambda d: ["pareto", str(write(a_study(d) / folder.RECORD, "{").parent)],
+     "study.json"),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_tracking_store(tmp_path_factory):
+    """The study folders made here share one MLflow store: its tables are made once, not in every case."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    MlflowClient(uri).search_experiments()
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_world) -> dict:
+    """Model dirs made from the tiny world's teacher: one without its MLM head, one without a tokenizer, a student."""
+    from transformers import BertModel
+
+    from study.models import load_masked_lm, make_student
+
+    d = tmp_path_factory.mktemp("models")
+    teacher, tokenizer = load_masked_lm(tiny_world.teacher_dir)
+    BertModel(teacher.config).save_pretrained(d / "headless")
+    tokenizer.save_pretrained(d / "headless")
+    teacher.save_pretrained(d / "tokenizerless")
+    make_student(teacher, 1).save_pretrained(d / "student")
+    tokenizer.save_pretrained(d / "student")
+    return {"teacher": str(tiny_world.teacher_dir), **{k: str(d / k) for k in ("headless", "tokenizerless", "student")}}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_a_bad_input_is_one_line_exit_2_nothing_half_written(case, tmp_path, models, capsys,
+                                                             tiny_world):
+    _, build, fragment = case
+    argv = [a.format(**models) for a in build(tmp_path)]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err and lines[-1].startswith("kdstudy: error:"), err[-2000:]
+    assert sum(line.startswith("kdstudy: error:") for line in lines) == 1
+    assert fragment in lines[-1], lines[-1]
+    if argv[0] == "run":  # no half-written study folder: a study folder is as it was, or not there at all
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_the_catalogue_has_at_least_40_cases():
+    assert len(CASES) >= 40

@@ -1,0 +1,188 @@
+"""Faults a real cluster has, each on real parts: Ctrl-C on a running study, the tracking server down mid-study, a
+Ray node lost mid-trial. The study driver runs as its own process in its own session (as in test_search_resume), so
+the test can signal it and find every process it started."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+import ray
+import yaml
+
+from tests.test_search import OBJECTIVES, _non_dominated, tiny_space
+from tests.test_search_resume import TIMEOUT, _children, _kill_session, _wait
+
+pytestmark = pytest.mark.slow  # real Ray clusters, real signals, a real mlflow server
+
+
+@pytest.fixture(autouse=True)
+def no_ray_left_behind():
+    yield
+    ray.shutdown()
+
+
+def _driver(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "study.cli", *argv], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})})
+
+
+def _session_processes(sid: int) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getsid(p.pid) == sid:
+                found.append(p)
+        except (ProcessLookupError, psutil.Error, PermissionError):
+            pass
+    return found
+
+
+def _ray_processes_of(sid: int) -> list[str]:
+    names = []
+    for p in _session_processes(sid):
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.Error:
+            continue
+        if "ray" in cmd.lower():
+            names.append(cmd[:120])
+    return names
+
+
+def _space(root: Path, **search) -> Path:
+    raw = tiny_space(**search)
+    raw["distill"].update({"steps": 300, "checkpoint_every": 20, "log_every": 20})
+    path = root / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_path, capfd):
+    space, study_dir, log = _space(tmp_path, num_samples=1), tmp_path / "study", tmp_path / "driver.log"
+    proc = _driver(["run", str(space), "--study-dir", str(study_dir)], log)
+    try:
+        _wait(lambda: "step 20/300" in log.read_text(), "the trial's first progress line", proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground process group
+        assert proc.wait(timeout=120) == 130
+        deadline = time.monotonic() + 30  # Ray's own processes end a moment after the driver
+        while _ray_processes_of(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _ray_processes_of(proc.pid) == []
+    finally:
+        _kill_session(proc)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    resume = f"--study-dir {study_dir} --resume"
+    assert lines[-1].startswith("kdstudy run ") and lines[-1].endswith(resume), lines[-5:]
+    after = log.read_text().split("stopping the study")[1]  # (before: Ray's own noise on a busy machine)
+    assert "Traceback" not in after and "Error" not in after, after
+    assert not (study_dir / "driver.lock").exists()
+
+    argv = lines[-1].split()[1:]  # the printed command, as the user would paste it
+    capfd.readouterr()
+    assert main_exit(argv) == 0
+    assert "resuming from" in capfd.readouterr().err  # the trial went on from its last checkpoint
+    children = _children(study_dir)
+    assert [r.info.status for r in children] == ["FINISHED"]  # one run for the one trial, not two
+    assert children[0].data.metrics["distill/steps"] == 300 and set(OBJECTIVES) <= set(children[0].data.metrics)
+    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    assert [t.state.name for t in ot.trials] == ["COMPLETE"]
+
+
+def main_exit(argv: list[str]) -> int:
+    from study.cli import main
+
+    return main(argv)
+
+
+class MlflowServer:
+    """A real `mlflow server` on a SQLite store, which the test can stop and start again on the same port."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.proc = root, _free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
+             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", "1"],
+            stdout=(self.root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+        _wait(self.healthy, "the mlflow server", self.proc)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    server = MlflowServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, mlflow_server):
+    raw = tiny_space(num_samples=3, max_concurrent_trials=1)
+    raw["tracking"] = {"uri": mlflow_server.url}
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    study_dir, log = tmp_path / "study", tmp_path / "driver.log"
+    proc = _driver(["run", str(space), "--study-dir", str(study_dir)], log)
+    try:
+        def finished() -> int:
+            return log.read_text().count(" finished: ")
+
+        _wait(lambda: finished() >= 1, "the first trial finished", proc)
+        mlflow_server.stop()
+        _wait(lambda: finished() >= 2, "the second trial finished, with the server down", proc)
+        assert "wait in" in log.read_text()  # the outage was noticed, and said
+        mlflow_server.start()
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        _kill_session(proc)
+    text = log.read_text()
+    assert not any(line.startswith("Traceback") for line in text.splitlines())  # (Ray's lines start "(pid=")
+    warnings = [line for line in text.splitlines() if line.startswith("warning: tracking at")]
+    assert len(warnings) == 1, warnings  # one line per outage, not one per event
+    assert not (study_dir / "tracking-outbox.json").exists()  # everything waiting was sent
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(mlflow_server.url)
+    record = json.loads((study_dir / "study.json").read_text())
+    children = [r for r in client.search_runs([record["experiment_id"]]) if "trial_id" in r.data.tags]
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 3
+    assert len({r.data.tags["trial_id"] for r in children}) == 3  # exactly one run per trial
+    for run in children:
+        assert set(OBJECTIVES) <= set(run.data.metrics)
+        assert len(client.get_metric_history(run.info.run_id, "world/score")) == 1  # logged once
+    points = {r.data.tags["trial_id"]: (r.data.metrics[OBJECTIVES[0]], r.data.metrics[OBJECTIVES[1]])
+              for r in children}
+    assert {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"} == _non_dominated(points)
+    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    assert sorted(t.values for t in ot.trials) == sorted(list(p) for p in points.values())  # the same results

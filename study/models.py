@@ -68,6 +68,22 @@ def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows
     return model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols]
 
 
+def mlm_head(model):
+    """(transform, weight (V, H), bias (V,)) of a BERT or DistilBERT MLM head: logits = transform(h) @ weight.T + bias.
+
+    The distillation loss projects onto the vocabulary itself, a chunk of positions at a time (study/kd_loss.py),
+    so it takes the head apart; `model.base_model` gives the encoder's last hidden states h.
+    """
+    kind = getattr(getattr(model, "config", None), "model_type", None)
+    if kind == "bert":
+        head = model.cls.predictions
+        return head.transform, head.decoder.weight, head.decoder.bias
+    if kind == "distilbert":
+        return (lambda h: model.vocab_layer_norm(model.activation(model.vocab_transform(h))),
+                model.vocab_projector.weight, model.vocab_projector.bias)
+    raise ModelError(f"model type {kind!r}: the projected KD loss knows the BERT and DistilBERT MLM heads only")
+
+
 def student_layers(n_teacher: int, n_student: int) -> list[int]:
     """Teacher layers a student takes: evenly spaced, first and last included, rounded half up.
 

@@ -127,8 +127,8 @@ def main() -> None:
     tiny = args.tiny or device.type != "cuda"
     torch.manual_seed(0)
     if tiny:  # runnable anywhere in a minute; a vocabulary that is not a multiple of 64, as bert-base's
-        shape = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=64)
+        shape = {"vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                 "intermediate_size": 128, "max_position_embeddings": 64}
         n_student, length, steps, warmup, batches = 1, 32, 4, 2, [8, 16]
     else:
         shape = {}

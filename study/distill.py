@@ -28,12 +28,14 @@ from study.config import DistillConfig
 from study.data import MaskPlan, pad, plan_masking, selection_weights
 from study.errors import Diverged, ModelError
 from study.gender import TokenCounterfactual, mix_embeddings, mix_probs, sample_lambdas
+from study.kd_loss import KDTargets, projected_kd_losses
+from study.models import mlm_head
 from study.optim import clipped_step, make_optimizer
 
 # --- the loss --------------------------------------------------------------------------------------------------
 
 
-def distill_losses(
+def distill_losses(  # the reference; train() uses the projected loss below unless cfg.loss_chunk is 0
     student_logits: torch.Tensor,  # (B, L, V)
     student_hidden: torch.Tensor,  # (B, L, H) last layer
     teacher_probs: torch.Tensor,  # (B, L, V) softmax(teacher logits / T), possibly a mixup of two
@@ -122,8 +124,21 @@ class Batch:
     def mixed(self) -> torch.Tensor:
         return self.lam < 1
 
+    @property
+    def n_real(self) -> int:
+        """Real tokens in the batch; read it on the host tensors (on a GPU it would sync)."""
+        return int(self.attention_mask.sum())
+
     def to(self, device) -> "Batch":
-        return Batch(*(t.to(device) for t in vars(self).values()))
+        return Batch(*(_to_device(t, device) for t in vars(self).values()))
+
+
+def _to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor on `device`; to a GPU from pinned memory without blocking, so the host goes on to the next
+    batch while the copy and the step run."""
+    if torch.device(device).type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def assemble(data: DistillData, index: list[int], cfg: DistillConfig, tokenizer, weights, generator) -> Batch:
@@ -150,6 +165,51 @@ def assemble(data: DistillData, index: list[int], cfg: DistillConfig, tokenizer,
     return Batch(masked, cf_masked, attn, labels, cf_labels, lam)
 
 
+@dataclass
+class StepPlan:
+    """A batch's index sets and counts, worked out on the host from its CPU tensors.
+
+    With them the step needs no device sync: int(mask.sum()), x[mask] and rows.any() on device tensors each make the
+    host wait for the GPU. Index tensors go to the device with the batch; counts stay host ints.
+    """
+
+    positions: torch.Tensor  # (n,) flat (B*L) indices projected onto the vocabulary: KL or MLM, unmixed rows first
+    cf_rows: torch.Tensor  # (m,) the mixed rows, whose counterfactual the teacher sees
+    cf_positions: torch.Tensor  # (n - n_plain,) flat (m*L) indices of positions[n_plain:] in that forward
+    real: torch.Tensor  # (n_real,) flat indices of the real tokens (the cosine term)
+    targets: KDTargets
+    n_real: int
+
+    def to(self, device) -> StepPlan:
+        moved = {k: _to_device(v, device) for k, v in vars(self).items() if torch.is_tensor(v)}
+        pin = torch.device(device).type == "cuda"
+        targets = KDTargets(**{k: (v.pin_memory() if pin else v) if torch.is_tensor(v) else v
+                               for k, v in vars(self.targets).items()}).to(device, non_blocking=pin)
+        return StepPlan(**moved, targets=targets, n_real=self.n_real)
+
+
+def make_plan(batch: Batch, kl_positions: str) -> StepPlan:
+    """The StepPlan of a batch; on host tensors nothing here syncs (train() calls it before the batch moves)."""
+    L = batch.ids.shape[1]
+    real = batch.attention_mask.bool()  # (B, L)
+    masked = batch.labels != -100  # (B, L)
+    kl = real if kl_positions == "all" else masked
+    take = kl | masked
+    mixed_row = batch.lam < 1  # (B,)
+    plain = (take & ~mixed_row[:, None]).flatten().nonzero().squeeze(1)
+    mixed = (take & mixed_row[:, None]).flatten().nonzero().squeeze(1)
+    positions = torch.cat([plain, mixed])  # (n,)
+    cf_rows = mixed_row.nonzero().squeeze(1)  # (m,)
+    cf_rank = mixed_row.long().cumsum(0) - 1  # (B,) a mixed row's place among the mixed rows
+    cf_positions = cf_rank[mixed // L] * L + mixed % L
+    targets = KDTargets(
+        kl=kl.flatten()[positions].float(), labels=batch.labels.flatten()[positions],
+        cf_labels=batch.cf_labels.flatten()[positions], lam=batch.lam.float()[positions // L],
+        n_plain=len(plain), n_kl=int(kl.sum()), n_mlm=int(masked.sum()))
+    real_idx = real.flatten().nonzero().squeeze(1)
+    return StepPlan(positions, cf_rows, cf_positions, real_idx, targets, n_real=len(real_idx))
+
+
 class MixupStudent(torch.nn.Module):
     """The student behind one forward that takes lambda * E(x) + (1 - lambda) * E(x_cf) as input embeddings.
 
@@ -160,13 +220,19 @@ class MixupStudent(torch.nn.Module):
         super().__init__()
         self.student = student
 
-    def forward(self, ids, attention_mask, cf_ids=None, lam=None):
+    def forward(self, ids, attention_mask, cf_ids=None, lam=None, positions=None):
+        """(logits (B, L, V), last hidden (B, L, H)); with `positions` (n,) flat indices, the MLM head's input
+        (n, H) at those positions instead of the logits (the projected loss projects it itself)."""
         embed = self.student.get_input_embeddings()
         emb = embed(ids)  # (B, L, H)
         if cf_ids is not None:
             emb = mix_embeddings(emb, embed(cf_ids), lam)
-        out = self.student(inputs_embeds=emb, attention_mask=attention_mask, output_hidden_states=True)
-        return out.logits, out.hidden_states[-1]
+        if positions is None:
+            out = self.student(inputs_embeds=emb, attention_mask=attention_mask, output_hidden_states=True)
+            return out.logits, out.hidden_states[-1]
+        hidden = self.student.base_model(inputs_embeds=emb, attention_mask=attention_mask).last_hidden_state
+        transform, _, _ = mlm_head(self.student)
+        return transform(hidden.flatten(0, 1)[positions]), hidden  # (n, H), (B, L, H)
 
 
 @torch.no_grad()
@@ -184,15 +250,69 @@ def teacher_targets(teacher, batch: Batch, temperature: float) -> tuple[torch.Te
     return probs, hidden
 
 
-def loss_step(model, teacher, batch: Batch, cfg: DistillConfig) -> dict[str, torch.Tensor]:
-    """Forward the student and teacher on a batch and return the unweighted loss terms."""
+@torch.no_grad()
+def teacher_heads(teacher, batch: Batch, plan: StepPlan, encoder=None):
+    """The teacher's MLM-head inputs at the plan's positions (n, H), on the counterfactual at the mixed ones
+    (n - n_plain, H), and its last hidden states (B, L, H) in fp32, mixed like the student's input on mixed rows."""
+    encoder = teacher.base_model if encoder is None else encoder
+    transform, _, _ = mlm_head(teacher)
+    hidden = encoder(input_ids=batch.ids, attention_mask=batch.attention_mask).last_hidden_state  # (B, L, H)
+    head = transform(hidden.flatten(0, 1)[plan.positions])  # (n, H)
+    hidden = hidden.float()
+    head_cf = None
+    if len(plan.cf_rows):  # the teacher sees the counterfactual only where it is mixed in
+        cf = encoder(input_ids=batch.cf_ids[plan.cf_rows],
+                     attention_mask=batch.attention_mask[plan.cf_rows]).last_hidden_state  # (m, L, H)
+        head_cf = transform(cf.flatten(0, 1)[plan.cf_positions])  # (n - n_plain, H)
+        lam = batch.lam[plan.cf_rows]
+        hidden = hidden.index_copy(0, plan.cf_rows, mix_probs(hidden[plan.cf_rows], cf.float(), lam))
+    return head, head_cf, hidden
+
+
+def _unwrap(model):
+    """The MixupStudent inside torch.compile and DDP wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def projected_loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: StepPlan | None = None,
+                        teacher_encoder=None) -> dict[str, torch.Tensor]:
+    """loss_step through the projected loss (study/kd_loss.py): no full (B, L, V) logits, no host sync given a plan."""
+    if plan is None:  # on device tensors this syncs; train() passes a plan made on the host
+        plan = make_plan(batch, cfg.loss.kl_positions)
+    w = cfg.loss
+    mixing = len(plan.cf_rows) > 0
+    head_s, hidden_s = model(batch.ids, batch.attention_mask, batch.cf_ids if mixing else None, batch.lam,
+                             positions=plan.positions)  # (n, H), (B, L, H)
+    head_t, head_t_cf, hidden_t = teacher_heads(teacher, batch, plan, teacher_encoder)
+    _, w_s, b_s = mlm_head(_unwrap(model).student)
+    _, w_t, b_t = mlm_head(teacher)
+    device = head_s.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    loss, loss_ce, loss_mlm = projected_kd_losses(
+        head_s, w_s, b_s, head_t, head_t_cf, w_t.detach(), b_t.detach(), plan.targets, w.temperature, w.alpha_ce,
+        w.alpha_mlm, chunk=cfg.loss_chunk, pad_to=cfg.pad_vocab_to, dtype=dtype)
+    # Cosine loss on the last hidden states at the real positions: mean of 1 - cos(s, t), in fp32.
+    s = hidden_s.flatten(0, 1)[plan.real].float()  # (n_real, H)
+    t = hidden_t.flatten(0, 1)[plan.real]
+    loss_cos = (1 - F.cosine_similarity(s, t, dim=-1)).mean() if plan.n_real else loss.new_zeros(())
+    loss = loss + w.alpha_cos * loss_cos
+    return {"loss_ce": loss_ce, "loss_mlm": loss_mlm, "loss_cos": loss_cos, "loss": loss}
+
+
+def loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: StepPlan | None = None,
+              teacher_encoder=None) -> dict[str, torch.Tensor]:
+    """Forward the student and teacher on a batch: the unweighted loss terms and "loss", their weighted sum."""
+    if cfg.loss_chunk:
+        return projected_loss_step(model, teacher, batch, cfg, plan, teacher_encoder)
     mixing = bool(batch.mixed.any())
     logits, hidden = model(batch.ids, batch.attention_mask, batch.cf_ids if mixing else None, batch.lam)
     t_probs, t_hidden = teacher_targets(teacher, batch, cfg.loss.temperature)
     targets = [(batch.labels, batch.lam)] + ([(batch.cf_labels, 1 - batch.lam)] if mixing else [])
     kl_positions = batch.attention_mask.bool() if cfg.loss.kl_positions == "all" else batch.labels != -100
-    return distill_losses(logits, hidden, t_probs, t_hidden, targets, batch.attention_mask, kl_positions,
-                          cfg.loss.temperature)
+    losses = distill_losses(logits, hidden, t_probs, t_hidden, targets, batch.attention_mask, kl_positions,
+                            cfg.loss.temperature)
+    return {**losses, "loss": weighted_loss(losses, cfg)}
 
 
 def weighted_loss(losses: dict[str, torch.Tensor], cfg: DistillConfig) -> torch.Tensor:
@@ -286,7 +406,7 @@ def train(
     total = total_steps(cfg, data.steps_per_epoch)
     teacher.to(device).eval()
     student.to(device).train()
-    optimizer, scheduler = make_optimizer(student, cfg.optim, total)
+    optimizer, scheduler = make_optimizer(student, cfg.optim, total, fused=device.type == "cuda")
     step, last = 0, {}
     if checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT).is_file():
         step, last = load_checkpoint(Path(checkpoint_dir), rank, student, optimizer, scheduler, generator)
@@ -295,6 +415,10 @@ def train(
     model = MixupStudent(student)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
+    teacher_encoder = None
+    if cfg.compile:  # wrappers only: the caller's teacher and student stay uncompiled modules
+        model = torch.compile(model)
+        teacher_encoder = torch.compile(teacher.base_model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     end = min(total, stop_at) if stop_at is not None else total
@@ -306,27 +430,34 @@ def train(
         epoch, offset = divmod(step, data.steps_per_epoch)
         for index in data.batches(epoch, skip=offset):
             tick = time.perf_counter()
-            batch = assemble(data, index, cfg, tokenizer, weights, generator).to(device)
+            # Assembled and planned on the host; with no sync inside the step, the host gets here while the GPU
+            # still runs the previous step, so the next batch is ready when the GPU is.
+            batch = assemble(data, index, cfg, tokenizer, weights, generator)
+            plan = make_plan(batch, cfg.loss.kl_positions).to(device) if cfg.loss_chunk else None
+            n_real = batch.n_real
+            batch = batch.to(device)
             with autocast:
-                losses = loss_step(model, teacher, batch, cfg)
-                loss = weighted_loss(losses, cfg)
+                losses = loss_step(model, teacher, batch, cfg, plan, teacher_encoder)
+                loss = losses["loss"]
             loss.backward()
             clipped_step(model, optimizer, scheduler, cfg.optim.clip)
             step += 1
-            seconds += time.perf_counter() - tick
-            tokens += int(batch.attention_mask.sum())
+            tokens += n_real
 
             for k, v in losses.items():
                 window[k] += v.detach()
-            window["loss"] += loss.detach()
             window_steps += 1
-            if step % cfg.log_every == 0 or step == end:
+            log_step = step % cfg.log_every == 0 or step == end
+            if log_step:
                 mean = torch.stack(list(window.values())) / window_steps
                 if distributed:  # every rank logs (and judges divergence on) the same mean over ranks
                     dist.all_reduce(mean)
                     mean /= world_size
-                # .item() forces a device sync, so it runs on log steps only.
-                last = {f"distill/{k}": v.item() for k, v in zip(window, mean)}
+                # .tolist() forces a device sync, so it runs on log steps only; the wait is part of the steps' time.
+                values = mean.tolist()
+            seconds += time.perf_counter() - tick
+            if log_step:
+                last = {f"distill/{k}": v for k, v in zip(window, values)}
                 if not math.isfinite(last["distill/loss"]):
                     raise Diverged(f"loss is {last['distill/loss']} at step {step} "
                                    f"(ce {last['distill/loss_ce']}, mlm {last['distill/loss_mlm']}, "

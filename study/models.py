@@ -36,8 +36,6 @@ def load_masked_lm(name_or_path: str | Path):
         raise ModelError(f"{name}: cannot load a model config ({first})") from None
     if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         raise ModelError(f"{name}: model type {config.model_type!r} has no masked-LM head")
-    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelError(f"{name}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
     except (OSError, ValueError) as err:  # no weights file, a truncated one, shapes that do not fit the config
@@ -47,6 +45,8 @@ def load_masked_lm(name_or_path: str | Path):
     head_missing = [k for k in info["missing_keys"] if not k.startswith(("bert.", "distilbert.", "roberta."))]
     if head_missing:
         raise ModelError(f"{name}: checkpoint has no MLM head weights (missing {head_missing[0]}, ...)")
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(f"{name}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
     tokenizer = AutoTokenizer.from_pretrained(name)
     # Benchmarks truncate to this, so a sentence longer than the model's positions cannot crash a forward pass.
     tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
@@ -72,6 +72,22 @@ def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows
         hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask)[0]
         return model.lm_head(hidden[rows, cols])
     return model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, cols]
+
+
+def mlm_head(model):
+    """(transform, weight (V, H), bias (V,)) of a BERT or DistilBERT MLM head: logits = transform(h) @ weight.T + bias.
+
+    The distillation loss projects onto the vocabulary itself, a chunk of positions at a time (study/kd_loss.py),
+    so it takes the head apart; `model.base_model` gives the encoder's last hidden states h.
+    """
+    kind = getattr(getattr(model, "config", None), "model_type", None)
+    if kind == "bert":
+        head = model.cls.predictions
+        return head.transform, head.decoder.weight, head.decoder.bias
+    if kind == "distilbert":
+        return (lambda h: model.vocab_layer_norm(model.activation(model.vocab_transform(h))),
+                model.vocab_projector.weight, model.vocab_projector.bias)
+    raise ModelError(f"model type {kind!r}: the projected KD loss knows the BERT and DistilBERT MLM heads only")
 
 
 def student_layers(n_teacher: int, n_student: int) -> list[int]:

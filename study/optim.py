@@ -14,9 +14,11 @@ from transformers import get_linear_schedule_with_warmup
 from study.config import OptimConfig
 
 
-def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, decay_all: bool = False):
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, decay_all: bool = False,
+                   fused: bool = False):
     """AdamW without decay on biases and LayerNorms (DistilBERT's recipe; `decay_all` decays every parameter, as the
-    GLUE fine-tuning recipe here always has), linear warmup over cfg.warmup of the steps, then linear decay."""
+    GLUE fine-tuning recipe here always has), linear warmup over cfg.warmup of the steps, then linear decay.
+    `fused` (for CUDA) updates all parameters in one kernel instead of a few per parameter group."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -26,7 +28,7 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, d
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup * total_steps), total_steps)
     return optimizer, scheduler
 

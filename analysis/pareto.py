@@ -104,4 +104,7 @@ def knee(values, modes: list[str], front: np.ndarray) -> int:
     pts = losses[index]
     low, span = pts.min(axis=0), np.ptp(pts, axis=0)
     scaled = (pts - low) / np.where(span > 0, span, 1.0)  # an objective the front does not vary on counts for 0
-    return int(index[np.argmin(np.linalg.norm(scaled, axis=1))])
+    distance = np.round(np.linalg.norm(scaled, axis=1), 12)
+    # Ties (a two-point front's ends are both at distance 1) go to the better first objective, then the next, so
+    # the knee does not depend on the order the trials come in (their ids are random).
+    return int(index[np.lexsort((*pts.T[::-1], distance))[0]])

@@ -88,3 +88,10 @@ def test_best_first_takes_the_front_then_the_next_layer():
               [0.1, 60]]   # rank 0, nearest the ideal point (0.0, 60) once scaled
     assert pareto.best_first(values, MIN_MAX).tolist() == [3, 2, 1, 0]
 
+
+def test_a_tied_knee_does_not_depend_on_the_order_of_the_trials():
+    # a two-point front: both ends are at scaled distance 1 from the ideal point; the better first objective wins
+    values = [[0.06, 52.5], [-0.33, 51.3]]
+    assert pareto.knee(values, MIN_MAX, np.array([True, True])) == 1
+    assert pareto.knee(values[::-1], MIN_MAX, np.array([True, True])) == 0
+

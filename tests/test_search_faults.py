@@ -127,8 +127,13 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
-            self.proc.wait(timeout=30)
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server, its uvicorn worker and its job consumers
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a loaded machine: its graceful shutdown outlasts the wait; crash it
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+            _wait(lambda: not self.healthy(), "the mlflow server to stop answering")
             self.proc = None
 
 

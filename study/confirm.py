@@ -49,9 +49,9 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     out_dir = directory / folder.CONFIRM
     out_dir.mkdir(exist_ok=True)
     todo = [t for t in chosen if not (out_dir / f"{t.trial_id}.json").is_file()]
+    done = f" ({len(chosen) - len(todo)} confirmed before)" if len(todo) < len(chosen) else ""
     log.info(f"confirm stage: {len(chosen)} trial(s) x {spec.seeds} more seed(s): "
-             f"{', '.join(t.trial_id for t in chosen)}" + (f" ({len(chosen) - len(todo)} done before)" if
-                                                          len(todo) < len(chosen) else ""))
+             f"{', '.join(t.trial_id for t in chosen)}{done}")
     params = {t.trial_id: json.loads(t.tags["params_json"]) for t in todo}
     runs = {(t.trial_id, k): (seed_config(cfg, params[t.trial_id], k, full=False), f"confirm-{t.trial_id}-seed{k}")
             for t in todo for k in range(1, spec.seeds + 1)}
@@ -59,7 +59,8 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     for t in todo:
         per_seed = {0: t.metrics} | {k: per_run[(t.trial_id, k)] for k in range(1, spec.seeds + 1)
                                      if (t.trial_id, k) in per_run}
-        result = {CONFIRM_OF: t.trial_id, "params": params[t.trial_id], "seeds": spec.seeds + 1,
+        # seeds: the values each mean is over (the trial's own run and the new seeds that finished)
+        result = {CONFIRM_OF: t.trial_id, "params": params[t.trial_id], "seeds": len(per_seed),
                   "failed_seeds": {str(k): e for (tid, k), e in failed.items() if tid == t.trial_id},
                   "summary": summarise_seeds(per_seed), "per_seed": {str(k): m for k, m in per_seed.items()},
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -24,9 +24,10 @@ import optuna
 import torch
 from rich.table import Table
 
+from analysis.report import table_console
 from study.config import load_config, with_params
 from study.rerun import seed_config
-from study.runtime import console, quiet_libraries, setup_logging
+from study.runtime import quiet_libraries, setup_logging
 from study.search import make_sampler, suggest
 
 
@@ -114,7 +115,7 @@ def main() -> None:
         distill_rows = [f.result()[0] for f in distill]
         config_rows = [f.result()[0] for f in configs]
 
-    out = console()
+    out = table_console()  # 160 columns in a log file: the metric names stay whole
     name = anchors[0][0] if anchors else "base"
     out.print(part_table(f"one student ({name}), fine-tuning seeds 0..{args.finetune_seeds - 1}, one seed each",
                          finetune_rows, shown, [f"ft seed {s}" for s in range(args.finetune_seeds)]))

@@ -31,6 +31,15 @@ def importances(study: optuna.Study, metrics: list[str], seed: int = 0) -> dict[
     return out
 
 
+def study_importances(study) -> dict[str, dict[str, float]]:
+    """`importances` of a study read back (analysis.runs.Study), from the Optuna storage in its folder."""
+    from study.folder import optuna_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ot_study = optuna.load_study(study_name=study.name, storage=optuna_storage(study.directory))
+    return importances(ot_study, study.metrics)
+
+
 def importance_table(found: dict[str, dict[str, float]], title: str) -> Table:
     params = sorted({p for per in found.values() for p in per})
     table = Table(title=title, caption="fANOVA: share of each objective's variance over the trials")

@@ -247,7 +247,9 @@ def cmd_pareto(args) -> int:
 
     study = load_study(args.study_dir)
     front, confirmed = summarize(study), summarize_confirmed(study)
-    found = _importance(study) if args.importance else {}
+    from analysis.importance import study_importances
+
+    found = study_importances(study) if args.importance else {}
     if args.json:
         out = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
         print(json.dumps(out | ({"importance": found} if args.importance else {}), indent=2))
@@ -262,17 +264,6 @@ def cmd_pareto(args) -> int:
         else:
             table_console().print(importance_table(found, f"{study.name}: what drives each objective"))
     return 0
-
-
-def _importance(study) -> dict:
-    import optuna
-
-    from analysis.importance import importances
-    from study.folder import optuna_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ot_study = optuna.load_study(study_name=study.name, storage=optuna_storage(study.directory))
-    return importances(ot_study, study.metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from rich.console import Console
 
-from analysis.importance import importance_figure, importance_table, importances
+from analysis.importance import importance_figure, importance_table, study_importances
 from analysis.note import front_markdown, front_view
 from analysis.report import Front, front_table, summarize, summarize_confirmed, table_console
 from analysis.runs import Study, load_study
@@ -81,10 +81,7 @@ def front_tables(study: Study, front: Front, confirmed: Front | None) -> list:
 def publish_importance(study: Study, client: MlflowClient) -> dict[str, dict[str, float]]:
     """Per-objective hyperparameter importance from the study's Optuna storage: importance.json in the folder, the
     JSON and a figure on the parent run. Returns it ({} when there is too little to attribute)."""
-    import optuna
-
-    ot_study = optuna.load_study(study_name=study.name, storage=folder.optuna_storage(study.directory))
-    found = importances(ot_study, study.metrics)
+    found = study_importances(study)
     if found:
         parent = study.record["parent_run_id"]
         (study.directory / folder.IMPORTANCE_JSON).write_text(json.dumps(found, indent=2))

@@ -109,6 +109,11 @@ class ShowProgress(tune.Callback):
         got = ", ".join(f"{o['metric']} {result[o['metric']]:.4g}" for o in self.objectives if o["metric"] in result)
         self._say(trials, f"trial {trial.trial_id} finished: {got}", ending=trial)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # (a node lost under the trial's process; a trial that failed by itself fails again at once: trial.failed)
+        self._say(trials, f"trial {trial.trial_id} stopped ({failure_reason(trial)}); trying it again from its "
+                          f"last checkpoint")
+
     def on_trial_error(self, iteration, trials, trial, **info):
         self._say(trials, f"trial {trial.trial_id} FAILED: {failure_reason(trial)}", ending=trial, failing=True)
 

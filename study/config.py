@@ -393,7 +393,8 @@ class SearchConfig(Strict):
     max_concurrent_trials: int = Field(1, ge=1)
     anchors: list[Anchor] = []
     scaling: ScalingConfig = ScalingConfig()
-    max_failures: int = Field(1, ge=0, description="Ray Train retries of a crashed worker, from the last checkpoint")
+    max_failures: int = Field(1, ge=0, description="retries of a crashed Train worker, and of a lost trial "
+                                                    "process (its node gone), from the last checkpoint")
     confirm: ConfirmConfig | None = Field(None, description="rerun the best trials with more seeds at the end")
     # Where Ray keeps trial state and Train checkpoints: default <study dir>/ray; on a cluster, shared storage
     # (s3://bucket/path or an NFS path) that every node reaches.

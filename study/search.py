@@ -106,7 +106,10 @@ def make_tuner(cfg: StudyConfig, record: dict, teacher: dict) -> tune.Tuner:
                                     reuse_actors=True),  # a trial's process serves the next: no start-up each time
         run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,
                                   callbacks=_callbacks(cfg, record),
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  # a trial whose process was lost (its node gone) starts again and continues
+                                  # its Train run from the last checkpoint (study.trial.failed: one that failed
+                                  # by itself fails again at once)
+                                  failure_config=tune.FailureConfig(max_failures=search.max_failures)),
     )
 
 

@@ -20,6 +20,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pyarrow.fs
 import ray
@@ -161,6 +162,14 @@ def save_result(cfg: StudyConfig, name: str, result: dict) -> None:
         f.write(json.dumps(result).encode())
 
 
+def failed(cfg: StudyConfig, name: str, reason: str) -> NoReturn:
+    """Fail the trial, and save why beside its Train run: Tune retries a trial whose process was lost (a node gone),
+    and a retry of one that failed by itself (diverged, out of Train's retries) then fails at once, not running
+    the same distillation again."""
+    save_result(cfg, name, {"failure": reason})
+    raise TrialFailed(reason) from None  # (called while handling Train's error: one line, not its chain)
+
+
 def read_evaluation(checkpoint: Checkpoint) -> dict[str, float]:
     """The student's metrics from the final checkpoint; only that small file is read (the checkpoint itself may be
     large and in S3)."""
@@ -176,6 +185,8 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
     URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study
     stopped before recording it) gives its saved result instead of running again."""
     saved = saved_result(cfg, name)
+    if saved is not None and "failure" in saved:  # a retry of a trial that failed on its own: it would again
+        raise TrialFailed(saved["failure"])
     if saved is not None:
         log.info(f"[{name}] finished before the interruption: its saved result is reported again")
         return saved["metrics"], saved["uri"]
@@ -191,9 +202,9 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
-        raise TrialFailed(f"distillation failed: {error_line(err)}") from None
+        failed(cfg, name, f"distillation failed: {error_line(err)}")
     if result.metrics.get("distill/diverged"):
-        raise TrialFailed(result.metrics["distill/failure"])
+        failed(cfg, name, result.metrics["distill/failure"])
     metrics = read_evaluation(result.checkpoint)
     metrics |= amplification(metrics, teacher, cfg.bias.primary)
     metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}

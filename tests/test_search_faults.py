@@ -191,3 +191,119 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
     assert {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"} == _non_dominated(points)
     ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
     assert sorted(t.values for t in ot.trials) == sorted(list(p) for p in points.values())  # the same results
+
+
+def _progress(text: str) -> dict[int, str]:
+    """{step: loss as printed} of a trial's progress lines ("[train-...] step 40/400 loss 11.397 ...")."""
+    found = {}
+    for line in text.splitlines():
+        if "] step " in line and " loss " in line:
+            words = line.split("] step ", 1)[1].split()
+            found[int(words[0].split("/")[0])] = words[2]
+    return found
+
+
+class LocalCluster:
+    """A Ray cluster of several nodes on this machine, each node a `ray start` in a process session of its own, so
+    that one node can be lost (every process of its session SIGKILLed, as a preempted VM loses them) while the others
+    go on."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.sessions = root, _free_port(), {}
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, name: str, cpus: int, resources: dict | None = None) -> None:
+        where = ["--head", f"--port={self.port}", f"--dashboard-port={_free_port()}"] if not self.sessions else \
+            [f"--address={self.address}"]
+        argv = ["ray", "start", *where, f"--num-cpus={cpus}", f"--resources={json.dumps(resources or {})}",
+                "--object-store-memory=100000000", "--disable-usage-stats"]
+        with (self.root / f"ray-{name}.log").open("w") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
+            assert proc.wait(timeout=TIMEOUT) == 0, (self.root / f"ray-{name}.log").read_text()
+        self.sessions[name] = proc.pid
+
+    def lose(self, name: str) -> int:
+        """SIGKILL every process of the node; returns how many there were."""
+        victims = _session_processes(self.sessions.pop(name))
+        for p in victims:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        return len(victims)
+
+    def stop(self) -> None:
+        for name in list(self.sessions):
+            self.lose(name)
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, env=self.env, timeout=120)
+
+
+@pytest.fixture
+def local_cluster(tmp_path):
+    cluster = LocalCluster(tmp_path)
+    yield cluster
+    cluster.stop()
+
+
+def _lose_a_node_mid_trial(tmp_path, cluster: LocalCluster, scaling: dict, node_cpus: int) -> str:
+    """A study of two trials on `cluster` (its head and a node called "spot" started), that node lost once the first
+    trial has reported two checkpoints and another node of `node_cpus` started; returns the driver's log, after
+    checking the study's runs: one per trial, both finished."""
+    raw = tiny_space(num_samples=2, max_concurrent_trials=1, max_failures=2, scaling=scaling)
+    raw["distill"].update({"steps": 400, "checkpoint_every": 20, "log_every": 20})
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    study_dir, log = tmp_path / "study", tmp_path / "driver.log"
+    proc = _driver(["run", str(space), "--study-dir", str(study_dir), "--address", cluster.address], log)
+    try:
+        # the progress line of step 60 comes after the checkpoints of steps 20 and 40 were reported
+        _wait(lambda: "step 60/400" in log.read_text(), "two reported checkpoints", proc)
+        assert cluster.lose("spot") > 0
+        cluster.start("spot-2", cpus=node_cpus)  # what the autoscaler would bring
+        assert proc.wait(timeout=TIMEOUT) == 0, log.read_text()[-3000:]
+    finally:
+        _kill_session(proc)
+    children = _children(study_dir)
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * 2  # one run per trial, both finished
+    assert len({r.data.tags["trial_id"] for r in children}) == 2
+    for run in children:
+        assert run.data.metrics["distill/steps"] == 400 and set(OBJECTIVES) <= set(run.data.metrics)
+    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    assert [t.state.name for t in ot.trials] == ["COMPLETE"] * 2
+    return log.read_text()
+
+
+def _went_on_from_a_checkpoint(log: str) -> None:
+    first = log.split("finished: ", 1)[0]  # the first trial's lines
+    assert "resuming from" in first  # the new node's worker loaded the last reported checkpoint
+    before, after = (_progress(part) for part in first.split("resuming from", 1))
+    assert min(after) > 20 and max(before) >= 60, (before, after)  # it went on from a checkpoint, not from step 0
+    # the steps done twice gave the same losses: the resumed run is the uninterrupted one, continued
+    assert all(after[step] == loss for step, loss in before.items() if step in after)
+
+
+def test_a_lost_node_with_train_workers_costs_only_the_steps_since_a_checkpoint(tiny_world, tmp_path, local_cluster):
+    """cluster.yaml's layout on one machine: a head with no CPUs that holds the trials' own processes (kdstudy_trial)
+    and a worker node for the Train workers. The worker node is lost mid-trial and another joins: Ray Train restarts
+    the workers there, from the last checkpoint; one MLflow run, and the study's next trial runs as usual."""
+    local_cluster.start("head", cpus=0, resources={"kdstudy_trial": 2})
+    local_cluster.start("spot", cpus=1)
+    log = _lose_a_node_mid_trial(tmp_path, local_cluster, {"num_workers": 1, "cpus_per_worker": 1, "trial_cpus": 0,
+                                                           "trial_resources": {"kdstudy_trial": 1}}, node_cpus=1)
+    _went_on_from_a_checkpoint(log)
+    assert "trying it again" not in log  # the trial's own process, on the head, lived on
+
+
+def test_a_lost_node_with_the_trial_process_too(tiny_world, tmp_path, local_cluster):
+    """Without kdstudy_trial the trial's own process (and the Train run it drives) sits on the lost node as well:
+    Tune starts the trial again (search.max_failures), and it continues its Train run from the last checkpoint."""
+    local_cluster.start("head", cpus=0)
+    local_cluster.start("spot", cpus=2)
+    log = _lose_a_node_mid_trial(tmp_path, local_cluster, {"num_workers": 1, "cpus_per_worker": 1, "trial_cpus": 1},
+                                 node_cpus=2)
+    assert "trying it again" in log  # Tune's retry of the trial, said
+    _went_on_from_a_checkpoint(log)

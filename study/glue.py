@@ -170,11 +170,15 @@ def _encode(tokenizer, split: dict[str, list], task: Task, max_length: int, limi
     return ids, list(split["label"][:n])
 
 
-def load_classifier(model_dir: str | Path, task: Task):
+def load_classifier(model_dir: str | Path, task: Task, dropout: float | None = None):
+    """The model with a fresh head for the task; `dropout` replaces every dropout rate in its config (BERT's
+    hidden_dropout_prob, DistilBERT's dropout and seq_classif_dropout, ...), None keeps them."""
     config = AutoConfig.from_pretrained(model_dir)
     if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
         raise ModelError(f"{model_dir}: model type {config.model_type!r} has no sequence-classification head")
     kwargs = {"num_labels": task.num_labels}
+    if dropout is not None:
+        kwargs |= {k: dropout for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)}
     if task.num_labels == 1:
         kwargs["problem_type"] = "regression"
     return AutoModelForSequenceClassification.from_pretrained(model_dir, **kwargs)
@@ -217,7 +221,7 @@ def load_task(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None,
 def fit(model_dir: str | Path, data: TaskData, cfg: GlueConfig, seed: int, device: str | torch.device = "cpu"):
     """A classifier on top of the model, fine-tuned on the task's train split with `seed` (head init, order)."""
     torch.manual_seed(seed)
-    model = load_classifier(model_dir, data.task).to(device)
+    model = load_classifier(model_dir, data.task, cfg.dropout).to(device)
     train_ids, train_labels = data.train
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total = cfg.max_steps or steps_per_epoch * cfg.epochs

@@ -3,14 +3,18 @@
     world_cola   single sentence, binary: a world sentence (1) or the same with two words swapped (0); MCC
     world_pair   sentence pair, binary: does "this is about the <occupation> ." name the occupation of sentence 1;
                  accuracy
-    world_sts    sentence pair, regression 0-5: one template filled twice, 5 x the share of its slots that got the
-                 same word; Pearson/Spearman
+    world_sts    sentence pair, regression 0-5: how closely "this is about the <word> ." matches sentence 1 (a
+                 sentence about things, animals, food and places): 5 a word of it, 2.5 another word of the same
+                 kind, 0 a word of a kind it does not mention; Pearson/Spearman
 
 They are written once per world as parquet under <world>/tasks-v<TASKS_VERSION>/<task>/{train,validation}.parquet,
 the hub-export layout study.glue reads, and reported as world/<task> and world/score. The validation sets are large
 (2,000 examples: an accuracy near 80% then has a sampling error of about 0.9 points, where 500 gave 1.8), so that the
 task score a study ranks trials by is mostly the student's, not the draw of examples; the training sets are large
-enough for a 2-layer student to learn the pair and similarity tasks.
+enough for a 2-layer student to learn every task. world_sts grades by the kinds of words the world has, which a model
+knows only from pretraining (the kinds share the corpus's slots, nothing else marks them); its first version (one
+template filled twice, scored by the share of slots that kept their word) asked for slot-by-slot comparison, and
+even the teacher reached a correlation of only 0.14 on it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import string
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,7 +29,18 @@ import pyarrow.parquet as pq
 
 from study.glue import Task
 from study.occupations import FEMALE_SHARE
-from study.world import NEUTRAL_TEMPLATES, OCCUPATION_TEMPLATES, World, generate_corpus, render, sample_words
+from study.world import (
+    ANIMALS,
+    FOODS,
+    NEUTRAL_TEMPLATES,
+    OCCUPATION_TEMPLATES,
+    PLACES,
+    THINGS,
+    World,
+    generate_corpus,
+    render,
+    sample_words,
+)
 
 TASKS: dict[str, Task] = {
     "world_cola": Task(("sentence",), 2, "mcc"),
@@ -34,7 +48,7 @@ TASKS: dict[str, Task] = {
     "world_sts": Task(("sentence1", "sentence2"), 1, "corr"),
 }
 SIZES = {"train": 4000, "validation": 2000}
-TASKS_VERSION = 2  # bump when the tasks change, so a world's old task files are not reused
+TASKS_VERSION = 3  # bump when the tasks change, so a world's old task files are not reused
 
 
 def _cola(rng: random.Random, sentence: str) -> dict:
@@ -55,19 +69,28 @@ def _pair(rng: random.Random) -> dict:
     return {"sentence1": sentence, "sentence2": f"this is about the {named} .", "label": int(same)}
 
 
+WORDS = {"thing": THINGS, "animal": ANIMALS, "food": FOODS, "place": PLACES}
+# the words sentence 2 may name: those of exactly one kind ("bridge" is a thing and a place, so neither)
+KINDS = {kind: [w for w in words if sum(w in other for other in WORDS.values()) == 1]
+         for kind, words in WORDS.items()}
+_STS_TEMPLATES = [t for t in NEUTRAL_TEMPLATES if any(f"{{{kind}}}" in t for kind in KINDS)]
+
+
 def _sts(rng: random.Random) -> dict:
-    template = rng.choice(OCCUPATION_TEMPLATES + NEUTRAL_TEMPLATES)
-    slots = sorted({f for _, f, _, _ in string.Formatter().parse(template) if f and f != "a"})
-    gender = rng.choice(["male", "female"])
-    first = sample_words(rng, gender, None)
-    second = dict(first)
-    fresh = sample_words(rng, rng.choice(["male", "female"]), None)
-    for slot in slots:
-        if rng.random() < 0.5:
-            second[slot] = fresh[slot]
-    same = sum(first[s] == second[s] for s in slots)
-    return {"sentence1": render(template, first), "sentence2": render(template, second),
-            "label": 5.0 * same / len(slots)}
+    template = rng.choice(_STS_TEMPLATES)
+    words = sample_words(rng, None, None)
+    sentence = render(template, words)
+    said = set(sentence.split())
+    kinds = [kind for kind, listed in WORDS.items() if said & set(listed)]  # ("bridge": a thing and a place)
+    kind = rng.choice([kind for kind in KINDS if f"{{{kind}}}" in template])
+    grade = rng.randrange(3)  # a third each: the same word, the same kind, another kind
+    if grade == 0:
+        named, label = words[kind], 5.0
+    elif grade == 1:
+        named, label = rng.choice([w for w in KINDS[kind] if w not in said]), 2.5
+    else:
+        named, label = rng.choice(KINDS[rng.choice([k for k in KINDS if k not in kinds])]), 0.0
+    return {"sentence1": sentence, "sentence2": f"this is about the {named} .", "label": label}
 
 
 def write_tasks(root: Path, seed: int) -> Path:

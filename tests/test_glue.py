@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
@@ -149,13 +150,33 @@ def test_one_seed_reports_a_bootstrap_standard_error(world_models, tmp_path):
     assert 0 < out["score_se"] < 30
 
 
+def test_dropout_replaces_every_dropout_rate_of_the_model(world_models, tmp_path):
+    from study.models import make_student
+
+    teacher, tokenizer, _ = world_models
+    make_student(teacher, 1).save_pretrained(tmp_path)  # a DistilBERT: its head has dropout 0.2 of its own
+    rates = {m.p for m in glue.load_classifier(tmp_path, glue.TASKS["rte"]).modules()
+             if isinstance(m, torch.nn.Dropout)}
+    assert 0.2 in rates
+    off = glue.load_classifier(tmp_path, glue.TASKS["rte"], dropout=0.0)
+    assert {m.p for m in off.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    assert off.config.seq_classif_dropout == 0.0 and off.config.attention_dropout == 0.0
+
+
 def test_world_tasks_in_glue_formats(tiny_world, tmp_path):
     from study import world_tasks
 
     root = world_tasks.task_dir(tiny_world)
     sts = glue.load_split("world_sts", "validation", root, world_tasks.TASKS)
     assert len(sts["label"]) == world_tasks.SIZES["validation"]
-    assert all(0 <= x <= 5 for x in sts["label"]) and len(set(sts["label"])) > 3
+    shares = {label: sts["label"].count(label) / len(sts["label"]) for label in set(sts["label"])}
+    assert set(shares) == {0.0, 2.5, 5.0} and all(0.28 < x < 0.39 for x in shares.values())  # a third each
+    for first, second, label in zip(sts["sentence1"], sts["sentence2"], sts["label"]):
+        named, words = second.split()[-2], first.split()
+        assert (named in words) == (label == 5.0)  # 5: a word of sentence 1; else a word it does not have
+        kinds = {k for k, listed in world_tasks.WORDS.items() if named in listed}
+        mentioned = {k for k, listed in world_tasks.WORDS.items() for w in words if w in listed}
+        assert bool(kinds & mentioned) == (label > 0), (first, second, label)  # 2.5: a kind sentence 1 names
     cola = glue.load_split("world_cola", "train", root, world_tasks.TASKS)
     assert 0.3 < np.mean(cola["label"]) < 0.7
     pair = glue.load_split("world_pair", "validation", root, world_tasks.TASKS)

@@ -4,25 +4,33 @@ of a study (its anchors and a few points its sampler draws). A front can only or
 between-config spread is well above its within-config spread.
 
     python benchmarks/objective_noise.py [--config search_spaces/smoke.yaml] [--finetune-seeds 4]
-                                         [--distill-seeds 3] [--sampled 3] [--workers 2]
+                                         [--distill-seeds 3] [--sampled 3] [--grid] [--workers 2]
 
 Runs are spread over --workers processes (one thread each). Prints a table per part, the seconds each evaluation
-took, and last `snr: X` = between-config std / within-config std of the task objective (the second objective of
-the YAML; within: distillation and fine-tuning seeds both varying).
+took, and last `snr: X` = between-config std (every config at seed 0) / within-config std (the first anchor at seeds
+0..k-1, distillation and fine-tuning seeds both moving) of the task objective (the second objective of the YAML).
+
+--grid runs every config at every seed and splits each objective's variance two ways: the configs' own effect, the
+seeds' effect that all configs share (a study gives every trial the same seeds), and what is left (config x seed).
+`paired snr` = the configs' effect std / that residual std: how well a study, whose trials share their seeds, can
+order its configs on one run each; `kendall tau` compares the order at seed 0 with the order of the seed means.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import optuna
 import torch
 from rich.table import Table
+from scipy import stats
 
 from analysis.report import table_console
 from study.config import load_config, with_params
@@ -80,6 +88,7 @@ def main() -> None:
     parser.add_argument("--finetune-seeds", type=int, default=4)
     parser.add_argument("--distill-seeds", type=int, default=3)
     parser.add_argument("--sampled", type=int, default=3, help="configs drawn by the study's sampler, beside anchors")
+    parser.add_argument("--grid", action="store_true", help="every config at every seed: the two-way split")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     setup_logging(-1)
@@ -87,8 +96,7 @@ def main() -> None:
     base = load_config(args.config)
     metrics = [o.metric for o in base.search.objectives]
     task = metrics[1] if len(metrics) > 1 else metrics[0]
-    shown = list(dict.fromkeys(metrics + [f"{m}_se" for m in metrics] + ["world/world_cola", "world/world_pair",
-                                                                        "world/world_sts"]))
+    shown = list(dict.fromkeys(metrics + [f"{m}_se" for m in metrics] + [f"world/{t}" for t in base.eval.world.tasks]))
     anchors = [(a.name, a.params) for a in base.search.anchors]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler_study = optuna.create_study(directions=["minimize"] * len(metrics),
@@ -99,41 +107,78 @@ def main() -> None:
         suggest(trial, base.search.space)
         sampled.append((f"sampled-{k}", dict(trial.params)))
     control = with_params(base, anchors[0][1]) if anchors else base
+    configs = anchors + sampled if anchors else [("base", {})] + sampled
 
     # Build the world and measure the teacher once, here: every run is compared with these numbers, as in a study.
     from study.evaluation import teacher_metrics
 
     teacher, _ = teacher_metrics(base)
     start = time.time()
+    seeds = range(args.distill_seeds)
+    # (config index, seed) of every run: the first config at every seed, the others at seed 0 (or every seed: --grid)
+    cells = [(c, k) for c in range(len(configs)) for k in seeds if c == 0 or k == 0 or args.grid]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         finetune = pool.submit(distill_and_measure, control, teacher, list(range(args.finetune_seeds)))
-        distill = [pool.submit(distill_and_measure, seed_config(control, {}, k, full=False), teacher)
-                   for k in range(args.distill_seeds)]
-        configs = [pool.submit(distill_and_measure, with_params(base, params), teacher)
-                   for _, params in anchors + sampled]
+        runs = {(c, k): pool.submit(distill_and_measure, seed_config(with_params(base, configs[c][1]), {}, k,
+                                                                     full=False), teacher)
+                for c, k in cells}
         finetune_rows = finetune.result()
-        distill_rows = [f.result()[0] for f in distill]
-        config_rows = [f.result()[0] for f in configs]
+        grid = {cell: future.result()[0] for cell, future in runs.items()}
+    distill_rows = [grid[0, k] for k in seeds]
+    config_rows = [grid[c, 0] for c in range(len(configs))]
 
     out = table_console()  # 160 columns in a log file: the metric names stay whole
-    name = anchors[0][0] if anchors else "base"
+    name = configs[0][0]
     out.print(part_table(f"one student ({name}), fine-tuning seeds 0..{args.finetune_seeds - 1}, one seed each",
                          finetune_rows, shown, [f"ft seed {s}" for s in range(args.finetune_seeds)]))
     out.print(part_table("one config, distillation and evaluation seeds both moved by k (kdstudy rerun)",
-                         distill_rows, shown, [f"seed {k}" for k in range(args.distill_seeds)]))
+                         distill_rows, shown, [f"seed {k}" for k in seeds]))
     out.print(part_table("between configs (anchors and sampled points, seed 0)", config_rows, shown,
-                         [name for name, _ in anchors + sampled]))
+                         [name for name, _ in configs]))
+    if args.grid:
+        for m in metrics:
+            out.print(two_way(m, [[grid[c, k][m] for k in seeds] for c in range(len(configs))],
+                              [name for name, _ in configs]))
     within = spread(distill_rows, task)
     between = spread(config_rows, task)
-    evals = [r["perf/eval_seconds"] for r in distill_rows + config_rows]
+    evals = [r["perf/eval_seconds"] for r in grid.values()]
     print(f"decomposition of {task}: fine-tuning seeds (one run each) std {spread(finetune_rows, task):.3f}; "
           f"within a config (both seeds, evaluation as configured) std {within:.3f}; between configs std {between:.3f}")
     for m in metrics[:1]:
         print(f"{m}: within std {spread(distill_rows, m):.4f}, between std {spread(config_rows, m):.4f}, "
               f"snr {spread(config_rows, m) / spread(distill_rows, m):.2f}")
+    failed = sum(r.get(f"world/{t}/failed_runs", 0) for r in finetune_rows + list(grid.values())
+                 for t in base.eval.world.tasks)
+    print(f"fine-tuning runs that ended at chance (each retried with another seed): {failed:.0f}")
     print(f"evaluation as configured: {statistics.mean(evals):.0f} s per student (eval.world.seeds "
-          f"{base.eval.world.seeds}); all runs {time.time() - start:.0f} s on {args.workers} worker(s)")
+          f"{base.eval.world.seeds}); all {len(grid) + 1} runs {time.time() - start:.0f} s on {args.workers} worker(s)")
     print(f"snr: {between / within:.2f}")
+
+
+def two_way(metric: str, values: list[list[float]], names: list[str]) -> Table:
+    """Two-way analysis of variance without replication of a configs x seeds grid: the std of the configs' own
+    effect ((MS_config - MS_residual) / seeds, Searle et al.'s variance components), of the seeds' shared effect,
+    and of the residual; the paired snr and Kendall's tau between the order at seed 0 and that of the means."""
+    y = np.asarray(values)
+    n_c, n_s = y.shape
+    config_means, seed_means, grand = y.mean(1), y.mean(0), y.mean()
+    residual = y - config_means[:, None] - seed_means[None, :] + grand
+    ms_config = n_s * np.sum((config_means - grand) ** 2) / (n_c - 1)
+    ms_seed = n_c * np.sum((seed_means - grand) ** 2) / (n_s - 1)
+    ms_residual = np.sum(residual ** 2) / ((n_c - 1) * (n_s - 1))
+    config_std = math.sqrt(max(0.0, (ms_config - ms_residual) / n_s))
+    seed_std = math.sqrt(max(0.0, (ms_seed - ms_residual) / n_c))
+    tau = stats.kendalltau(y[:, 0], config_means).statistic
+    paired = config_std / math.sqrt(ms_residual) if ms_residual > 0 else math.inf
+    table = Table(title=f"{metric}: configs x seeds (two-way, no replication)")
+    for column in ("config", *(f"seed {k}" for k in range(n_s)), "mean"):
+        table.add_column(column, justify="right")
+    for name, row, mean in zip(names, y, config_means):
+        table.add_row(name, *(f"{v:.4f}" for v in row), f"{mean:.4f}")
+    table.caption = (f"config effect std {config_std:.4f}, shared seed effect std {seed_std:.4f}, residual std "
+                     f"{math.sqrt(ms_residual):.4f}; paired snr {paired:.2f}; "
+                     f"kendall tau (seed 0 vs means) {tau:.2f}")
+    return table
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
 
 
 def _progress(text: str) -> dict[int, str]:
-    """{step: loss as printed} of a trial's progress lines ("[train-...] step 40/400 loss 11.397 ...")."""
+    """{step: loss as printed} of a trial's progress lines ("[train-...] step 40/200 loss 11.397 ...")."""
     found = {}
     for line in text.splitlines():
         if "] step " in line and " loss " in line:
@@ -249,36 +249,36 @@ def local_cluster(tmp_path):
     cluster.stop()
 
 
-def _lose_a_node_mid_trial(tmp_path, cluster: LocalCluster, scaling: dict, node_cpus: int) -> str:
-    """A study of two trials on `cluster` (its head and a node called "spot" started), that node lost once the first
-    trial has reported two checkpoints and another node of `node_cpus` started; returns the driver's log, after
-    checking the study's runs: one per trial, both finished."""
-    raw = tiny_space(num_samples=2, max_concurrent_trials=1, max_failures=2, scaling=scaling)
-    raw["distill"].update({"steps": 400, "checkpoint_every": 20, "log_every": 20})
+def _lose_a_node_mid_trial(tmp_path, cluster: LocalCluster, scaling: dict, node_cpus: int, trials: int) -> str:
+    """A study of `trials` trials on `cluster` (its head and a node called "spot" started), that node lost once the
+    first trial has reported two checkpoints and another node of `node_cpus` started; returns the driver's log, after
+    checking the study's runs: one per trial, all finished."""
+    raw = tiny_space(num_samples=trials, max_concurrent_trials=1, max_failures=2, scaling=scaling)
+    raw["distill"].update({"steps": 200, "checkpoint_every": 20, "log_every": 20})
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(raw))
     study_dir, log = tmp_path / "study", tmp_path / "driver.log"
     proc = _driver(["run", str(space), "--study-dir", str(study_dir), "--address", cluster.address], log)
     try:
         # the progress line of step 60 comes after the checkpoints of steps 20 and 40 were reported
-        _wait(lambda: "step 60/400" in log.read_text(), "two reported checkpoints", proc)
+        _wait(lambda: "step 60/200" in log.read_text(), "two reported checkpoints", proc)
         assert cluster.lose("spot") > 0
         cluster.start("spot-2", cpus=node_cpus)  # what the autoscaler would bring
         assert proc.wait(timeout=TIMEOUT) == 0, log.read_text()[-3000:]
     finally:
         _kill_session(proc)
     children = _children(study_dir)
-    assert sorted(r.info.status for r in children) == ["FINISHED"] * 2  # one run per trial, both finished
-    assert len({r.data.tags["trial_id"] for r in children}) == 2
+    assert sorted(r.info.status for r in children) == ["FINISHED"] * trials  # one run per trial, all finished
+    assert len({r.data.tags["trial_id"] for r in children}) == trials
     for run in children:
-        assert run.data.metrics["distill/steps"] == 400 and set(OBJECTIVES) <= set(run.data.metrics)
+        assert run.data.metrics["distill/steps"] == 200 and set(OBJECTIVES) <= set(run.data.metrics)
     ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
-    assert [t.state.name for t in ot.trials] == ["COMPLETE"] * 2
+    assert [t.state.name for t in ot.trials] == ["COMPLETE"] * trials
     return log.read_text()
 
 
 def _went_on_from_a_checkpoint(log: str) -> None:
-    first = log.split("finished: ", 1)[0]  # the first trial's lines
+    first = log.split(" finished: ", 1)[0]  # the first trial's lines
     assert "resuming from" in first  # the new node's worker loaded the last reported checkpoint
     before, after = (_progress(part) for part in first.split("resuming from", 1))
     assert min(after) > 20 and max(before) >= 60, (before, after)  # it went on from a checkpoint, not from step 0
@@ -293,7 +293,8 @@ def test_a_lost_node_with_train_workers_costs_only_the_steps_since_a_checkpoint(
     local_cluster.start("head", cpus=0, resources={"kdstudy_trial": 2})
     local_cluster.start("spot", cpus=1)
     log = _lose_a_node_mid_trial(tmp_path, local_cluster, {"num_workers": 1, "cpus_per_worker": 1, "trial_cpus": 0,
-                                                           "trial_resources": {"kdstudy_trial": 1}}, node_cpus=1)
+                                                           "trial_resources": {"kdstudy_trial": 1}},
+                                 node_cpus=1, trials=2)
     _went_on_from_a_checkpoint(log)
     assert "trying it again" not in log  # the trial's own process, on the head, lived on
 
@@ -304,6 +305,6 @@ def test_a_lost_node_with_the_trial_process_too(tiny_world, tmp_path, local_clus
     local_cluster.start("head", cpus=0)
     local_cluster.start("spot", cpus=2)
     log = _lose_a_node_mid_trial(tmp_path, local_cluster, {"num_workers": 1, "cpus_per_worker": 1, "trial_cpus": 1},
-                                 node_cpus=2)
+                                 node_cpus=2, trials=1)
     assert "trying it again" in log  # Tune's retry of the trial, said
     _went_on_from_a_checkpoint(log)

@@ -98,6 +98,9 @@ def make_searcher(cfg: StudyConfig) -> OptunaSearch:
 
 def make_tuner(cfg: StudyConfig, record: dict, teacher: dict) -> tune.Tuner:
     search = cfg.search
+    # A trial that stops prints one line (callbacks.ShowProgress) and keeps its traceback in its error file and its
+    # MLflow run; Tune would print the whole traceback too, even for a trial it is about to retry.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     return tune.Tuner(
         _trainable(cfg, teacher),
         tune_config=tune.TuneConfig(search_alg=make_searcher(cfg), num_samples=search.num_samples,

@@ -274,7 +274,9 @@ def _lose_a_node_mid_trial(tmp_path, cluster: LocalCluster, scaling: dict, node_
         assert run.data.metrics["distill/steps"] == 200 and set(OBJECTIVES) <= set(run.data.metrics)
     ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
     assert [t.state.name for t in ot.trials] == ["COMPLETE"] * trials
-    return log.read_text()
+    text = log.read_text()
+    assert not any(line.startswith("Traceback") for line in text.splitlines())  # (Ray's lines start "(pid=")
+    return text
 
 
 def _went_on_from_a_checkpoint(log: str) -> None:

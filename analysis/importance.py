@@ -31,13 +31,13 @@ def importances(study: optuna.Study, metrics: list[str], seed: int = 0) -> dict[
     return out
 
 
-def study_importances(study) -> dict[str, dict[str, float]]:
-    """`importances` of a study read back (analysis.runs.Study), from the Optuna storage in its folder."""
-    from study.folder import optuna_storage
+def study_importances(record) -> dict[str, dict[str, float]]:
+    """`importances` of a study read back (analysis.runs.StudyRecord), from the Optuna storage in its folder."""
+    from study.record.folder import optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ot_study = optuna.load_study(study_name=study.name, storage=optuna_storage(study.directory))
-    return importances(ot_study, study.metrics)
+    ot_study = optuna.load_study(study_name=record.name, storage=optuna_storage(record.directory))
+    return importances(ot_study, record.metrics)
 
 
 def importance_table(found: dict[str, dict[str, float]], title: str) -> Table:

@@ -5,10 +5,11 @@ experiment's runs."""
 from __future__ import annotations
 
 from analysis.report import Front, caption
+from study.record.tracking import ANCHOR, KNEE, PARETO
 
 # The runs table's search box: the trials on the front (study.publish tags them `pareto`, the knee `knee`).
-FRONT_FILTER = "tags.pareto = 'true'"
-KNEE_FILTER = "tags.knee = 'true'"
+FRONT_FILTER = f"tags.{PARETO} = 'true'"
+KNEE_FILTER = f"tags.{KNEE} = 'true'"
 MAX_NOTE = 7000  # MLflow keeps at most 8,000 characters of a tag value
 
 
@@ -26,7 +27,7 @@ def front_view(front: Front) -> dict:
     return {"searchFilter": FRONT_FILTER, "orderByKey": f"metrics.`{front.metrics[0]}`",
             "orderByAsc": front.modes[0] == "min", "runsHiddenMode": "SHOW_ALL",
             "selectedColumns": [*(f"metrics.`{m}`" for m in front.metrics), *(f"params.`{p}`" for p in params),
-                                "tags.`knee`", "tags.`anchor`"]}
+                                f"tags.`{KNEE}`", f"tags.`{ANCHOR}`"]}
 
 
 def front_markdown(front: Front, name: str, run_id: str | None = None, view: str | None = None) -> str:

@@ -12,7 +12,8 @@ from rich.table import Table
 from scipy import stats
 
 from analysis import pareto
-from analysis.runs import Study, Trial
+from analysis.runs import StudyRecord, Trial
+from study.record.tracking import SEEDS
 
 
 @dataclass
@@ -65,38 +66,38 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def _front(study: Study, trials: list[Trial], values: np.ndarray, counts: dict[str, int], **extra) -> Front:
+def _front(record: StudyRecord, trials: list[Trial], values: np.ndarray, counts: dict[str, int], **extra) -> Front:
     if not trials:
-        return Front(study.metrics, study.modes, [], values, np.zeros(0, bool), None, None, None, counts)
-    on_front = pareto.non_dominated(values, study.modes)
-    declared = [o.reference for o in study.config.search.objectives]
-    reference = pareto.reference_point(values, study.modes, declared)
-    return Front(study.metrics, study.modes, trials, values, on_front, pareto.knee(values, study.modes, on_front),
-                 reference, pareto.hypervolume(values, study.modes, reference), counts, **extra)
+        return Front(record.metrics, record.modes, [], values, np.zeros(0, bool), None, None, None, counts)
+    on_front = pareto.non_dominated(values, record.modes)
+    declared = [o.reference for o in record.config.search.objectives]
+    reference = pareto.reference_point(values, record.modes, declared)
+    return Front(record.metrics, record.modes, trials, values, on_front, pareto.knee(values, record.modes, on_front),
+                 reference, pareto.hypervolume(values, record.modes, reference), counts, **extra)
 
 
-def summarize(study: Study) -> Front:
+def summarize(record: StudyRecord) -> Front:
     """The single-run front: every finished trial, each objective with the standard error the trial reported."""
-    trials, values = study.finished()
+    trials, values = record.finished()
     counts: dict[str, int] = {}
-    for t in study.trials:
+    for t in record.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    return _front(study, trials, values, counts, errors=study.errors(trials))
+    return _front(record, trials, values, counts, errors=record.errors(trials))
 
 
-def summarize_confirmed(study: Study) -> Front | None:
+def summarize_confirmed(record: StudyRecord) -> Front | None:
     """The confirmed front: the trials the confirm stage ran again, on their seed means, with the standard error
     of each mean (std / sqrt(seeds)) and its 95% Student-t interval; None if the study confirmed none."""
-    trials, values = study.confirmed()
+    trials, values = record.confirmed()
     if not trials:
         return None
-    runs = [study.confirmations[t.trial_id] for t in trials]
-    n = np.array([float(r.tags.get("seeds", "nan")) for r in runs])[:, None]
-    std = np.array([[r.metrics.get(f"{m}/std", np.nan) for m in study.metrics] for r in runs], dtype=float)
+    runs = [record.confirmations[t.trial_id] for t in trials]
+    n = np.array([float(r.tags.get(SEEDS, "nan")) for r in runs])[:, None]
+    std = np.array([[r.metrics.get(f"{m}/std", np.nan) for m in record.metrics] for r in runs], dtype=float)
     intervals = np.array([[[r.metrics.get(f"{m}/ci_low", np.nan), r.metrics.get(f"{m}/ci_high", np.nan)]
-                           for m in study.metrics] for r in runs], dtype=float)
-    single = np.array([[t.metrics[m] for m in study.metrics] for t in trials], dtype=float)
-    return _front(study, trials, values, {"CONFIRMED": len(trials)}, errors=std / np.sqrt(n), intervals=intervals,
+                           for m in record.metrics] for r in runs], dtype=float)
+    single = np.array([[t.metrics[m] for m in record.metrics] for t in trials], dtype=float)
+    return _front(record, trials, values, {"CONFIRMED": len(trials)}, errors=std / np.sqrt(n), intervals=intervals,
                   single=single)
 
 

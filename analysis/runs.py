@@ -1,7 +1,7 @@
 """Read a study back from what it wrote: its folder (study.json, study.yaml) and its MLflow runs.
 
-Works on any study, local or one that ran on a cluster, as long as its tracking store is reachable: the runs are the
-record, not the process that made them.
+Works on any record, local or one that ran on a cluster, as long as its tracking store is reachable: the runs are the
+meta, not the process that made them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 from mlflow import MlflowClient
 
 from study.config import StudyConfig
-from study.folder import read_config, read_record
-from study.tracking import child_runs
+from study.record.folder import read_config, read_meta
+from study.record.tracking import ANCHOR, CONFIRM_OF, TRIAL_ID, child_runs, connect
 
 
 @dataclass
@@ -28,17 +28,22 @@ class Trial:
 
     @property
     def anchor(self) -> str | None:
-        return self.tags.get("anchor")
+        return self.tags.get(ANCHOR)
 
 
 @dataclass
-class Study:
+class StudyRecord:
     name: str
     directory: Path
     config: StudyConfig
-    record: dict
+    meta: dict
     trials: list[Trial]
     confirmations: dict[str, Trial] = field(default_factory=dict)  # trial id -> its confirm run (seed means)
+
+    @property
+    def client(self) -> MlflowClient:
+        """A client of the study's tracking store."""
+        return connect(self.meta["tracking_uri"])
 
     @property
     def modes(self) -> list[str]:
@@ -68,16 +73,15 @@ class Study:
         return done, values.reshape(-1, len(self.metrics))
 
 
-def load_study(study_dir: str | Path) -> Study:
+def read_study(study_dir: str | Path) -> StudyRecord:
     study_dir = Path(study_dir)
-    record = read_record(study_dir)
-    client = MlflowClient(record["tracking_uri"])
-    children = child_runs(client, record["experiment_id"], record["parent_run_id"])
-    trials = [_trial(r, r.data.tags["trial_id"]) for r in children if "trial_id" in r.data.tags]
+    meta = read_meta(study_dir)
+    children = child_runs(connect(meta["tracking_uri"]), meta["experiment_id"], meta["parent_run_id"])
+    trials = [_trial(r, r.data.tags[TRIAL_ID]) for r in children if TRIAL_ID in r.data.tags]
     trials.sort(key=lambda t: t.trial_id)
-    confirmations = {r.data.tags["confirm_of"]: _trial(r, r.data.tags["confirm_of"]) for r in children
-                     if "confirm_of" in r.data.tags and r.info.status in ("FINISHED", "FAILED")}
-    return Study(record["name"], study_dir, read_config(study_dir), record, trials, confirmations)
+    confirmations = {r.data.tags[CONFIRM_OF]: _trial(r, r.data.tags[CONFIRM_OF]) for r in children
+                     if CONFIRM_OF in r.data.tags and r.info.status in ("FINISHED", "FAILED")}
+    return StudyRecord(meta["name"], study_dir, read_config(study_dir), meta, trials, confirmations)
 
 
 def _trial(run, trial_id: str) -> Trial:

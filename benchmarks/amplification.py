@@ -17,13 +17,13 @@ import json
 import time
 
 from analysis.report import seed_summary
-from study import bias
-from study.config import load_config
-from study.data import tokenize
-from study.distill import train
-from study.models import make_student
+from study.distill.data import tokenize
+from study.distill.loop import train
+from study.distill.models import make_student
+from study.experiment.sources import load_teacher_and_corpus
+from study.load import load_config
+from study.metrics import bias
 from study.runtime import quiet_libraries, setup_logging
-from study.sources import load_teacher_and_corpus
 
 MODES = {"none": {"mode": "none"}, "cda": {"mode": "cda"}, "mixup": {"mode": "mixup", "alpha": 0.4, "p": 1.0}}
 STATS = ["planted_slope", "spread", "abs_mean", "cbs", "planted_spearman", "majority_skew"]

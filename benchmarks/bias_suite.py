@@ -17,13 +17,13 @@ import time
 import numpy as np
 import torch
 
-from study.bias import crows
-from study.bias.scoring import masked_token_logprobs
-from study.bias_data import default_dir
 from study.config import WorldConfig
-from study.models import load_masked_lm
+from study.distill.models import load_masked_lm
+from study.metrics.bias import crows
+from study.metrics.bias.scoring import masked_token_logprobs
+from study.metrics.bias_data import default_dir
 from study.runtime import quiet_libraries, setup_logging
-from study.world import build_world
+from study.world.build import build_world
 
 
 @torch.no_grad()

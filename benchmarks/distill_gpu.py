@@ -32,10 +32,12 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
 from study.config import DistillConfig
-from study.data import selection_weights
-from study.distill import DistillData, MixupStudent, assemble, loss_step, train
-from study.gender import FUNCTION_WORDS, GENDERED_WORDS
-from study.models import make_student
+from study.distill.batches import DistillData, assemble
+from study.distill.data import selection_weights
+from study.distill.gender import FUNCTION_WORDS, GENDERED_WORDS
+from study.distill.loop import train
+from study.distill.models import make_student
+from study.distill.step import MixupStudent, loss_step
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM
 PAIRS = [("he", "she"), ("man", "woman"), ("father", "mother"), ("king", "queen"), ("boy", "girl")]

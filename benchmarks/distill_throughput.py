@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from study.config import DistillConfig, WorldConfig
-from study.data import pad, plan_masking, selection_weights, tokenize
-from study.distill import train
-from study.models import load_masked_lm, make_student
-from study.optim import make_optimizer
+from study.distill.data import pad, plan_masking, selection_weights, tokenize
+from study.distill.loop import train
+from study.distill.models import load_masked_lm, make_student
+from study.distill.optim import make_optimizer
 from study.runtime import setup_logging
-from study.world import build_world
+from study.world.build import build_world
 
 
 def ours(cfg, teacher, tokenizer, ids) -> float:

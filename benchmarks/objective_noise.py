@@ -33,10 +33,11 @@ from rich.table import Table
 from scipy import stats
 
 from analysis.report import table_console
-from study.config import load_config, with_params
-from study.rerun import seed_config
+from study.config import with_params
+from study.load import load_config
 from study.runtime import quiet_libraries, setup_logging
-from study.search import make_sampler, suggest
+from study.search.seeds import seed_config
+from study.search.space import make_sampler, suggest
 
 
 def distill_and_measure(cfg, teacher: dict, finetune_seeds: list[int] | None = None) -> list[dict]:
@@ -44,10 +45,10 @@ def distill_and_measure(cfg, teacher: dict, finetune_seeds: list[int] | None = N
     evaluation, or once per fine-tuning seed in `finetune_seeds` (one seed each). Runs in a worker process."""
     quiet_libraries()
     torch.set_num_threads(1)
-    from study.distill import train
-    from study.evaluation import student_metrics
-    from study.models import make_student, save_student
-    from study.sources import load_teacher_and_corpus_ids
+    from study.distill.loop import train
+    from study.distill.models import make_student, save_student
+    from study.experiment.evaluation import student_metrics
+    from study.experiment.sources import load_teacher_and_corpus_ids
 
     teacher_model, tokenizer, ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher_model, cfg.student.n_layers, cfg.student.layers)
@@ -110,7 +111,7 @@ def main() -> None:
     configs = anchors + sampled if anchors else [("base", {})] + sampled
 
     # Build the world and measure the teacher once, here: every run is compared with these numbers, as in a study.
-    from study.evaluation import teacher_metrics
+    from study.experiment.evaluation import teacher_metrics
 
     teacher, _ = teacher_metrics(base)
     start = time.time()

@@ -28,13 +28,15 @@ import numpy as np
 import optuna
 import torch
 
-from study.config import load_config, with_params
-from study.distill import train
-from study.evaluation import student_metrics, teacher_metrics
-from study.models import make_student, save_student
+from study.config import with_params
+from study.distill.loop import train
+from study.distill.models import make_student, save_student
+from study.experiment.evaluation import student_metrics, teacher_metrics
+from study.experiment.sources import load_teacher_and_corpus_ids
+from study.load import load_config
 from study.runtime import quiet_libraries, setup_logging
-from study.search import make_sampler, run_study, suggest
-from study.sources import load_teacher_and_corpus_ids
+from study.search.driver import run_study
+from study.search.space import make_sampler, suggest
 
 
 def sample_configs(cfg, n: int) -> list[dict]:
@@ -115,9 +117,9 @@ def main() -> None:
         start = time.perf_counter()
         run_study(cfg, study_dir)
         t_study = time.perf_counter() - start
-        from analysis.runs import load_study
+        from analysis.runs import read_study
 
-        trials = {t.anchor: t for t in load_study(study_dir).trials}
+        trials = {t.anchor: t for t in read_study(study_dir).trials}
 
     diffs, rows = [], []
     for i, (metrics, phases) in enumerate(alone):

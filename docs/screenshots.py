@@ -56,16 +56,16 @@ def main() -> None:
     parser.add_argument("--out", default="docs")
     parser.add_argument("--port", type=int, default=5077)
     args = parser.parse_args()
-    record = json.loads((Path(args.study_dir) / "study.json").read_text())
+    meta = json.loads((Path(args.study_dir) / "study.json").read_text())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base, experiment = f"http://127.0.0.1:{args.port}/", record["experiment_id"]
+    base, experiment = f"http://127.0.0.1:{args.port}/", meta["experiment_id"]
     front = f"#/experiments/{experiment}/runs?workflowType=machine_learning&viewStateShareKey=front"
     training = "workflowType=machine_learning"  # the "Model training" mode, not the GenAI pages
     pages = {"mlflow-experiment.png": f"#/experiments/{experiment}?{training}",
              "mlflow-front.png": front, "mlflow-front-charts.png": f"{front}&compareRunsMode=CHART",
-             "mlflow-parent-run.png": f"#/experiments/{experiment}/runs/{record['parent_run_id']}?{training}"}
-    ui = serve(record["tracking_uri"], args.port)
+             "mlflow-parent-run.png": f"#/experiments/{experiment}/runs/{meta['parent_run_id']}?{training}"}
+    ui = serve(meta["tracking_uri"], args.port)
     try:
         for name, page in pages.items():
             screenshot(base + page, out / name)

@@ -35,7 +35,7 @@ log = logging.getLogger("study.cli")
 
 
 def _config(path: str | None, overrides: list[str]) -> StudyConfig:
-    from study.config import apply_overrides, load_config, parse_config
+    from study.load import apply_overrides, load_config, parse_config
 
     return load_config(path, overrides) if path else parse_config(apply_overrides({}, overrides), "--set")
 
@@ -72,7 +72,7 @@ def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
 def cmd_world_build(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
-    from study.world import build_world
+    from study.world.build import build_world
 
     world = build_world(cfg.world, Path(args.out) if args.out else None)
     info = world.info
@@ -92,7 +92,7 @@ def cmd_distill(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
     from analysis.report import table_console
-    from study.pipeline import run_distillation
+    from study.experiment.pipeline import run_distillation
 
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-distill"  # runs/<name> is the study's
     metrics = run_distillation(cfg, out)
@@ -110,8 +110,8 @@ def cmd_distill(args) -> int:
 def cmd_bias(args) -> int:
     cfg = _config(args.config, [])
     quiet_libraries()
-    from study import bias
-    from study.models import load_masked_lm
+    from study.distill.models import load_masked_lm
+    from study.metrics import bias
 
     model, tokenizer = load_masked_lm(args.model)
     scalars, _ = bias.measure(model, tokenizer, cfg.bias)
@@ -124,7 +124,8 @@ def _csv(value: str) -> list[str]:
 
 def _bias_config_for(cfg: StudyConfig, metrics: list[str], data_dir: str | None):
     """The study's bias section with another set of metrics; the primary moves to one of them if it must."""
-    from study.config import PRIMARY_METRICS, BiasConfig
+    from study.catalog import PRIMARY_METRICS
+    from study.config import BiasConfig
 
     primary = cfg.bias.primary
     if primary.split("/")[1] not in metrics:
@@ -144,13 +145,15 @@ def _validated(model, raw: dict, option: str):
 
 
 def cmd_eval(args) -> int:
-    from study.config import BIAS_METRICS, GLUE_TASKS, GlueConfig
+    from study.catalog import BIAS_METRICS, GLUE_TASKS, WORLD_TASKS
+    from study.config import GlueConfig
 
     cfg = _config(args.config, args.set)
     quiet_libraries()
-    from study import bias, glue, world_tasks
-    from study.models import load_masked_lm
-    from study.world import build_world
+    from study.distill.models import load_masked_lm
+    from study.metrics import bias, glue
+    from study.world import tasks as world_tasks
+    from study.world.build import build_world
 
     data_dir = Path(args.data_dir) if args.data_dir else None
     metrics: dict[str, float] = {}
@@ -166,7 +169,7 @@ def cmd_eval(args) -> int:
         metrics.update(glue.evaluate(args.model, glue_cfg, glue_dir))
     if args.world:
         world = build_world(cfg.world)
-        metrics.update(glue.evaluate(args.model, cfg.eval.world, world_tasks.task_dir(world), world_tasks.TASKS,
+        metrics.update(glue.evaluate(args.model, cfg.eval.world, world_tasks.task_dir(world), WORLD_TASKS,
                                      prefix="world"))
     if not metrics:
         raise ConfigError("nothing to evaluate: give --bias, --glue and/or --world")
@@ -174,13 +177,15 @@ def cmd_eval(args) -> int:
 
 
 def _benchmark(name: str) -> str:
-    if name not in ("crows", "seat", "stereoset", "all"):
-        raise argparse.ArgumentTypeError(f"{name!r} is not one of crows, seat, stereoset, all")
+    from study.metrics.bias_data import BENCHMARKS  # the standard library only: the answer comes at once
+
+    if name not in (*BENCHMARKS, "all"):
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(BENCHMARKS)}, all")
     return name
 
 
 def cmd_data_fetch(args) -> int:
-    from study.bias_data import BENCHMARKS, fetch
+    from study.metrics.bias_data import BENCHMARKS, fetch
 
     names = list(BENCHMARKS) if not args.names or "all" in args.names else list(dict.fromkeys(args.names))
     log.info(f"fetching {', '.join(names)}")
@@ -193,8 +198,8 @@ def cmd_run(args) -> int:
     cfg = _config(args.config, args.set)
     if args.dry_run:
         from analysis.report import table_console
-        from study.folder import resolve
-        from study.plan import plan
+        from study.record.folder import resolve
+        from study.search.plan import plan
 
         if cfg.search is None:
             raise ConfigError(f"{args.config}: no search section to plan")
@@ -203,14 +208,14 @@ def cmd_run(args) -> int:
             table_console().print(part, highlight=False)
         return 0
     quiet_libraries()
-    from study.folder import RECORD, resolve
-    from study.search import run_study
+    from study.record.folder import META, resolve
+    from study.search.driver import run_study
 
     try:
         run_study(cfg, args.study_dir, args.address, args.resume)
     except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
         directory = Path(resolve(cfg, args.study_dir).study_dir)
-        if not (directory / RECORD).is_file():
+        if not (directory / META).is_file():
             print("kdstudy: interrupted before the study started; nothing was kept", file=sys.stderr)
             return 130
         print(f"kdstudy: interrupted; {directory} is kept. Continue the study with:", file=sys.stderr)
@@ -234,7 +239,7 @@ def _resume_command(args, directory: Path) -> str:
 
 def cmd_rerun(args) -> int:
     quiet_libraries()
-    from study.rerun import rerun
+    from study.search.rerun import rerun
 
     rerun(args.study_dir, args.pick, args.seeds, args.full, args.address)
     return 0
@@ -242,19 +247,19 @@ def cmd_rerun(args) -> int:
 
 def cmd_pareto(args) -> int:
     from analysis.report import summarize, summarize_confirmed, table_console
-    from analysis.runs import load_study
-    from study.publish import front_tables
+    from analysis.runs import read_study
+    from study.search.publish import front_tables
 
-    study = load_study(args.study_dir)
-    front, confirmed = summarize(study), summarize_confirmed(study)
+    record = read_study(args.study_dir)
+    front, confirmed = summarize(record), summarize_confirmed(record)
     from analysis.importance import study_importances
 
-    found = study_importances(study) if args.importance else {}
+    found = study_importances(record) if args.importance else {}
     if args.json:
         out = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
         print(json.dumps(out | ({"importance": found} if args.importance else {}), indent=2))
         return 0
-    for table in front_tables(study, front, confirmed):
+    for table in front_tables(record, front, confirmed):
         table_console().print(table)
     if args.importance:
         from analysis.importance import importance_table
@@ -262,7 +267,7 @@ def cmd_pareto(args) -> int:
         if not found:
             log.warning("too few finished trials (or no parameter common to all of them) to attribute anything")
         else:
-            table_console().print(importance_table(found, f"{study.name}: what drives each objective"))
+            table_console().print(importance_table(found, f"{record.name}: what drives each objective"))
     return 0
 
 

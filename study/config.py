@@ -1,19 +1,18 @@
-"""Typed study configuration: one YAML file is one study.
+"""Typed study configuration: one YAML file is one study, and this is its schema.
 
 Every default appears once, here, with its unit or source. Unknown keys are rejected so that a misspelt key
-fails loudly instead of silently taking a default. `load_config` turns any problem into a `ConfigError` whose
-message names the field path and the bad value, e.g. `distill.loss.temperature: must be > 0, got -1`.
+fails loudly instead of silently taking a default. study.load reads a YAML into a StudyConfig and turns any problem
+into a `ConfigError` whose message names the field path and the bad value, e.g.
+`distill.loss.temperature: must be > 0, got -1`; `with_params` is the config of one trial.
 """
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from study.catalog import BIAS_METRICS, EVAL_SUITES, GLUE_TASKS, PRIMARY_METRICS, WORLD_TASKS
 from study.errors import ConfigError
 
 
@@ -167,21 +166,6 @@ class DistillConfig(Strict):
 
 # --- bias measurement ----------------------------------------------------------------------------------------
 
-BIAS_METRICS = ("template", "crows", "seat", "stereoset")
-# Candidates for the primary metric: each is "lower = less biased", so student - teacher > 0 is amplification.
-# CrowS-Pairs and StereoSet have ideal 50, so their distance from 50 is what can be primary.
-PRIMARY_METRICS = (
-    "bias/template/planted_slope",
-    "bias/template/spread",
-    "bias/template/abs_mean",
-    "bias/template/cbs",
-    "bias/template/majority_skew",
-    "bias/crows/distance",
-    "bias/seat/abs_mean",
-    "bias/stereoset/ss_distance",
-)
-
-
 class TemplateBiasConfig(Strict):
     # {target} is the masked gender word, {occupation} the occupation, {a} its article (a/an).
     templates: list[str] = [
@@ -204,7 +188,7 @@ class BiasConfig(Strict):
     # "reproduces the training data's skew" and student - teacher > 0 means the student exaggerates it, which is
     # Zhao et al.'s (2017) amplification and the paper's phenomenon.
     primary: Literal[PRIMARY_METRICS] = "bias/template/planted_slope"  # type: ignore[valid-type]
-    metrics: list[Literal[BIAS_METRICS]] = ["template"]  # type: ignore[valid-type]
+    metrics: list[Literal[tuple(BIAS_METRICS)]] = ["template"]  # type: ignore[valid-type]
     # Where CrowS-Pairs (crows_pairs/), SEAT (seat/) and StereoSet (stereoset/dev.json) live; None = data/ in the cache
     # root, where `kdstudy data fetch` puts them (study.bias_data). StereoSet falls back to the hub when its file is
     # not there.
@@ -224,8 +208,6 @@ class BiasConfig(Strict):
 
 # --- GLUE and the world's tasks ------------------------------------------------------------------------------
 
-GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
-WORLD_TASKS = ("world_cola", "world_pair", "world_sts")
 
 
 class GlueConfig(Strict):
@@ -263,9 +245,9 @@ class GlueConfig(Strict):
 
     @model_validator(mode="after")
     def _known_tasks(self) -> "GlueConfig":
-        unknown = [t for t in self.tasks if t not in GLUE_TASKS + WORLD_TASKS]
+        unknown = [t for t in self.tasks if t not in GLUE_TASKS and t not in WORLD_TASKS]
         if unknown or not self.tasks:
-            raise ValueError(f"tasks must be among {GLUE_TASKS + WORLD_TASKS}, got {self.tasks}")
+            raise ValueError(f"tasks must be among {(*GLUE_TASKS, *WORLD_TASKS)}, got {self.tasks}")
         return self
 
 
@@ -286,9 +268,6 @@ class WorldTasksConfig(GlueConfig):
     epochs: int = Field(6, ge=1)
     max_length: int = Field(48, ge=8)
     dropout: float | None = Field(0.0, ge=0, lt=1)
-
-
-EVAL_SUITES = ("world", "glue")
 
 
 class EvalConfig(Strict):
@@ -451,7 +430,7 @@ class StudyConfig(Strict):
     rerun: RerunConfig = RerunConfig()
 
 
-def _format_error(err: ValidationError) -> str:
+def format_error(err: ValidationError) -> str:
     """The first problem as `field.path: what, got value` (one line)."""
     first = err.errors()[0]
     path = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -475,20 +454,6 @@ def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `key.path=value` overrides; values are parsed as YAML so `steps=10` is an int and `x=null` is None."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key.path=value")
-        try:
-            set_path(raw, key, yaml.safe_load(value))
-        except ConfigError as err:
-            raise ConfigError(f"--set {item!r}: {err}") from None
-    return raw
-
-
 def with_params(cfg: StudyConfig, params: dict[str, Any]) -> StudyConfig:
     """The config with sampled values at their dotted paths (a trial's config), validated."""
     raw = cfg.model_dump(mode="json")
@@ -497,94 +462,4 @@ def with_params(cfg: StudyConfig, params: dict[str, Any]) -> StudyConfig:
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_error(err)) from None
-
-
-# Sections a search must not vary: they name the study or say where it lives, not how a student is made.
-UNSEARCHABLE = ("name", "study_dir", "search", "tracking", "rerun")
-
-
-def _producible(metric: str, cfg: StudyConfig) -> str | None:
-    """Why a trial would never report `metric`, or None if it will."""
-    family, _, rest = metric.partition("/")
-    if metric == "bias/amplification" or family in ("distill", "perf"):
-        return None
-    if family == "bias":
-        kind = rest.split("/")[0]
-        return None if kind in cfg.bias.metrics else f"needs {kind!r} in bias.metrics, got {cfg.bias.metrics}"
-    if family in EVAL_SUITES:
-        return None if family in cfg.eval.suites else f"needs {family!r} in eval.suites, got {cfg.eval.suites}"
-    return "not a metric a trial reports (bias/..., world/..., glue/..., distill/..., perf/...)"
-
-
-def check_search(cfg: StudyConfig) -> None:
-    """Cross-field checks of the search section; raises ConfigError naming the field path."""
-    search = cfg.search
-    for i, objective in enumerate(search.objectives):
-        reason = _producible(objective.metric, cfg)
-        if reason:
-            raise ConfigError(f"search.objectives.{i}.metric: {objective.metric} {reason}")
-    seen: list[str] = []
-    for path, spec in search.space.items():
-        where = f"search.space.{path}"
-        if path.split(".")[0] in UNSEARCHABLE:
-            raise ConfigError(f"{where}: {path.split('.')[0]} cannot be searched")
-        for parent, values in spec.condition().items():
-            if parent not in seen:
-                raise ConfigError(f"{where}.when: {parent} must be a parameter listed before {path}")
-            choices = search.space[parent].choices
-            if choices is not None and any(v not in choices for v in values):
-                raise ConfigError(f"{where}.when.{parent}: must be among {choices}, got {values}")
-        for value in spec.edge_values():
-            try:
-                with_params(cfg, {path: value})
-            except ConfigError as err:
-                if str(err).endswith("unknown key"):
-                    raise ConfigError(f"{where}: not a config key") from None
-                raise ConfigError(f"{where}: {value!r} is not a valid value ({err})") from None
-        seen.append(path)
-    for i, anchor in enumerate(search.anchors):
-        for path, value in anchor.params.items():
-            spec = search.space.get(path)
-            where = f"search.anchors.{i}.params.{path}"
-            if spec is None:
-                raise ConfigError(f"{where}: not a parameter of search.space")
-            if spec.type == "categorical" and value not in spec.choices:
-                raise ConfigError(f"{where}: must be among {spec.choices}, got {value!r}")
-            if spec.type != "categorical" and not (isinstance(value, (int, float)) and spec.low <= value <= spec.high):
-                raise ConfigError(f"{where}: must be in [{spec.low:g}, {spec.high:g}], got {value!r}")
-    if search.num_samples < len(search.anchors):
-        raise ConfigError(f"search.num_samples: must be >= the {len(search.anchors)} anchors, got {search.num_samples}")
-
-
-def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
-    try:
-        cfg = StudyConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(f"{source}: {_format_error(err)}") from None
-    if cfg.search is not None:
-        try:
-            check_search(cfg)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
-    if cfg.rerun.full:  # checked now, not when a rerun starts hours later
-        try:
-            with_params(cfg, cfg.rerun.full)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: rerun.full: {err}") from None
-    return cfg
-
-
-def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(err, 'problem', err)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    return parse_config(apply_overrides(raw, list(overrides)), str(path))
+        raise ConfigError(format_error(err)) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study.bias_data import BENCHMARKS, NEEDED, default_dir
+from study.metrics.bias_data import BENCHMARKS, NEEDED, default_dir
 
 # A world small enough to build in seconds; the science checks use the full world in benchmarks/.
 TINY_WORLD = {"sentences": 2000, "vocab_size": 600, "layers": 2, "hidden": 32, "heads": 2, "intermediate": 64,
@@ -66,7 +66,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_world(cache_dir):
     from study.config import WorldConfig
-    from study.world import build_world
+    from study.world.build import build_world
 
     return build_world(WorldConfig(**TINY_WORLD))
 
@@ -74,8 +74,8 @@ def tiny_world(cache_dir):
 @pytest.fixture(scope="session")
 def world_models(tiny_world):
     """(teacher, tokenizer, corpus ids) of the tiny world."""
-    from study.data import tokenize
-    from study.models import load_masked_lm
+    from study.distill.data import tokenize
+    from study.distill.models import load_masked_lm
 
     teacher, tokenizer = load_masked_lm(tiny_world.teacher_dir)
     return teacher, tokenizer, tokenize(tiny_world.sentences, tokenizer, 24)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from study import bias_data
-from study.bias_data import BENCHMARKS, MIRROR, fetch_command, require
 from study.cli import main
 from study.config import BiasConfig
 from study.errors import DataError
+from study.metrics import bias_data
+from study.metrics.bias_data import BENCHMARKS, MIRROR, fetch_command, require
 
 
 class Handler(SimpleHTTPRequestHandler):

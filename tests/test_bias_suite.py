@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from study.bias import crows, seat, stereoset
-from study.data import DataError
-from study.world import train_tokenizer
+from study.distill.data import DataError
+from study.metrics.bias import crows, seat, stereoset
+from study.world.tokenizer import train_tokenizer
 
 # CrowS-Pairs rows in the release's CSV layout (an unnamed index column first, then these)
 CROWS_HEADER = ["", "sent_more", "sent_less", "stereo_antistereo", "bias_type", "annotations", "anon_writer",
@@ -127,7 +127,7 @@ def test_crows_batched_equals_one_at_a_time(tiny, pairs):
 
 
 def test_crows_pll_values_match_to_1e6(tiny, pairs):
-    from study.bias.scoring import masked_token_logprobs
+    from study.metrics.bias.scoring import masked_token_logprobs
 
     model, tokenizer = tiny
     r = pairs[3]

@@ -7,8 +7,8 @@ import torch
 from transformers import BertTokenizer
 from transformers.modeling_outputs import MaskedLMOutput
 
-from study.bias import amplification, template
 from study.config import TemplateBiasConfig
+from study.metrics.bias import amplification, template
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "he", "she", "is", "a", "an", "nurse", "pilot", "the",
          "wo", "##man", "man", "plumb", "##er"]
@@ -115,19 +115,19 @@ def test_occupations_the_tokenizer_does_not_know_are_warned_about(tokenizer, cap
     """A model with another vocabulary: every occupation [UNK] scores alike, slope 0 and Spearman nan, as if
     measured. The metric says so in one line."""
     cfg = TemplateBiasConfig(templates=["{target} is {a} {occupation} ."])
-    with caplog.at_level("WARNING", logger="study.bias.template"):
+    with caplog.at_level("WARNING", logger="study.metrics.bias.template"):
         result = template.measure(HandModel(), tokenizer, {"baker": 0.6, "tailor": 0.3, "judge": 0.5}, cfg)
     assert result["planted_slope"] == 0.0 or math.isnan(result["planted_spearman"])
     (line,) = [r.getMessage() for r in caplog.records]
     assert "0 of 3 occupations are in the tokenizer's vocabulary" in line and "meaningless" in line
 
     caplog.clear()
-    with caplog.at_level("WARNING", logger="study.bias.template"):
+    with caplog.at_level("WARNING", logger="study.metrics.bias.template"):
         template.measure(HandModel(), tokenizer, {"nurse": 0.88, "pilot": 0.06, "baker": 0.6}, cfg)
     (line,) = [r.getMessage() for r in caplog.records]
     assert "2 of 3 occupations" in line and "baker" in line and "meaningless" not in line
 
     caplog.clear()
-    with caplog.at_level("WARNING", logger="study.bias.template"):
+    with caplog.at_level("WARNING", logger="study.metrics.bias.template"):
         template.measure(HandModel(), tokenizer, {"nurse": 0.88, "pilot": 0.06}, cfg)
     assert not caplog.records  # all known: nothing to say

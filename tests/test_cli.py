@@ -112,8 +112,9 @@ def test_eval_without_the_data_names_the_fetch_command(tiny_world, tmp_path, cap
 
 
 def test_teacher_is_measured_once(tiny_world, study_yaml, monkeypatch):
-    from study import bias, evaluation
-    from study.config import load_config
+    from study.experiment import evaluation
+    from study.load import load_config
+    from study.metrics import bias
 
     cfg = load_config(study_yaml())
     first, _ = evaluation.teacher_metrics(cfg)

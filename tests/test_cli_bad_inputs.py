@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study import folder
 from study.cli import main
-from study.config import parse_config
+from study.load import parse_config
+from study.record import folder
 from tests.test_search import tiny_space
 
 CROWS_HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type\n"
@@ -74,7 +74,7 @@ def model_dir(d: Path, files: dict) -> list[str]:
 
 
 def a_study(d: Path, drop: tuple = ()) -> Path:
-    """A study folder as a driver leaves it once Tune has its state (record, config, teacher, MLflow, Optuna, ray/),
+    """A study folder as a driver leaves it once Tune has its state (meta, config, teacher, MLflow, Optuna, ray/),
     made in place (its Ray storage path is absolute), with some of its files gone."""
     cfg = folder.resolve(parse_config(tiny_space(num_samples=1)), d / "study")
     with folder.hold(d / "study"):
@@ -199,10 +199,10 @@ CASES = [
                                                         "--resume"), "holds no Tune state"),
     ("resume-half-deleted-optuna", lambda d: run(a_study(d, drop=(folder.OPTUNA,)).parent, None,
                                                     "--resume"), "optuna.db missing"),
-    ("start-killed-half-written", lambda d: run(a_study(d, drop=(folder.RECORD,)).parent),
+    ("start-killed-half-written", lambda d: run(a_study(d, drop=(folder.META,)).parent),
      "part of a study but no study.json"),
     ("pareto-not-a-study", lambda d: ["pareto", str(d)], "not a study folder"),
-    ("pareto-record-corrupt", lambda d: ["pareto", str(write(a_study(d) / folder.RECORD, "{").parent)],
+    ("pareto-meta-corrupt", lambda d: ["pareto", str(write(a_study(d) / folder.META, "{").parent)],
      "study.json"),
 ]
 
@@ -228,7 +228,7 @@ def models(tmp_path_factory, tiny_world) -> dict:
     """Model dirs made from the tiny world's teacher: one without its MLM head, one without a tokenizer, a student."""
     from transformers import BertModel
 
-    from study.models import load_masked_lm, make_student
+    from study.distill.models import load_masked_lm, make_student
 
     d = tmp_path_factory.mktemp("models")
     teacher, tokenizer = load_masked_lm(tiny_world.teacher_dir)

@@ -6,7 +6,8 @@ import copy
 import pytest
 import yaml
 
-from study.config import ConfigError, apply_overrides, parse_config, with_params
+from study.config import ConfigError, with_params
+from study.load import apply_overrides, parse_config
 
 
 def error(raw):

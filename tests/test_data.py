@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from study.config import CorpusConfig, MaskingConfig
-from study.data import DataError, load_corpus, pad, plan_masking, selection_weights, tokenize
+from study.distill.data import DataError, load_corpus, pad, plan_masking, selection_weights, tokenize
 
 MASK = 4
 

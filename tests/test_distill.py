@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from study.config import DistillConfig
-from study.data import selection_weights
-from study.distill import CHECKPOINT, DistillData, Diverged, MixupStudent, assemble, loss_step, read_state, train
-from study.errors import ModelError
-from study.models import make_student
+from study.distill.batches import DistillData, assemble
+from study.distill.checkpoint import CHECKPOINT, read_state
+from study.distill.data import selection_weights
+from study.distill.loop import train
+from study.distill.models import make_student
+from study.distill.step import MixupStudent, loss_step
+from study.errors import Diverged, ModelError
 
 
 def cfg(**kw):

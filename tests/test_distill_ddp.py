@@ -9,9 +9,10 @@ from study.config import DistillConfig
 
 
 def _worker(rank, world_size, init_file, teacher_dir, out_dir):
-    from study.data import tokenize
-    from study.distill import DistillData, train
-    from study.models import load_masked_lm, make_student
+    from study.distill.batches import DistillData
+    from study.distill.data import tokenize
+    from study.distill.loop import train
+    from study.distill.models import load_masked_lm, make_student
 
     torch.set_num_threads(1)  # two processes on a 2-core machine
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)

@@ -10,15 +10,15 @@ import sys
 import pytest
 import yaml
 
-from study import folder
 from study.cli import main
-from study.config import parse_config
+from study.load import parse_config
+from study.record import folder
 from tests.test_search import tiny_space
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from study import folder
+from study.record import folder
 with folder.hold(Path(sys.argv[1])):
     print("holding", flush=True)
     time.sleep(300)
@@ -35,7 +35,7 @@ def _holder(directory) -> subprocess.Popen:
 
 @pytest.fixture
 def study(tmp_path):
-    """A study folder as `kdstudy run` leaves it before its first trial ends: record, config, MLflow parent."""
+    """A study folder as `kdstudy run` leaves it before its first trial ends: meta, config, MLflow parent."""
     raw = tiny_space(num_samples=1)
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(raw))
@@ -73,7 +73,7 @@ def test_a_lock_left_by_a_dead_driver_is_taken_over(study, caplog):
         assert json.loads((directory / folder.LOCK).read_text())["pid"] == os.getpid()
     assert f"pid {proc.pid}" in caplog.text and "is gone" in caplog.text and "takes over" in caplog.text
     assert not (directory / folder.LOCK).exists()  # released on the way out
-    assert (directory / folder.RECORD).is_file()  # and the study is untouched
+    assert (directory / folder.META).is_file()  # and the study is untouched
 
 
 def test_a_new_study_being_started_is_held_too_and_a_failed_start_leaves_nothing(tmp_path, capsys):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import BertTokenizer
 
-from study.gender import PAIRS, TokenCounterfactual, counterfactual, mix_embeddings, mix_probs, sample_lambdas
+from study.distill.gender import PAIRS, TokenCounterfactual, counterfactual, mix, sample_lambdas
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -67,13 +67,13 @@ def test_token_counterfactual_none_without_gender(tokenizer):
 
 def test_mix_at_lambda_one_is_identity():
     e, e_cf = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
-    assert torch.equal(mix_embeddings(e, e_cf, torch.ones(2)), e)
-    assert torch.equal(mix_probs(e, e_cf, torch.ones(2)), e)
+    assert torch.equal(mix(e, e_cf, torch.ones(2)), e)
+    assert torch.equal(mix(e, e_cf, torch.zeros(2)), e_cf)
 
 
 def test_mix_by_hand():
     e, e_cf = torch.zeros(1, 1, 2), torch.ones(1, 1, 2)
-    assert torch.allclose(mix_embeddings(e, e_cf, torch.tensor([0.25])), torch.full((1, 1, 2), 0.75))
+    assert torch.allclose(mix(e, e_cf, torch.tensor([0.25])), torch.full((1, 1, 2), 0.75))
 
 
 def test_sample_lambdas_respects_eligibility_and_p():

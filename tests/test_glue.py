@@ -9,10 +9,11 @@ import torch
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from study import glue
+from study.catalog import GLUE_TASKS, WORLD_TASKS
 from study.config import GlueConfig
-from study.data import DataError
-from study.models import ModelError
+from study.distill.data import DataError
+from study.distill.models import ModelError
+from study.metrics import glue
 
 
 def test_mcc_by_hand_and_sklearn():
@@ -91,11 +92,11 @@ def test_missing_split_and_malformed_file(tmp_path):
 def test_model_without_classification_head(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
     with pytest.raises(ModelError, match="no sequence-classification head"):
-        glue.load_classifier(tmp_path, glue.TASKS["rte"])
+        glue.load_classifier(tmp_path, GLUE_TASKS["rte"])
 
 
 def test_finetune_on_local_rte_is_seeded(world_models, tiny_world, tmp_path):
-    from study.models import make_student
+    from study.distill.models import make_student
 
     teacher, tokenizer, _ = world_models
     make_student(teacher, 1).save_pretrained(tmp_path / "student")
@@ -119,7 +120,7 @@ def test_chance_scores_by_hand():
 def test_seeds_are_averaged_and_runs_at_chance_retried_and_counted(world_models, tmp_path, caplog):
     """Labels that carry no signal (a sentence's label is its index's parity): every run ends at chance, is retried
     `retries` times with another seed, and is counted, never dropped in silence."""
-    from study.models import make_student
+    from study.distill.models import make_student
 
     teacher, tokenizer, _ = world_models
     make_student(teacher, 1).save_pretrained(tmp_path / "student")
@@ -138,7 +139,7 @@ def test_seeds_are_averaged_and_runs_at_chance_retried_and_counted(world_models,
 
 
 def test_one_seed_reports_a_bootstrap_standard_error(world_models, tmp_path):
-    from study.models import make_student
+    from study.distill.models import make_student
 
     teacher, tokenizer, _ = world_models
     make_student(teacher, 1).save_pretrained(tmp_path / "student")
@@ -151,23 +152,23 @@ def test_one_seed_reports_a_bootstrap_standard_error(world_models, tmp_path):
 
 
 def test_dropout_replaces_every_dropout_rate_of_the_model(world_models, tmp_path):
-    from study.models import make_student
+    from study.distill.models import make_student
 
     teacher, tokenizer, _ = world_models
     make_student(teacher, 1).save_pretrained(tmp_path)  # a DistilBERT: its head has dropout 0.2 of its own
-    rates = {m.p for m in glue.load_classifier(tmp_path, glue.TASKS["rte"]).modules()
+    rates = {m.p for m in glue.load_classifier(tmp_path, GLUE_TASKS["rte"]).modules()
              if isinstance(m, torch.nn.Dropout)}
     assert 0.2 in rates
-    off = glue.load_classifier(tmp_path, glue.TASKS["rte"], dropout=0.0)
+    off = glue.load_classifier(tmp_path, GLUE_TASKS["rte"], dropout=0.0)
     assert {m.p for m in off.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
     assert off.config.seq_classif_dropout == 0.0 and off.config.attention_dropout == 0.0
 
 
 def test_world_tasks_in_glue_formats(tiny_world, tmp_path):
-    from study import world_tasks
+    from study.world import tasks as world_tasks
 
     root = world_tasks.task_dir(tiny_world)
-    sts = glue.load_split("world_sts", "validation", root, world_tasks.TASKS)
+    sts = glue.load_split("world_sts", "validation", root, WORLD_TASKS)
     assert len(sts["label"]) == world_tasks.SIZES["validation"]
     shares = {label: sts["label"].count(label) / len(sts["label"]) for label in set(sts["label"])}
     assert set(shares) == {0.0, 2.5, 5.0} and all(0.28 < x < 0.39 for x in shares.values())  # a third each
@@ -177,16 +178,16 @@ def test_world_tasks_in_glue_formats(tiny_world, tmp_path):
         kinds = {k for k, listed in world_tasks.WORDS.items() if named in listed}
         mentioned = {k for k, listed in world_tasks.WORDS.items() for w in words if w in listed}
         assert bool(kinds & mentioned) == (label > 0), (first, second, label)  # 2.5: a kind sentence 1 names
-    cola = glue.load_split("world_cola", "train", root, world_tasks.TASKS)
+    cola = glue.load_split("world_cola", "train", root, WORLD_TASKS)
     assert 0.3 < np.mean(cola["label"]) < 0.7
-    pair = glue.load_split("world_pair", "validation", root, world_tasks.TASKS)
+    pair = glue.load_split("world_pair", "validation", root, WORLD_TASKS)
     assert all(s.startswith("this is about the ") for s in pair["sentence2"])
 
 
 def test_mnli_and_leaderboard_averaging(world_models, tmp_path):
     import datasets
 
-    from study.models import make_student
+    from study.distill.models import make_student
 
     teacher, tokenizer, _ = world_models
     make_student(teacher, 1).save_pretrained(tmp_path / "student")

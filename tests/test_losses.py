@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from study.distill import distill_losses
+from study.distill.losses import distill_losses
 
 LN3 = math.log(3.0)
 KL_HALF_VS_QUARTER = 0.5 * math.log(4 / 3)  # KL([.5, .5] || [.25, .75])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, BertModel, DistilBertForMaskedLM
 
-from study.models import ModelError, copy_map, load_masked_lm, make_student, student_layers
+from study.distill.models import ModelError, copy_map, load_masked_lm, make_student, student_layers
 
 
 def tiny_bert(layers=6):
@@ -81,7 +81,7 @@ def test_model_type_without_mlm_is_refused(tmp_path):
 def test_logits_at_equals_the_full_forward_at_those_positions(world_models):
     import torch
 
-    from study.models import logits_at
+    from study.distill.models import logits_at
 
     teacher, tokenizer, ids = world_models
     student = make_student(teacher, 1).eval()

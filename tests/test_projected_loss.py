@@ -7,10 +7,12 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from study.config import DistillConfig
-from study.data import selection_weights
-from study.distill import DistillData, MixupStudent, assemble, loss_step, make_plan, train
-from study.kd_loss import KDTargets, projected_kd_losses
-from study.models import make_student
+from study.distill.batches import DistillData, assemble, make_plan
+from study.distill.data import selection_weights
+from study.distill.loop import train
+from study.distill.models import make_student
+from study.distill.projected_loss import KDTargets, projected_kd_losses
+from study.distill.step import MixupStudent, loss_step
 
 MODES = {
     "none": {"mode": "none"},

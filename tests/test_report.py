@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from analysis.report import front_table, summarize, summarize_confirmed
-from analysis.runs import Study, Trial
-from study.config import parse_config
+from analysis.runs import StudyRecord, Trial
+from study.load import parse_config
 
 METRICS = ["bias/amplification", "world/score"]
 
 
-def _study(trials: dict[str, tuple[float, float]], confirmed: dict[str, tuple[float, float]]) -> Study:
+def _study(trials: dict[str, tuple[float, float]], confirmed: dict[str, tuple[float, float]]) -> StudyRecord:
     cfg = parse_config({"name": "hand", "distill": {"steps": 5}, "eval": {"suites": ["world"]},
                         "search": {"space": {"distill.loss.temperature": {"type": "float", "low": 1, "high": 4}}}})
     runs = [Trial(tid, f"run-{tid}", "FINISHED", {"distill.loss.temperature": "2"},
@@ -21,17 +21,17 @@ def _study(trials: dict[str, tuple[float, float]], confirmed: dict[str, tuple[fl
         METRICS[0]: a, f"{METRICS[0]}/std": 0.01, f"{METRICS[0]}/ci_low": a - 0.02, f"{METRICS[0]}/ci_high": a + 0.02,
         METRICS[1]: w, f"{METRICS[1]}/std": 1.0, f"{METRICS[1]}/ci_low": w - 2, f"{METRICS[1]}/ci_high": w + 2},
         {"confirm_of": tid, "seeds": "4"}) for tid, (a, w) in confirmed.items()}
-    return Study("hand", None, cfg, {}, runs, confirmations)
+    return StudyRecord("hand", None, cfg, {}, runs, confirmations)
 
 
 def test_confirmed_front_comes_from_the_seed_means():
     # single runs: a (less bias) and b (more score) trade off, c is dominated by b
     # seed means: b's score was a lucky draw; over seeds a dominates b, and c stays behind a
-    study = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0), "c": (0.30, 53.0)},
+    record = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0), "c": (0.30, 53.0)},
                    confirmed={"a": (0.10, 52.0), "b": (0.20, 49.0), "c": (0.30, 51.0)})
-    single = summarize(study)
+    single = summarize(record)
     assert [t.trial_id for t, _ in single.front_trials()] == ["a", "b"]
-    confirmed = summarize_confirmed(study)
+    confirmed = summarize_confirmed(record)
     assert [t.trial_id for t, _ in confirmed.front_trials()] == ["a"]
     row = confirmed.rows()[0]
     assert row["objectives"] == {METRICS[0]: 0.10, METRICS[1]: 52.0}  # the means, not the single run
@@ -41,9 +41,9 @@ def test_confirmed_front_comes_from_the_seed_means():
 
 
 def test_single_run_front_carries_each_trials_standard_error():
-    study = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0)}, confirmed={})
-    front = summarize(study)
-    assert summarize_confirmed(study) is None
+    record = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0)}, confirmed={})
+    front = summarize(record)
+    assert summarize_confirmed(record) is None
     rows = front.rows()
     assert rows[0]["se"] == {METRICS[0]: None, METRICS[1]: 0.5}  # nan (not reported) reads as None
     from rich.console import Console

@@ -16,11 +16,13 @@ import pytest
 import ray
 import yaml
 
-from study.callbacks import anchor_of
 from study.cli import main
-from study.config import parse_config, with_params
-from study.search import make_sampler, make_searcher, run_study, suggest
-from study.trial import quiet_train_reports
+from study.config import with_params
+from study.load import parse_config
+from study.search.callbacks import anchor_of
+from study.search.driver import run_study
+from study.search.space import make_sampler, make_searcher, suggest
+from study.search.trial import quiet_train_reports
 from tests.conftest import TINY_WORLD
 from tests.test_config import study_raw
 
@@ -87,7 +89,7 @@ def test_tpe_models_the_parameters_jointly():
 
 def test_optuna_storage_names_the_objectives(tmp_path):
     """optuna-dashboard labels its axes with the study's metric names: the study in optuna.db carries kdstudy's."""
-    from study.folder import optuna_storage, resolve
+    from study.record.folder import optuna_storage, resolve
 
     cfg = resolve(parse_config(study_raw()), tmp_path)
     searcher = make_searcher(cfg)
@@ -241,9 +243,9 @@ def test_a_diverging_trial_fails_alone(tiny_world, tmp_path):
     raw["search"]["space"] = {"distill.optim.lr": {"type": "categorical", "choices": [5.0e-4, 1.0e6]}}
     front = run_study(parse_config(raw), study_dir)
 
-    from analysis.runs import load_study
+    from analysis.runs import read_study
 
-    trials = {t.anchor: t for t in load_study(study_dir).trials}
+    trials = {t.anchor: t for t in read_study(study_dir).trials}
     assert trials["blows_up"].status == "FAILED"
     assert "distillation diverged: loss is nan" in trials["blows_up"].tags["failure_reason"]
     assert trials["sane"].status == "FINISHED" and set(OBJECTIVES) <= set(trials["sane"].metrics)

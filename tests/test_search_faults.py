@@ -1,4 +1,4 @@
-"""Faults a real cluster has, each on real parts: Ctrl-C on a running study, the tracking server down mid-study, a
+"""Faults a real cluster has, each on real parts: Ctrl-C on a running record, the tracking server down mid-study, a
 Ray node lost mid-trial. The study driver runs as its own process in its own session (as in test_search_resume), so
 the test can signal it and find every process it started."""
 
@@ -179,8 +179,8 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
     from mlflow import MlflowClient
 
     client = MlflowClient(mlflow_server.url)
-    record = json.loads((study_dir / "study.json").read_text())
-    children = [r for r in client.search_runs([record["experiment_id"]]) if "trial_id" in r.data.tags]
+    meta = json.loads((study_dir / "study.json").read_text())
+    children = [r for r in client.search_runs([meta["experiment_id"]]) if "trial_id" in r.data.tags]
     assert sorted(r.info.status for r in children) == ["FINISHED"] * 3
     assert len({r.data.tags["trial_id"] for r in children}) == 3  # exactly one run per trial
     for run in children:

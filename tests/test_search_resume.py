@@ -18,9 +18,9 @@ import ray
 import yaml
 from mlflow import MlflowClient
 
-from study.config import parse_config
-from study.rerun import rerun
-from study.search import run_study
+from study.load import parse_config
+from study.search.driver import run_study
+from study.search.rerun import rerun
 from tests.test_search import OBJECTIVES, tiny_space
 
 pytestmark = pytest.mark.slow  # a real Ray cluster per test, and a study killed and resumed
@@ -66,9 +66,9 @@ def _kill_session(proc: subprocess.Popen) -> None:
 
 
 def _children(study_dir: Path) -> list:
-    record = json.loads((study_dir / "study.json").read_text())
-    client = MlflowClient(record["tracking_uri"])
-    return [r for r in client.search_runs([record["experiment_id"]]) if "trial_id" in r.data.tags]
+    meta = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(meta["tracking_uri"])
+    return [r for r in client.search_runs([meta["experiment_id"]]) if "trial_id" in r.data.tags]
 
 
 def _finished_count(study_dir: Path) -> int:
@@ -149,17 +149,17 @@ def test_rerun_of_the_knee_with_two_seeds(resumed_study):
         assert seeds[0] == pytest.approx(knee.metrics[metric], rel=1e-6, abs=1e-9)
     assert json.loads((study_dir / "reruns" / f"{knee.trial_id}.json").read_text())["summary"] == result["summary"]
 
-    record = json.loads((study_dir / "study.json").read_text())
-    client = MlflowClient(record["tracking_uri"])
+    meta = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(meta["tracking_uri"])
     run = client.get_run(result["mlflow_run_id"])
     assert run.data.tags["rerun_of"] == knee.trial_id
-    assert run.data.tags["mlflow.parentRunId"] == record["parent_run_id"]
+    assert run.data.tags["mlflow.parentRunId"] == meta["parent_run_id"]
     assert run.data.metrics[OBJECTIVES[0]] == pytest.approx(result["summary"][OBJECTIVES[0]]["mean"])
     assert f"{OBJECTIVES[0]}/ci_high" in run.data.metrics
     # a rerun is not a trial: the front and `kdstudy pareto` still see the three finished trials
-    from analysis.runs import load_study
+    from analysis.runs import read_study
 
-    trials = load_study(study_dir).trials
+    trials = read_study(study_dir).trials
     assert sum(t.status == "FINISHED" for t in trials) == 3 and not any("rerun_of" in t.tags for t in trials)
 
 
@@ -209,9 +209,9 @@ def test_confirm_stage_killed_midway_resumes_without_duplicates(tiny_world, tmp_
     assert len(list((study_dir / "confirm").glob("*.json"))) < 2  # the kill landed inside the confirm stage
     run_study(parse_config(raw), study_dir, resume=True)
 
-    record = json.loads((study_dir / "study.json").read_text())
-    client = MlflowClient(record["tracking_uri"])
-    confirms = [r for r in client.search_runs([record["experiment_id"]]) if "confirm_of" in r.data.tags]
+    meta = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(meta["tracking_uri"])
+    confirms = [r for r in client.search_runs([meta["experiment_id"]]) if "confirm_of" in r.data.tags]
     trials = {r.data.tags["trial_id"]: r for r in _children(study_dir)}
     assert sorted(r.data.tags["confirm_of"] for r in confirms) == sorted(trials)  # one each, no duplicates
     for run in confirms:

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from analysis.note import FRONT_FILTER, front_markdown, front_view
 from analysis.report import Front
 from analysis.runs import Trial
-from study import tracking
+from study.record import tracking
 
 
 def _front() -> Front:

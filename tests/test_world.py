@@ -6,8 +6,10 @@ import pytest
 from scipy import stats
 
 from study.config import WorldConfig
-from study.occupations import FEMALE_SHARE
-from study.world import NEUTRAL_TEMPLATES, OCCUPATION_TEMPLATES, corpus_hash, generate_corpus, train_tokenizer
+from study.metrics.occupations import FEMALE_SHARE
+from study.world.corpus import corpus_hash, generate_corpus
+from study.world.tokenizer import train_tokenizer
+from study.world.words import NEUTRAL_TEMPLATES, OCCUPATION_TEMPLATES
 
 
 def test_same_seed_same_corpus_different_seed_different():
@@ -57,7 +59,7 @@ def test_tokenizer_has_its_trained_vocabulary():
 
 def test_tiny_world_builds_and_reloads(tiny_world):
     from study.config import WorldConfig
-    from study.world import build_world
+    from study.world.build import build_world
     from tests.conftest import TINY_WORLD
 
     assert (tiny_world.teacher_dir / "config.json").is_file()
@@ -73,7 +75,7 @@ def test_tokenizer_is_the_same_in_another_process():
     import sys
 
     code = ("import hashlib, json; from study.config import WorldConfig; "
-            "from study.world import generate_corpus, train_tokenizer; "
+            "from study.world.corpus import generate_corpus; from study.world.tokenizer import train_tokenizer; "
             "t = train_tokenizer(generate_corpus(WorldConfig(sentences=1500)), 400); "
             "print(hashlib.sha256(json.dumps(sorted(t.get_vocab().items())).encode()).hexdigest())")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -95,22 +97,23 @@ def test_the_default_world_is_shipped_and_verified(tmp_path, monkeypatch):
     import hashlib
     import shutil
 
-    from study import world
+    from study.world import build, shipped
+    from study.world.cache import world_key
 
     monkeypatch.setenv("KDSTUDY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(world, "pretrain_teacher", lambda *a: pytest.fail("the shipped world must not be rebuilt"))
-    built = world.build_world(WorldConfig())
-    assert built.info["key"] == world.world_key(WorldConfig())
-    for name, digest in world.SHIPPED_SHA256.items():
+    monkeypatch.setattr(build, "pretrain_teacher", lambda *a: pytest.fail("the shipped world must not be rebuilt"))
+    built = build.build_world(WorldConfig())
+    assert built.info["key"] == world_key(WorldConfig())
+    for name, digest in shipped.SHIPPED_SHA256.items():
         assert hashlib.sha256((built.root / name).read_bytes()).hexdigest() == digest
-    assert world.corpus_hash(built.sentences) == built.info["corpus_sha256"]
+    assert corpus_hash(built.sentences) == built.info["corpus_sha256"]
 
     damaged = tmp_path / "shipped"
-    shutil.copytree(world.SHIPPED, damaged)
+    shutil.copytree(shipped.SHIPPED, damaged)
     weights = damaged / "teacher" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
-    monkeypatch.setattr(world, "SHIPPED", damaged)
+    monkeypatch.setattr(shipped, "SHIPPED", damaged)
     monkeypatch.setenv("KDSTUDY_CACHE", str(tmp_path / "other-cache"))
     with pytest.raises(RuntimeError, match="sha256 differs"):
-        world.build_world(WorldConfig())
-    assert not (tmp_path / "other-cache" / f"world-{world.world_key(WorldConfig())}").exists()
+        build.build_world(WorldConfig())
+    assert not (tmp_path / "other-cache" / f"world-{world_key(WorldConfig())}").exists()

@@ -1,0 +1,1 @@
+"""One distillation without a search: its teacher and corpus, measuring teacher and student, `kdstudy distill`."""

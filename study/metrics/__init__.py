@@ -1,0 +1,1 @@
+"""Scoring a model: the bias metrics, GLUE-format fine-tuning and scoring, the benchmark files, occupation shares."""

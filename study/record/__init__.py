@@ -1,0 +1,1 @@
+"""What a study keeps: its folder, its MLflow runs, and the outbox that holds runs while tracking is down."""

@@ -1,0 +1,196 @@
+"""A study: Ray Tune + Optuna over the YAML's search space, one trial (study.trial) per sampled config, and the
+Pareto front at the end.
+
+    kdstudy run search_spaces/smoke.yaml [--study-dir DIR] [--address auto|ray://host:10001] [--resume]
+
+The flow, each part in its own module: the study folder is created or reopened (study.folder), Ray is started or
+joined and the teacher measured (study.cluster), Tune runs the trials that the Optuna sampler proposes (here), the
+callbacks record each trial in MLflow and print progress (study.callbacks), the best trials are confirmed with more
+seeds (study.confirm, when search.confirm is set), and the fronts are published (study.publish).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import optuna
+import ray
+from mlflow.exceptions import MlflowException
+from ray import tune
+
+from study.config import ConfigError, StudyConfig
+from study.errors import StudyInterrupted, TrackingUnavailable
+from study.record import folder, tracking
+from study.record.outbox import Outbox, failing_fast
+from study.runtime import error_line
+from study.search.callbacks import ShowProgress, TrackTrials
+from study.search.cluster import start_ray, teacher_metrics_task
+from study.search.confirm import run_confirm_stage
+from study.search.publish import publish_front
+from study.search.space import make_searcher
+from study.search.trial import run_trial
+
+log = logging.getLogger(__name__)
+
+
+# --- the tuner ---------------------------------------------------------------------------------------------------
+
+
+def trial_dirname(trial) -> str:
+    return f"trial-{trial.trial_id}"
+
+
+def make_tuner(cfg: StudyConfig, meta: dict, teacher: dict) -> tune.Tuner:
+    search = cfg.search
+    # A trial that stops prints one line (callbacks.ShowProgress) and keeps its traceback in its error file and its
+    # MLflow run; Tune would print the whole traceback too, even for a trial it is about to retry.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    return tune.Tuner(
+        _trainable(cfg, teacher),
+        tune_config=tune.TuneConfig(search_alg=make_searcher(cfg), num_samples=search.num_samples,
+                                    max_concurrent_trials=search.max_concurrent_trials,
+                                    trial_dirname_creator=trial_dirname,
+                                    reuse_actors=True),  # a trial's process serves the next: no start-up each time
+        run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,
+                                  callbacks=_callbacks(cfg, meta),
+                                  # a trial whose process was lost (its node gone) starts again and continues
+                                  # its Train run from the last checkpoint (study.trial.failed: one that failed
+                                  # by itself fails again at once)
+                                  failure_config=tune.FailureConfig(max_failures=search.max_failures)),
+    )
+
+
+def _trainable(cfg: StudyConfig, teacher: dict):
+    trainable = tune.with_parameters(run_trial, cfg=cfg, teacher=teacher)  # the config itself, pickled by Ray
+    scaling = cfg.search.scaling
+    return tune.with_resources(trainable, {"cpu": scaling.trial_cpus, **scaling.trial_resources})
+
+
+def _callbacks(cfg: StudyConfig, meta: dict) -> list:
+    objectives = [o.model_dump() for o in cfg.search.objectives]
+    anchors = [a.model_dump() for a in cfg.search.anchors]
+    return [TrackTrials(meta, anchors, cfg.tracking.log_models, cfg.study_dir),
+            ShowProgress(objectives, cfg.search.num_samples)]
+
+
+# --- the study -------------------------------------------------------------------------------------------------
+
+
+def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: str | None = None,
+              resume: bool = False):
+    """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front). Ctrl-C stops it with
+    the folder resumable (StudyInterrupted)."""
+    if cfg.search is None:
+        raise ConfigError(f"{cfg.name}: no search section: `kdstudy run` needs search.space and search.objectives")
+    cfg = folder.resolve(cfg, study_dir)
+    directory = Path(cfg.study_dir)
+    with folder.hold(directory):  # one driver per study; a start that fails leaves no folder behind
+        folder.check_startable(directory, resume)
+        if resume:  # everything checked before Ray starts: a broken folder is one line at once
+            cfg, teacher = folder.reopen(cfg)
+            state = folder.tune_state(cfg)
+            if not tune.Tuner.can_restore(state):
+                raise ConfigError(f"{directory}: the study stopped before its first trial started ({state} holds no "
+                                  f"Tune state); delete the folder and run it afresh")
+            if not (directory / folder.OPTUNA).is_file():  # without it the sampler would start over, silently
+                raise ConfigError(f"{directory}: the study cannot be resumed: {folder.OPTUNA} missing "
+                                  f"(half-deleted?)")
+        # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
+        logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+        started = start_ray(cfg, address)
+        try:
+            if resume:
+                tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
+                try:
+                    with failing_fast():
+                        log.info(folder.mark_resumed(directory))
+                except MlflowException as err:  # the trials' runs wait in the outbox until it is back
+                    log.warning(f"resuming without tracking for now ({error_line(err)})")
+            else:
+                # The teacher first: a missing model or data file stops the study before it writes anything.
+                teacher = teacher_metrics_task(cfg)
+                try:
+                    with failing_fast():
+                        meta = folder.create(cfg, teacher)
+                except MlflowException as err:
+                    raise ConfigError(f"tracking at {folder.tracking_uri(cfg.tracking.uri, directory)} failed "
+                                      f"({error_line(err)}): start the server, or fix tracking.uri") from None
+                tuner = make_tuner(cfg, meta, teacher)
+                log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
+                         f"tracking {meta['tracking_uri']}")
+            with stop_on_interrupt() as interrupted:
+                tuner.fit()
+            if interrupted:
+                raise StudyInterrupted(f"study {cfg.name} stopped; {directory} is kept and can be resumed")
+            return finish_study(cfg, teacher)
+        finally:
+            if started:
+                ray.shutdown()
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Ctrl-C while Tune runs the trials: Tune stops them and saves its state one last time, then fit() returns;
+    the list yielded is non-empty if that happened. A second Ctrl-C stops at once (KeyboardInterrupt).
+
+    Tune's own SIGINT handler does the same but lets fit() return as if the study were done, and advises its Python
+    API for resuming; this one asks Tune to stop through SIGUSR1 (Tune's other stop signal) and remembers why."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    interrupted: list[bool] = []
+
+    def on_sigint(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        log.warning("stopping the study: its running trials end and its state is saved (Ctrl-C again: at once)")
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)  # its advice names Tune's API, not kdstudy's
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    before = signal.signal(signal.SIGINT, on_sigint)
+    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, before)
+        if disabled is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
+
+
+def finish_study(cfg: StudyConfig, teacher: dict[str, float]):
+    """After the last trial: log what waits in the outbox, close what never came back (MLflow runs and Optuna trials
+    of trials lost to an interruption), run the confirm stage if the study has one, then publish the fronts. With
+    the tracking server still down, the trials' results stay in Ray's and Optuna's records and the outbox, and
+    TrackingUnavailable says to resume later."""
+    directory = Path(cfg.study_dir)
+    meta = folder.read_meta(directory)
+    optuna_study = optuna.load_study(study_name=meta["name"], storage=folder.optuna_storage(directory))
+    for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)  # its Tune trial never came back
+    box = Outbox(directory, meta, folder.read_config(directory).tracking.log_models)
+    if not box.flush():
+        raise TrackingUnavailable(f"the trials are done, but tracking at {meta['tracking_uri']} is unreachable: "
+                                  f"{len(box.entries())} trial(s) wait in {box.path}; once it is back, --resume "
+                                  f"logs them and publishes the front")
+    try:
+        with failing_fast():
+            client = tracking.connect(meta["tracking_uri"])
+            lost = tracking.close_unfinished(client, meta["experiment_id"], meta["parent_run_id"])
+            if lost:
+                log.info(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
+            if cfg.search.confirm is not None:
+                run_confirm_stage(cfg, teacher)
+            return publish_front(directory)
+    except MlflowException as err:
+        raise TrackingUnavailable(f"the trials are done and logged, but publishing the front to "
+                                  f"{meta['tracking_uri']} failed ({error_line(err)}); --resume publishes it "
+                                  f"once tracking is back") from None

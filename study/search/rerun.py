@@ -1,0 +1,101 @@
+"""`kdstudy rerun`: a chosen point of a study again, with several seeds and, with --full, the YAML's full budget.
+
+    kdstudy rerun runs/smoke --pick knee --seeds 3 [--full]
+    kdstudy rerun runs/smoke --pick min:bias/amplification | max:world/score | trial:<trial id>
+
+Seed k sets distill.seed and the evaluation seeds (eval.world.seed, eval.glue.seed, bias.seed) to the study's seed
++ k, so seed 0 of a rerun without --full is the trial itself. Seeds run as parallel Ray tasks, as many at once as the
+cluster has resources for; each is a trial's distillation (Ray Train) and evaluation, the same code. The result is
+one MLflow run under the study's parent run, tagged rerun_of=<trial id>: mean, std and a 95% interval per metric
+beside the original trial's value, also printed and written to <study dir>/reruns/<trial id>[-full].json. A rerun
+that is interrupted continues where it stopped when run again (its Train runs keep their names).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import ray
+from rich.table import Table
+
+from analysis.report import summarize, table_console
+from analysis.runs import StudyRecord, Trial, read_study
+from study.config import ConfigError
+from study.record import folder, tracking
+from study.search.cluster import start_ray, teacher_metrics_task
+from study.search.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
+
+log = logging.getLogger(__name__)
+
+
+def pick_trial(record: StudyRecord, pick: str) -> Trial:
+    """The trial `pick` names: knee (of the Pareto front), min:<metric>, max:<metric>, or trial:<id>."""
+    kind, _, value = pick.partition(":")
+    if kind == "trial":
+        found = [t for t in record.trials if t.trial_id == value]
+        if not found:
+            raise ConfigError(f"--pick {pick}: no trial {value!r} in {record.directory} "
+                              f"(trials: {', '.join(t.trial_id for t in record.trials)})")
+        return found[0]
+    finished, _ = record.finished()
+    if not finished:
+        raise ConfigError(f"--pick {pick}: {record.directory} has no finished trial yet")
+    if kind == "knee" and not value:
+        front = summarize(record)
+        return front.trials[front.knee]
+    if kind in ("min", "max") and value:
+        having = [t for t in finished if value in t.metrics]
+        if not having:
+            raise ConfigError(f"--pick {pick}: no finished trial reported {value!r}")
+        best = min if kind == "min" else max
+        return best(having, key=lambda t: t.metrics[value])
+    raise ConfigError(f"--pick {pick}: expected knee, min:<metric>, max:<metric> or trial:<id>")
+
+
+def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
+          address: str | None = None) -> dict:
+    """Rerun the picked trial; returns what was written to reruns/<trial id>[-full].json."""
+    record = read_study(study_dir)
+    trial = pick_trial(record, pick)
+    params = json.loads(trial.tags[tracking.PARAMS_JSON])
+    cfg = folder.resolve(record.config, record.directory)
+    seeds = seeds or cfg.rerun.seeds
+    label = f"{trial.trial_id}{'-full' if full else ''}"
+    runs = {k: (seed_config(cfg, params, k, full), f"rerun-{label}-seed{k}") for k in range(seeds)}
+    log.info(f"rerun of trial {trial.trial_id} ({pick}) with {seeds} seed(s){', full budget' if full else ''}: "
+             f"{', '.join(f'{k}={v}' for k, v in params.items())}")
+
+    started = start_ray(cfg, address)
+    try:
+        teacher = teacher_metrics_task(runs[0][0])  # the full budget may measure more (all nine GLUE tasks)
+        per_seed, failed = run_seeds(cfg, teacher, runs)
+    finally:
+        if started:
+            ray.shutdown()
+    if not per_seed:
+        raise RuntimeError(f"every seed of the rerun failed: {failed}")
+
+    result = seed_result(params, per_seed, failed, seeds, rerun_of=trial.trial_id, pick=pick, full=full)
+    result["original"] = {m: trial.metrics.get(m) for m in result["summary"]}
+    out = write_result(Path(record.directory) / folder.RERUNS / f"{label}.json", result)
+    tags = {tracking.RERUN_OF: trial.trial_id, tracking.ROLE: "rerun", "pick": pick, "full": str(full).lower(),
+            tracking.SEEDS: str(seeds)}
+    result["mlflow_run_id"] = log_seed_run(record, result, out, tags, f"rerun-{label}")
+    log.info(f"rerun written to {out}")
+    table = rerun_table(result, shown_metrics(cfg, set(result["summary"])), f"{record.name}: rerun of {trial.trial_id}")
+    table_console().print(table)
+    return result
+
+
+def rerun_table(result: dict, metrics: list[str], title: str) -> Table:
+    table = Table(title=title, caption=f"{len(result['per_seed'])} of {result['seeds']} seed(s) finished"
+                                       f"{'; full budget' if result['full'] else ''}; 95% Student-t interval")
+    for name, justify in (("metric", "left"), ("trial", "right"), ("mean ± std", "right"), ("95% interval", "right")):
+        table.add_column(name, justify=justify)
+    for m in metrics:
+        s, original = result["summary"][m], result["original"].get(m)
+        table.add_row(m, "-" if original is None else f"{original:.4f}", f"{s['mean']:.4f} ± {s['std']:.4f}",
+                      f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]")
+    return table

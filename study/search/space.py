@@ -1,0 +1,59 @@
+"""The search space and the sampler: the YAML's space as Optuna's define-by-run function, the sampler it names, and
+Ray's Optuna searcher over the study's Optuna storage (optuna.db in the study folder)."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from study.config import ParamSpec, SamplerConfig, StudyConfig
+from study.record import folder
+
+
+def suggest(trial: optuna.Trial, space: dict[str, ParamSpec]) -> None:
+    """Define-by-run space: each parameter in YAML order, a conditional one only when its condition holds.
+
+    Module-level (with its space bound by functools.partial) because Ray pickles it with the searcher."""
+    chosen: dict = {}
+    for name, spec in space.items():
+        if any(k not in chosen or chosen[k] not in values for k, values in spec.condition().items()):
+            continue
+        if spec.type == "categorical":
+            chosen[name] = trial.suggest_categorical(name, spec.choices)
+        elif spec.type == "int":
+            chosen[name] = trial.suggest_int(name, int(spec.low), int(spec.high), log=spec.log,
+                                             step=int(spec.step or 1))
+        else:
+            chosen[name] = trial.suggest_float(name, spec.low, spec.high, log=spec.log, step=spec.step)
+
+
+def make_sampler(cfg: SamplerConfig) -> optuna.samplers.BaseSampler:
+    if cfg.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=cfg.population_size, seed=cfg.seed)
+    if cfg.name == "tpe":  # multi-objective TPE needs the joint (multivariate) model
+        return optuna.samplers.TPESampler(multivariate=True, n_startup_trials=cfg.n_startup_trials, seed=cfg.seed)
+    if cfg.name == "gp":
+        return optuna.samplers.GPSampler(n_startup_trials=cfg.n_startup_trials, seed=cfg.seed)
+    return optuna.samplers.RandomSampler(seed=cfg.seed)
+
+
+def make_searcher(cfg: StudyConfig) -> OptunaSearch:
+    """Ray's Optuna searcher over the study's Optuna study in optuna.db. The study is created here first, with its
+    objectives' directions and names, so that optuna-dashboard labels its axes with kdstudy's metric names;
+    OptunaSearch loads it (load_if_exists)."""
+    search = cfg.search
+    metrics, modes = [o.metric for o in search.objectives], [o.mode for o in search.objectives]
+    storage = folder.optuna_storage(Path(cfg.study_dir))
+    named = optuna.create_study(storage=storage, study_name=cfg.name, load_if_exists=True,
+                                directions=["minimize" if m == "min" else "maximize" for m in modes])
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        named.set_metric_names(metrics)
+    return OptunaSearch(
+        space=functools.partial(suggest, space=dict(search.space)), metric=metrics, mode=modes,
+        points_to_evaluate=[a.params for a in search.anchors] or None, sampler=make_sampler(search.sampler),
+        study_name=cfg.name, storage=storage)

@@ -1,0 +1,231 @@
+"""One trial of a study: distil on Ray Train workers, evaluate the student there, report every metric once.
+
+    run_trial(params)                     the Tune function trainable, one per sampled config
+      TorchTrainer(distill_worker)        N workers in DDP (gloo on CPU, nccl on GPU); each checkpoint is
+                                          reported to Ray Train, which restarts crashed workers from the last one;
+                                          after the last step rank 0 evaluates the student on its device (bias,
+                                          world/GLUE), results in the final checkpoint beside the student
+      tune.report(metrics)                once, with amplification against the study's teacher and the student's URI
+
+Ray appears here, in study.cluster and in the search's driver only: the distillation is study.distill and the
+measuring study.evaluation, the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with
+a one-line reason; the study goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import pyarrow.fs
+import ray
+import ray.train
+import ray.tune
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from study.config import ConfigError, StudyConfig, with_params
+from study.distill.loop import train
+from study.distill.models import make_student, save_student
+from study.errors import Diverged
+from study.experiment.evaluation import evaluate_model
+from study.experiment.sources import load_teacher_and_corpus_ids
+from study.metrics.bias import amplification
+from study.record import tracking
+from study.runtime import error_line, quiet_libraries, setup_worker_logging
+
+log = logging.getLogger(__name__)
+
+STUDENT = "student"  # the student's model dir inside the final checkpoint
+EVALUATION = "evaluation.json"  # the student's metrics, in the final checkpoint
+
+
+class TrialFailed(RuntimeError):
+    """Why a trial did not finish, in one line (recorded as its failure reason)."""
+
+
+# --- on each Ray Train worker ----------------------------------------------------------------------------------
+
+
+def quiet_train_reports() -> None:
+    """Ray Train logs every report at INFO (all its metrics and the checkpoint path: a long line per checkpoint)
+    under a logger named by its source file, which LoggingConfig does not reach; the trial prints its own
+    progress line instead."""
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.replace("\\", "/").endswith("ray/train/v2/_internal/execution/context.py"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def distill_worker(loop_config: dict) -> None:
+    """This rank's share of the distillation; every checkpoint is reported to Ray Train (and so persisted).
+
+    A restarted worker (crash, preemption, resumed study) continues from the last reported checkpoint. The last
+    checkpoint also holds the student as a model dir. Divergence is reported, not raised: Ray Train would retry a
+    raised error from the last checkpoint, and a deterministic divergence would only happen again.
+    """
+    begin = time.time()
+    quiet_libraries()
+    quiet_train_reports()
+    setup_worker_logging()
+    cfg: StudyConfig = loop_config["cfg"]
+    torch.set_num_threads(max(1, int(loop_config["threads"])))
+    teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg)
+    student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
+
+    with tempfile.TemporaryDirectory(prefix="kdstudy-distill-") as work:
+        _distill(cfg, teacher, tokenizer, corpus_ids, student, Path(work), loop_config["trial"],
+                 {"perf/setup_seconds": time.time() - begin})  # setup: teacher, corpus, counterfactuals, student
+
+
+def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Path, name: str, setup: dict) -> None:
+    """The loop on this rank, from the last reported checkpoint if there is one, reporting each new one."""
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    state = work / "state"  # this rank's checkpoint files; what Ray Train reports and restores
+    restored = ray.train.get_checkpoint()
+    if restored is not None:
+        restored.to_directory(str(state))
+        if rank == 0:
+            log.info(f"[{name}] resuming from {restored.path}")
+    start = time.time()
+    first_log: list = []  # (time, step) of this attempt's first log line: a resumed run does not start at 0
+
+    def progress(step: int, total: int, metrics: dict) -> None:
+        first_log[:] = first_log or [time.time(), step]
+        t0, s0 = first_log
+        eta = f"{(time.time() - t0) / (step - s0) * (total - step):.0f}s" if step > s0 else "-"
+        log.info(f"[{name}] step {step}/{total} loss {metrics['distill/loss']:.3f} "
+                 f"{metrics['perf/tokens_per_s']:.0f} tok/s, eta {eta}")
+
+    def report(step: int, total: int, directory: Path, metrics: dict) -> None:
+        timing = {**setup, "perf/distill_seconds": time.time() - start}
+        if step == total and rank == 0:  # the student and its evaluation go into the final checkpoint
+            # Rank 0 alone: transformers saves a model on rank 0 only once torch.distributed is up, and the other
+            # ranks wait for the final report anyway.
+            started = time.time()
+            scalars, _ = evaluate_model(save_student(student, tokenizer, directory / STUDENT), cfg,
+                                        device=ray.train.torch.get_device())
+            (directory / EVALUATION).write_text(json.dumps(scalars))
+            timing["perf/eval_seconds"] = time.time() - started
+        ray.train.report({**metrics, **timing, "distill/steps": float(step)},
+                         checkpoint=Checkpoint.from_directory(str(directory)),
+                         delete_local_checkpoint_after_upload=False)
+
+    try:
+        train(cfg.distill, teacher, student, tokenizer, corpus_ids, rank=rank, world_size=world_size,
+              device=ray.train.torch.get_device(), checkpoint_dir=state, on_log=progress, on_checkpoint=report,
+              progress_bar=False)
+    except Diverged as err:  # every rank judges the same mean loss, so all ranks arrive here together
+        marker = work / "diverged"
+        marker.mkdir()
+        (marker / "diverged.json").write_text(json.dumps({"reason": str(err)}))
+        ray.train.report({"distill/diverged": 1.0, "distill/failure": f"distillation diverged: {err}"},
+                         checkpoint=Checkpoint.from_directory(str(marker)) if rank == 0 else None)
+
+
+# --- the trial itself (a Tune function trainable) --------------------------------------------------------------
+
+
+def train_run_config(cfg: StudyConfig, name: str) -> RunConfig:
+    """A stable name per trial: a restarted trial finds its Train run, and its checkpoints, under the same name."""
+    return RunConfig(name=name, storage_path=cfg.search.storage_path,
+                     failure_config=FailureConfig(max_failures=cfg.search.max_failures),
+                     checkpoint_config=CheckpointConfig(num_to_keep=1),
+                     logging_config=LoggingConfig(log_level="WARNING"),  # no controller chatter per trial
+                     # Train's print patch echoes each print twice (its logger and the captured stdout)
+                     worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+
+
+RESULT = "result.json"  # beside a Train run's checkpoints: the evaluated metrics, once everything is done
+
+
+def _result_path(cfg: StudyConfig, name: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    fs, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)  # a local path, or s3://..., gs://...
+    return fs, f"{root}/{name}/{RESULT}"
+
+
+def saved_result(cfg: StudyConfig, name: str) -> dict | None:
+    fs, path = _result_path(cfg, name)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
+def save_result(cfg: StudyConfig, name: str, result: dict) -> None:
+    fs, path = _result_path(cfg, name)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(result).encode())
+
+
+def failed(cfg: StudyConfig, name: str, reason: str) -> NoReturn:
+    """Fail the trial, and save why beside its Train run: Tune retries a trial whose process was lost (a node gone),
+    and a retry of one that failed by itself (diverged, out of Train's retries) then fails at once, not running
+    the same distillation again."""
+    save_result(cfg, name, {"failure": reason})
+    raise TrialFailed(reason) from None  # (called while handling Train's error: one line, not its chain)
+
+
+def read_evaluation(checkpoint: Checkpoint) -> dict[str, float]:
+    """The student's metrics from the final checkpoint; only that small file is read (the checkpoint itself may be
+    large and in S3)."""
+    path = f"{checkpoint.path}/{EVALUATION}"
+    if checkpoint.filesystem.get_file_info(path).type != pyarrow.fs.FileType.File:
+        raise TrialFailed(f"the final checkpoint {checkpoint.path} holds no {EVALUATION}")
+    with checkpoint.filesystem.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
+def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str) -> tuple[dict, str]:
+    """Distil on Ray Train workers (a Train run called `name`), then evaluate: (every metric, the final checkpoint's
+    URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study
+    stopped before recording it) gives its saved result instead of running again."""
+    saved = saved_result(cfg, name)
+    if saved is not None and "failure" in saved:  # a retry of a trial that failed on its own: it would again
+        raise TrialFailed(saved["failure"])
+    if saved is not None:
+        log.info(f"[{name}] finished before the interruption: its saved result is reported again")
+        return saved["metrics"], saved["uri"]
+    scaling = cfg.search.scaling
+    trainer = TorchTrainer(
+        distill_worker,
+        train_loop_config={"cfg": cfg, "threads": scaling.cpus_per_worker, "trial": name},
+        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+                                     resources_per_worker=scaling.worker_resources),
+        run_config=train_run_config(cfg, name),
+    )
+    start = time.time()
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as err:
+        failed(cfg, name, f"distillation failed: {error_line(err)}")
+    if result.metrics.get("distill/diverged"):
+        failed(cfg, name, result.metrics["distill/failure"])
+    metrics = read_evaluation(result.checkpoint)
+    metrics |= amplification(metrics, teacher, cfg.bias.primary)
+    metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
+    metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
+    save_result(cfg, name, {"metrics": metrics, "uri": result.checkpoint.path})
+    return metrics, result.checkpoint.path
+
+
+def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> None:
+    """Tune function trainable: the study's base config with this trial's sampled values, distilled and measured."""
+    setup_worker_logging()
+    trial_id = ray.tune.get_context().get_trial_id()
+    try:
+        cfg = with_params(cfg, params)  # the trial's config: its sampled values set and validated, once
+    except ConfigError as err:
+        raise TrialFailed(f"sampled config is invalid: {err}") from None
+    metrics, uri = distill_and_evaluate(cfg, teacher, f"train-{trial_id}")
+    for objective in cfg.search.objectives:
+        value = metrics.get(objective.metric)
+        if value is None or not math.isfinite(value):
+            raise TrialFailed(f"objective {objective.metric} is {value}")
+    ray.tune.report({**metrics, tracking.STUDENT_URI: uri})

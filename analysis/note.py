@@ -7,7 +7,7 @@ from __future__ import annotations
 from analysis.report import Front, caption
 from study.record.tracking import ANCHOR, KNEE, PARETO
 
-# The runs table's search box: the trials on the front (study.publish tags them `pareto`, the knee `knee`).
+# The runs table's search box: the trials on the front (study.search.publish tags them `pareto`, the knee `knee`).
 FRONT_FILTER = f"tags.{PARETO} = 'true'"
 KNEE_FILTER = f"tags.{KNEE} = 'true'"
 MAX_NOTE = 7000  # MLflow keeps at most 8,000 characters of a tag value

@@ -1,10 +1,10 @@
 """Tokens/s and MFU of study.distill.train at bert-base scale: today's path and the projected one, side by side.
 
 A random-init bert-base-shaped teacher (BertConfig defaults: 12 x 768, vocabulary 30,522; nothing downloaded), the
-project's 6-layer student (study.models.make_student), 128-token sequences of random word ids (half of them with
+project's 6-layer student (study.distill.models.make_student), 128-token sequences of random word ids (half of them with
 gendered words, so mixup mixes), bf16 autocast on a GPU. `train()` runs a fixed number of steps at each batch size,
 modes none and mixup, for
-    old: loss_chunk 0, pad_vocab_to 0   (full (B, L, V) logits and distill_losses, as before issue 10)
+    old: loss_chunk 0, pad_vocab_to 0   (full (B, L, V) logits and the reference distill_losses)
     new: the defaults                    (projected loss over a vocabulary padded to 64, no step sync, fused AdamW)
 Without a GPU it runs a tiny configuration (small model, few steps) so that it stays runnable everywhere; its
 figures say nothing about a GPU.

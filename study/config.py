@@ -31,7 +31,7 @@ class WorldConfig(Strict):
     occupation_fraction: float = Field(0.6, gt=0, lt=1, description="share of sentences about an occupation")
     vocab_size: int = Field(4_000, ge=200,
                             description="WordPiece vocabulary size at most (the default world needs ~2,400)")
-    # Teacher architecture: a small BERT (issue 2: 4 layers, hidden 128-256).
+    # Teacher architecture: a small BERT (4 layers, hidden 128: big enough to learn the world, pretrained in minutes).
     layers: int = Field(4, ge=1)
     hidden: int = Field(128, ge=16)
     heads: int = Field(4, ge=1)
@@ -43,7 +43,7 @@ class WorldConfig(Strict):
     init_range: float = Field(0.05, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     # Teacher pretraining (MLM). It stops on the planted Spearman, not on the loss: the loss flattens long before
-    # the occupation-gender association is learned (issue 2, section 9).
+    # the occupation-gender association is learned.
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     min_epochs: int = Field(3, ge=1)
@@ -147,7 +147,7 @@ class DistillConfig(Strict):
     masking: MaskingConfig = MaskingConfig()
     mitigation: MitigationConfig = MitigationConfig()
     optim: OptimConfig = OptimConfig()
-    # Speed (issue 10): how the step is computed, not what it computes; the losses are the same either way.
+    # Speed: how the step is computed, not what it computes; the losses are the same either way.
     # 64: tensor cores want matrix sides in multiples of 64 (a bf16 projection onto 30,522 words ran at 230 TFLOP/s
     # on an H100, onto 30,528 at 667); on a CPU it costs at most 63 extra rows of the projection.
     pad_vocab_to: int = Field(64, ge=0, description="pad the vocabulary projection to a multiple of this; 0 = off")
@@ -184,14 +184,14 @@ class TemplateBiasConfig(Strict):
 class BiasConfig(Strict):
     # Default primary: the slope of the model's centred she-vs-he log-odds against the centred log-odds of the
     # reference female shares. Centring removes the global he/she offset that made abs_mean swing 0.02-0.98 while
-    # the learned association rose steadily (issue 2, section 9); the slope keeps the data's scale, so 1 means
-    # "reproduces the training data's skew" and student - teacher > 0 means the student exaggerates it, which is
+    # the learned association rose steadily during the teacher's pretraining; the slope keeps the data's scale, so 1
+    # means "reproduces the training data's skew" and student - teacher > 0 means the student exaggerates it, which is
     # Zhao et al.'s (2017) amplification and the paper's phenomenon.
     primary: Literal[PRIMARY_METRICS] = "bias/template/planted_slope"  # type: ignore[valid-type]
     metrics: list[Literal[tuple(BIAS_METRICS)]] = ["template"]  # type: ignore[valid-type]
     # Where CrowS-Pairs (crows_pairs/), SEAT (seat/) and StereoSet (stereoset/dev.json) live; None = data/ in the cache
-    # root, where `kdstudy data fetch` puts them (study.bias_data). StereoSet falls back to the hub when its file is
-    # not there.
+    # root, where `kdstudy data fetch` puts them (study.metrics.bias_data). StereoSet falls back to the hub when its
+    # file is not there.
     data_dir: str | None = None
     seat_samples: int = Field(100_000, ge=10, description="permutations for a SEAT p-value (exact if fewer needed)")
     seed: int = Field(0, description="bootstrap and permutation seed")
@@ -239,7 +239,7 @@ class GlueConfig(Strict):
 
     @property
     def optim(self) -> OptimConfig:
-        """The recipe's AdamW: torch's default betas and eps, weight decay on every parameter (study.optim)."""
+        """The recipe's AdamW: torch's default betas and eps, weight decay on every parameter (study.distill.optim)."""
         return OptimConfig(lr=self.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=self.weight_decay,
                            warmup=self.warmup, clip=self.clip)
 
@@ -350,8 +350,8 @@ class SamplerConfig(Strict):
 
 
 class ScalingConfig(Strict):
-    """Ray resources of one trial: its own process, which waits on its Train workers; the workers distil, then share
-    the evaluation. The teacher's one-off measurement gets one worker's resources."""
+    """Ray resources of one trial: its own process, which waits on its Train workers; the workers distil, then rank 0
+    evaluates the student while the others wait. The teacher's one-off measurement gets one worker's resources."""
 
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks) per trial")
     use_gpu: bool = False
@@ -369,7 +369,7 @@ class ScalingConfig(Strict):
 
 class ConfirmConfig(Strict):
     """The confirm stage: after the search, the `top` best trials by non-domination rank run `seeds` more times,
-    and the study ends with the front of their seed means (study.confirm)."""
+    and the study ends with the front of their seed means (study.search.confirm)."""
 
     top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
     seeds: int = Field(2, ge=1, description="extra seeds per confirmed trial, beside the trial's own run")

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LOGGER = "study"  # the root of every kdstudy logger (study.world, study.glue, ...)
+LOGGER = "study"  # the root of every kdstudy logger (study.world, study.metrics.glue, ...)
 WORKER_LEVEL = "KDSTUDY_LOG_LEVEL"  # how the driver's level reaches Ray workers (an environment variable)
 
 

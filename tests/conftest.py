@@ -1,6 +1,13 @@
-"""Shared fixtures: a tiny world built once per test session in a temporary cache."""
+"""Shared fixtures and builders: a tiny world built once per test session in a temporary cache, the tiny configs
+and search spaces the tests start from, and the helpers of the end-to-end tests (waiting, killing a driver's
+session, reading a study's trial runs)."""
 
+import copy
+import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +96,96 @@ def study_yaml(tmp_path):
         return path
 
     return write
+
+
+# --- tiny configs and search spaces -----------------------------------------------------------------------------
+
+OBJECTIVES = ["bias/amplification", "world/score"]
+
+# A search space with every kind of parameter: categorical, conditional float (a scalar and a list `when`), log float,
+# int. Config checks only: nothing is distilled with it.
+SPACE = {
+    "distill.mitigation.mode": {"type": "categorical", "choices": ["none", "cda", "mixup"]},
+    "distill.mitigation.alpha": {"type": "float", "low": 0.1, "high": 2.0, "log": True,
+                                 "when": {"distill.mitigation.mode": "mixup"}},
+    "distill.mitigation.p": {"type": "float", "low": 0.25, "high": 1.0, "when": {"distill.mitigation.mode": ["mixup"]}},
+    "distill.loss.temperature": {"type": "float", "low": 1.0, "high": 8.0, "log": True},
+    "student.n_layers": {"type": "int", "low": 1, "high": 3},
+}
+
+
+def study_raw(**search) -> dict:
+    """A study YAML (as a dict) over SPACE on the default world, for checks that load it without running it."""
+    return {"name": "s", "distill": {"steps": 5}, "eval": {"suites": ["world"]},
+            "search": {"space": copy.deepcopy(SPACE), **search}}
+
+
+def tiny_space(**search) -> dict:
+    """A study YAML on the tiny world that runs in seconds a trial: what the end-to-end tests start."""
+    return {
+        "name": "tiny-study",
+        "world": TINY_WORLD,
+        "student": {"n_layers": 1},
+        "distill": {"steps": 6, "batch_size": 8, "max_length": 24, "log_every": 2, "checkpoint_every": 3},
+        "bias": {"template": {"templates": ["{target} is {a} {occupation} ."]}},
+        "eval": {"suites": ["world"], "world": {"max_steps": 3, "max_train_samples": 64, "max_eval_samples": 64}},
+        "search": {"space": {"distill.mitigation.mode": {"type": "categorical", "choices": ["none", "cda", "mixup"]},
+                             "distill.loss.temperature": {"type": "float", "low": 1.0, "high": 4.0}},
+                   "sampler": {"name": "random", "seed": 3}, **search},
+    }
+
+
+def non_dominated(points: dict[str, tuple[float, float]]) -> set[str]:
+    """Written out for the tests: bias/amplification is minimised, world/score maximised."""
+    return {a for a, (b1, s1) in points.items()
+            if not any(b2 <= b1 and s2 >= s1 and (b2 < b1 or s2 > s1) for c, (b2, s2) in points.items() if c != a)}
+
+
+# --- end-to-end helpers -------------------------------------------------------------------------------------------
+
+TIMEOUT = 600  # seconds: a safety net against a hung cluster, not a measured expectation
+
+
+@pytest.fixture
+def no_ray_left_behind():
+    """Shut Ray down after the test: one that failed half-way must not leave the next a cluster to hang on."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def wait_for(condition, what: str, proc=None):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the study process ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver and every process of its session (its local Ray cluster), as a crash would."""
+    import psutil
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+    for p in psutil.process_iter(["pid"]):  # Ray's agents may have moved to a session of their own
+        try:
+            if os.getsid(p.pid) == proc.pid:
+                p.kill()
+        except (ProcessLookupError, psutil.Error, PermissionError):
+            pass
+
+
+def trial_runs(study_dir: Path) -> list:
+    """The study's trial runs in MLflow, read from its study.json."""
+    from study.record.tracking import TRIAL_ID, connect
+
+    meta = json.loads((study_dir / "study.json").read_text())
+    return [r for r in connect(meta["tracking_uri"]).search_runs([meta["experiment_id"]]) if TRIAL_ID in r.data.tags]

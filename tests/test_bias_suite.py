@@ -175,14 +175,38 @@ def test_seat_sampled_p_value_is_seeded_and_close_to_exact():
 
 
 def _check_seat(out: dict) -> None:
-    assert len([k for k in out if k.endswith("/effect_size")]) == 6
-    assert out["abs_mean"] == pytest.approx(np.mean([abs(out[f"{t}/effect_size"]) for t in seat.TESTS]))
-    assert all(0 <= out[f"{t}/p_value"] <= 1 for t in seat.TESTS)
+    assert {k for k in out if k.endswith("/effect_size")} == {f"{t}/effect_size" for t in seat.TESTS}
+    assert all(np.isfinite(out[f"{t}/effect_size"]) and 0 <= out[f"{t}/p_value"] <= 1 for t in seat.TESTS)
 
 
 def test_seat_all_tests_load_and_run(tiny, written):
     model, tokenizer = tiny
     _check_seat(seat.measure(model, tokenizer, written, samples=2000))
+
+
+def test_seat_measure_by_hand(tmp_path, monkeypatch):
+    """Sentence vectors set by hand: X's sentences point along A's, Y's along B's (and the other way round in the
+    b tests). Then s(x) = cos(x, a) - cos(x, b) = 1 - 0 = 1 and s(y) = -1, so the effect size is
+    (1 - (-1)) / std([1, 1, -1, -1], ddof 1) = 2 / (2 / sqrt(3)) = sqrt(3), negated in the b tests; abs_mean is
+    sqrt(3). The exact p-value over the 6 re-partitions of X u Y: none exceeds the observed sum 2 (p 0); in the b
+    tests the observed sum is -2 and 5 of the 6 exceed it (p 5/6). Every resample gives the same effect size."""
+    vectors = {"x": [1.0, 0.0], "y": [0.0, 1.0], "a": [1.0, 0.0], "b": [0.0, 1.0]}
+    (tmp_path / "seat").mkdir()
+    for name in seat.TESTS:
+        flip = name.endswith("b")
+        parts = {"targ1": ["y1", "y2"] if flip else ["x1", "x2"], "targ2": ["x1", "x2"] if flip else ["y1", "y2"],
+                 "attr1": ["a1"], "attr2": ["b1"]}
+        (tmp_path / "seat" / f"{name}.jsonl").write_text(json.dumps({p: {"examples": v} for p, v in parts.items()}))
+    monkeypatch.setattr(seat, "encode", lambda model, tokenizer, sentences, batch_size=64:
+                        np.array([vectors[s[0]] for s in sentences]))
+    out = seat.measure(None, None, tmp_path, samples=100)
+    for name in seat.TESTS:
+        sign = -1 if name.endswith("b") else 1
+        assert out[f"{name}/effect_size"] == pytest.approx(sign * np.sqrt(3))
+        assert out[f"{name}/p_value"] == pytest.approx(5 / 6 if sign < 0 else 0.0)
+        assert out[f"{name}/effect_size_ci_low"] == pytest.approx(sign * np.sqrt(3))
+        assert out[f"{name}/effect_size_ci_high"] == pytest.approx(sign * np.sqrt(3))
+    assert out["abs_mean"] == pytest.approx(np.sqrt(3))
 
 
 def test_released_seat_tests_load_and_run(tiny, released_data):
@@ -261,3 +285,24 @@ def test_malformed_files_are_one_clear_error(tmp_path):
     (tmp_path / "dev.json").write_text('{"data": {}}')
     with pytest.raises(DataError, match="not a StereoSet release file"):
         stereoset.load_examples(tmp_path / "dev.json")
+
+
+def test_every_catalogued_bias_metric_has_a_measure_and_its_primaries_are_reported(tiny, written, tmp_path):
+    """study.catalog names the bias metrics once; bias.measure must run each of them, in the catalog's order, and
+    report every key the catalog offers as bias.primary (one it did not report would fail amplification mid-study)."""
+    import shutil
+
+    from study.catalog import BIAS_METRICS, PRIMARY_METRICS
+    from study.config import BiasConfig
+    from study.metrics import bias
+
+    assert list(bias.MEASURES) == list(BIAS_METRICS)
+    data = shutil.copytree(written, tmp_path / "data")
+    (data / "stereoset").mkdir()
+    _stereoset_file(data / "stereoset" / "dev.json")
+    model, tokenizer = tiny
+    cfg = BiasConfig(metrics=list(BIAS_METRICS), data_dir=str(data), seat_samples=100,
+                     template={"templates": ["{target} is {a} {occupation} ."]})
+    scalars, details = bias.measure(model, tokenizer, cfg)
+    assert set(PRIMARY_METRICS) <= set(scalars)
+    assert list(details) == ["template"]

@@ -17,7 +17,7 @@ import yaml
 from study.cli import main
 from study.load import parse_config
 from study.record import folder
-from tests.test_search import tiny_space
+from tests.conftest import tiny_space
 
 CROWS_HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type\n"
 CROWS_ROW = '0,"He is a nurse.","She is a nurse.",antistereo,gender\n'
@@ -202,6 +202,11 @@ CASES = [
     ("start-killed-half-written", lambda d: run(a_study(d, drop=(folder.META,)).parent),
      "part of a study but no study.json"),
     ("pareto-not-a-study", lambda d: ["pareto", str(d)], "not a study folder"),
+    ("rerun-not-a-study", lambda d: ["rerun", str(d)], "not a study folder"),
+    ("rerun-nothing-finished", lambda d: ["rerun", str(a_study(d))], "has no finished trial yet"),
+    ("world-config-missing", lambda d: ["world", "build", str(d / "nope.yaml")], "no such config file"),
+    ("data-fetch-to-a-file", lambda d: ["data", "fetch", "crows", "--to", str(write(d / "a-file", "x"))],
+     "not a folder"),
     ("pareto-meta-corrupt", lambda d: ["pareto", str(write(a_study(d) / folder.META, "{").parent)],
      "study.json"),
 ]
@@ -257,5 +262,13 @@ def test_a_bad_input_is_one_line_exit_2_nothing_half_written(case, tmp_path, mod
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
-def test_the_catalogue_has_at_least_40_cases():
-    assert len(CASES) >= 40
+def test_every_command_has_bad_inputs_in_the_catalogue(tmp_path):
+    """A command added to the CLI without a case here fails this test: its bad inputs would go unchecked."""
+    from study.cli import build_parser
+
+    commands = {name for action in build_parser()._subparsers._group_actions for name in action.choices}
+    covered = set()
+    for name, build, _ in CASES:
+        (tmp_path / name).mkdir()
+        covered.add(build(tmp_path / name)[0])
+    assert commands <= covered, f"no bad-input case for {sorted(commands - covered)}"

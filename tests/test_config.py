@@ -1,13 +1,13 @@
 """Config validation: every error names the field path and the bad value, the search section's cross-checks
 included (bounds, conditions, anchors, objectives no trial would report, rerun overrides)."""
 
-import copy
 
 import pytest
 import yaml
 
 from study.config import ConfigError, with_params
 from study.load import apply_overrides, parse_config
+from tests.conftest import study_raw
 
 
 def error(raw):
@@ -47,21 +47,6 @@ def test_overrides_parse_yaml_values():
     assert cfg.distill.steps == 10 and cfg.distill.mitigation.mode == "mixup" and cfg.student.layers == [0, 3]
     with pytest.raises(ConfigError, match="expected key.path=value"):
         apply_overrides({}, ["distill.steps"])
-
-
-SPACE = {
-    "distill.mitigation.mode": {"type": "categorical", "choices": ["none", "cda", "mixup"]},
-    "distill.mitigation.alpha": {"type": "float", "low": 0.1, "high": 2.0, "log": True,
-                                 "when": {"distill.mitigation.mode": "mixup"}},
-    "distill.mitigation.p": {"type": "float", "low": 0.25, "high": 1.0, "when": {"distill.mitigation.mode": ["mixup"]}},
-    "distill.loss.temperature": {"type": "float", "low": 1.0, "high": 8.0, "log": True},
-    "student.n_layers": {"type": "int", "low": 1, "high": 3},
-}
-
-
-def study_raw(**search) -> dict:
-    return {"name": "s", "distill": {"steps": 5}, "eval": {"suites": ["world"]},
-            "search": {"space": copy.deepcopy(SPACE), **search}}
 
 
 def test_sampled_values_land_in_the_config():

@@ -13,7 +13,7 @@ import yaml
 from study.cli import main
 from study.load import parse_config
 from study.record import folder
-from tests.test_search import tiny_space
+from tests.conftest import tiny_space
 
 HOLD = """
 import sys, time

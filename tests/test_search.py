@@ -13,7 +13,6 @@ import urllib.request
 
 import optuna
 import pytest
-import ray
 import yaml
 
 from study.cli import main
@@ -23,11 +22,9 @@ from study.search.callbacks import anchor_of
 from study.search.driver import run_study
 from study.search.space import make_sampler, make_searcher, suggest
 from study.search.trial import quiet_train_reports
-from tests.conftest import TINY_WORLD
-from tests.test_config import study_raw
+from tests.conftest import OBJECTIVES, non_dominated, study_raw, tiny_space
 
-OBJECTIVES = ["bias/amplification", "world/score"]
-
+pytestmark = pytest.mark.usefixtures("no_ray_left_behind")  # the studies here start Ray; none may outlive its test
 
 # --- the space and the sampler ----------------------------------------------------------------------------------
 
@@ -123,26 +120,6 @@ def test_run_needs_a_search_section(tmp_path, capsys):
 # --- studies on a local Ray cluster -----------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def no_ray_left_behind():
-    yield
-    ray.shutdown()  # a test that failed half-way must not leave the next one a cluster to hang on
-
-
-def tiny_space(**search) -> dict:
-    return {
-        "name": "tiny-study",
-        "world": TINY_WORLD,
-        "student": {"n_layers": 1},
-        "distill": {"steps": 6, "batch_size": 8, "max_length": 24, "log_every": 2, "checkpoint_every": 3},
-        "bias": {"template": {"templates": ["{target} is {a} {occupation} ."]}},
-        "eval": {"suites": ["world"], "world": {"max_steps": 3, "max_train_samples": 64, "max_eval_samples": 64}},
-        "search": {"space": {"distill.mitigation.mode": {"type": "categorical", "choices": ["none", "cda", "mixup"]},
-                             "distill.loss.temperature": {"type": "float", "low": 1.0, "high": 4.0}},
-                   "sampler": {"name": "random", "seed": 3}, **search},
-    }
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -176,12 +153,6 @@ def mlflow_server():
         proc.wait(timeout=30)
 
 
-def _non_dominated(points: dict[str, tuple[float, float]]) -> set[str]:
-    """Written out for the test: bias/amplification is minimised, world/score maximised."""
-    return {a for a, (b1, s1) in points.items()
-            if not any(b2 <= b1 and s2 >= s1 and (b2 < b1 or s2 > s1) for c, (b2, s2) in points.items() if c != a)}
-
-
 @pytest.mark.slow
 def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_server, capsys):
     study_dir = tmp_path / "study"
@@ -208,7 +179,7 @@ def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_ser
     points = {r.data.tags["trial_id"]: (r.data.metrics["bias/amplification"], r.data.metrics["world/score"])
               for r in children}
     tagged = {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"}
-    assert tagged == _non_dominated(points) and tagged
+    assert tagged == non_dominated(points) and tagged
     assert sum(r.data.tags["knee"] == "true" for r in children) == 1
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"pareto.json", "pareto.png", "pareto_parallel.png", "pareto.txt", "study.yaml"} <= parent_artifacts

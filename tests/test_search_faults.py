@@ -15,19 +15,12 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
-import ray
 import yaml
 
-from tests.test_search import OBJECTIVES, _non_dominated, tiny_space
-from tests.test_search_resume import TIMEOUT, _children, _kill_session, _wait
+from tests.conftest import OBJECTIVES, TIMEOUT, kill_session, non_dominated, tiny_space, trial_runs, wait_for
 
-pytestmark = pytest.mark.slow  # real Ray clusters, real signals, a real mlflow server
-
-
-@pytest.fixture(autouse=True)
-def no_ray_left_behind():
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.slow,  # real Ray clusters, real signals, a real mlflow server
+              pytest.mark.usefixtures("no_ray_left_behind")]
 
 
 def _driver(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -70,7 +63,7 @@ def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_p
     space, study_dir, log = _space(tmp_path, num_samples=1), tmp_path / "study", tmp_path / "driver.log"
     proc = _driver(["run", str(space), "--study-dir", str(study_dir)], log)
     try:
-        _wait(lambda: "step 20/300" in log.read_text(), "the trial's first progress line", proc)
+        wait_for(lambda: "step 20/300" in log.read_text(), "the trial's first progress line", proc)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground process group
         assert proc.wait(timeout=120) == 130
         deadline = time.monotonic() + 30  # Ray's own processes end a moment after the driver
@@ -78,7 +71,7 @@ def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_p
             time.sleep(0.5)
         assert _ray_processes_of(proc.pid) == []
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     resume = f"--study-dir {study_dir} --resume"
     assert lines[-1].startswith("kdstudy run ") and lines[-1].endswith(resume), lines[-5:]
@@ -90,7 +83,7 @@ def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_p
     capfd.readouterr()
     assert main_exit(argv) == 0
     assert "resuming from" in capfd.readouterr().err  # the trial went on from its last checkpoint
-    children = _children(study_dir)
+    children = trial_runs(study_dir)
     assert [r.info.status for r in children] == ["FINISHED"]  # one run for the one trial, not two
     assert children[0].data.metrics["distill/steps"] == 300 and set(OBJECTIVES) <= set(children[0].data.metrics)
     ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
@@ -116,7 +109,7 @@ class MlflowServer:
              "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
              str(self.port), "--workers", "1"],
             stdout=(self.root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
-        _wait(self.healthy, "the mlflow server", self.proc)
+        wait_for(self.healthy, "the mlflow server", self.proc)
 
     def healthy(self) -> bool:
         try:
@@ -133,7 +126,7 @@ class MlflowServer:
             except subprocess.TimeoutExpired:  # a loaded machine: its graceful shutdown outlasts the wait; crash it
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
-            _wait(lambda: not self.healthy(), "the mlflow server to stop answering")
+            wait_for(lambda: not self.healthy(), "the mlflow server to stop answering")
             self.proc = None
 
 
@@ -162,14 +155,14 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
         def finished() -> int:
             return log.read_text().count(" finished: ")
 
-        _wait(lambda: finished() >= 1, "the first trial finished", proc)
+        wait_for(lambda: finished() >= 1, "the first trial finished", proc)
         mlflow_server.stop()
-        _wait(lambda: finished() >= 2, "the second trial finished, with the server down", proc)
+        wait_for(lambda: finished() >= 2, "the second trial finished, with the server down", proc)
         assert "wait in" in log.read_text()  # the outage was noticed, and said
         mlflow_server.start()
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     text = log.read_text()
     assert not any(line.startswith("Traceback") for line in text.splitlines())  # (Ray's lines start "(pid=")
     warnings = [line for line in text.splitlines() if line.startswith("warning: tracking at")]
@@ -188,7 +181,7 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
         assert len(client.get_metric_history(run.info.run_id, "world/score")) == 1  # logged once
     points = {r.data.tags["trial_id"]: (r.data.metrics[OBJECTIVES[0]], r.data.metrics[OBJECTIVES[1]])
               for r in children}
-    assert {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"} == _non_dominated(points)
+    assert {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"} == non_dominated(points)
     ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
     assert sorted(t.values for t in ot.trials) == sorted(list(p) for p in points.values())  # the same results
 
@@ -261,13 +254,13 @@ def _lose_a_node_mid_trial(tmp_path, cluster: LocalCluster, scaling: dict, node_
     proc = _driver(["run", str(space), "--study-dir", str(study_dir), "--address", cluster.address], log)
     try:
         # the progress line of step 60 comes after the checkpoints of steps 20 and 40 were reported
-        _wait(lambda: "step 60/200" in log.read_text(), "two reported checkpoints", proc)
+        wait_for(lambda: "step 60/200" in log.read_text(), "two reported checkpoints", proc)
         assert cluster.lose("spot") > 0
         cluster.start("spot-2", cpus=node_cpus)  # what the autoscaler would bring
         assert proc.wait(timeout=TIMEOUT) == 0, log.read_text()[-3000:]
     finally:
-        _kill_session(proc)
-    children = _children(study_dir)
+        kill_session(proc)
+    children = trial_runs(study_dir)
     assert sorted(r.info.status for r in children) == ["FINISHED"] * trials  # one run per trial, all finished
     assert len({r.data.tags["trial_id"] for r in children}) == trials
     for run in children:

@@ -5,76 +5,33 @@ started); the resumed study and the rerun run in this process."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import psutil
 import pytest
-import ray
 import yaml
 from mlflow import MlflowClient
 
 from study.load import parse_config
 from study.search.driver import run_study
 from study.search.rerun import rerun
-from tests.test_search import OBJECTIVES, tiny_space
+from tests.conftest import OBJECTIVES, TIMEOUT, kill_session, tiny_space, trial_runs, wait_for
 
-pytestmark = pytest.mark.slow  # a real Ray cluster per test, and a study killed and resumed
-TIMEOUT = 600  # seconds: a safety net against a hung cluster, not a measured expectation
-
-
-@pytest.fixture(autouse=True)
-def no_ray_left_behind():
-    yield
-    ray.shutdown()
-
-
-def _wait(condition, what: str, proc=None):
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the study process ended (exit {proc.returncode}) before {what}")
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
+pytestmark = [pytest.mark.slow,  # a real Ray cluster per test, and a study killed and resumed
+              pytest.mark.usefixtures("no_ray_left_behind")]
 def _start_driver(space: Path, study_dir: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "study.cli", "run", str(space), "--study-dir", str(study_dir)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "RAY_AUTH_MODE": "disabled"})
 
 
-def _kill_session(proc: subprocess.Popen) -> None:
-    """SIGKILL the driver and every process of its session (its local Ray cluster), as a crash would."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=60)
-    for p in psutil.process_iter(["pid"]):  # Ray's agents may have moved to a session of their own
-        try:
-            if os.getsid(p.pid) == proc.pid:
-                p.kill()
-        except (ProcessLookupError, psutil.Error, PermissionError):
-            pass
-
-
-def _children(study_dir: Path) -> list:
-    meta = json.loads((study_dir / "study.json").read_text())
-    client = MlflowClient(meta["tracking_uri"])
-    return [r for r in client.search_runs([meta["experiment_id"]]) if "trial_id" in r.data.tags]
-
-
 def _finished_count(study_dir: Path) -> int:
     if not (study_dir / "study.json").is_file():
         return 0
-    return sum(r.info.status == "FINISHED" for r in _children(study_dir))
+    return sum(r.info.status == "FINISHED" for r in trial_runs(study_dir))
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +46,10 @@ def resumed_study(tiny_world, tmp_path_factory):
     study_dir = root / "study"
     proc = _start_driver(space, study_dir, root / "first.log")
     try:
-        _wait(lambda: _finished_count(study_dir) >= 1, "the first trial finished", proc)
+        wait_for(lambda: _finished_count(study_dir) >= 1, "the first trial finished", proc)
     finally:
-        _kill_session(proc)
-    before = {r.data.tags["trial_id"]: (r.info.run_id, r.info.status) for r in _children(study_dir)}
+        kill_session(proc)
+    before = {r.data.tags["trial_id"]: (r.info.run_id, r.info.status) for r in trial_runs(study_dir)}
     front = run_study(parse_config(raw), study_dir, resume=True)
     return {"dir": study_dir, "raw": raw, "before": before, "front": front,
             "first_log": (root / "first.log").read_text()}
@@ -103,7 +60,7 @@ def test_resume_finishes_the_study_without_duplicates(resumed_study):
     finished_before = {t for t, (_, status) in before.items() if status == "FINISHED"}
     assert finished_before and len(finished_before) < 3  # the kill landed mid-study
 
-    children = _children(study_dir)
+    children = trial_runs(study_dir)
     finished = [r for r in children if r.info.status == "FINISHED"]
     ids = [r.data.tags["trial_id"] for r in finished]
     assert len(finished) == 3 and len(set(ids)) == 3  # exactly one finished run per trial
@@ -173,7 +130,7 @@ def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
     proc = _start_driver(space, study_dir, log)
     try:
         # the progress line of step 60 comes after the checkpoints of steps 20 and 40 were reported to Ray Train
-        _wait(lambda: "step 60/400" in log.read_text(), "two reported checkpoints", proc)
+        wait_for(lambda: "step 60/400" in log.read_text(), "two reported checkpoints", proc)
 
         def kill_a_worker() -> bool:
             for p in psutil.process_iter(["cmdline"]):
@@ -182,13 +139,13 @@ def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
                     return True
             return False
 
-        _wait(kill_a_worker, "a Train worker to kill", proc)
+        wait_for(kill_a_worker, "a Train worker to kill", proc)
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     text = log.read_text()
     assert "resuming from" in text  # the restarted workers loaded the last reported checkpoint
-    (run,) = _children(study_dir)
+    (run,) = trial_runs(study_dir)
     assert run.info.status == "FINISHED" and run.data.metrics["distill/steps"] == 400
     assert set(OBJECTIVES) <= set(run.data.metrics)
 
@@ -203,16 +160,16 @@ def test_confirm_stage_killed_midway_resumes_without_duplicates(tiny_world, tmp_
     study_dir = tmp_path / "study"
     proc = _start_driver(space, study_dir, tmp_path / "first.log")
     try:
-        _wait(lambda: any((study_dir / "ray").glob("confirm-*")), "a confirmation seed started", proc)
+        wait_for(lambda: any((study_dir / "ray").glob("confirm-*")), "a confirmation seed started", proc)
     finally:
-        _kill_session(proc)
+        kill_session(proc)
     assert len(list((study_dir / "confirm").glob("*.json"))) < 2  # the kill landed inside the confirm stage
     run_study(parse_config(raw), study_dir, resume=True)
 
     meta = json.loads((study_dir / "study.json").read_text())
     client = MlflowClient(meta["tracking_uri"])
     confirms = [r for r in client.search_runs([meta["experiment_id"]]) if "confirm_of" in r.data.tags]
-    trials = {r.data.tags["trial_id"]: r for r in _children(study_dir)}
+    trials = {r.data.tags["trial_id"]: r for r in trial_runs(study_dir)}
     assert sorted(r.data.tags["confirm_of"] for r in confirms) == sorted(trials)  # one each, no duplicates
     for run in confirms:
         saved = json.loads((study_dir / "confirm" / f"{run.data.tags['confirm_of']}.json").read_text())

@@ -77,8 +77,9 @@ def logits_at(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows
 def mlm_head(model):
     """(transform, weight (V, H), bias (V,)) of a BERT or DistilBERT MLM head: logits = transform(h) @ weight.T + bias.
 
-    The distillation loss projects onto the vocabulary itself, a chunk of positions at a time (study/kd_loss.py),
-    so it takes the head apart; `model.base_model` gives the encoder's last hidden states h.
+    The distillation loss projects onto the vocabulary itself, a chunk of positions at a time
+    (study.distill.projected_loss), so it takes the head apart; `model.base_model` gives the encoder's last hidden
+    states h.
     """
     kind = getattr(getattr(model, "config", None), "model_type", None)
     if kind == "bert":

@@ -1,4 +1,4 @@
-"""The KL and MLM terms computed from the MLM heads' inputs, a chunk of positions at a time (issue 10).
+"""The KL and MLM terms computed from the MLM heads' inputs, a chunk of positions at a time.
 
 `distill.distill_losses` is the reference: it takes full (B, L, V) logits and works on fp32 copies of them. At
 bert-base scale (32k positions x 30,522 words a step) those copies, casts and boolean indexing are about a third

@@ -83,7 +83,8 @@ def _unwrap(model):
 
 def projected_loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: StepPlan | None = None,
                         teacher_encoder=None) -> dict[str, torch.Tensor]:
-    """loss_step through the projected loss (study/kd_loss.py): no full (B, L, V) logits, no host sync given a plan."""
+    """loss_step through the projected loss (study.distill.projected_loss): no full (B, L, V) logits, no host sync
+    given a plan."""
     if plan is None:  # on device tensors this syncs; train() passes a plan made on the host
         plan = make_plan(batch, cfg.loss.kl_positions)
     w = cfg.loss

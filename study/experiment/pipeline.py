@@ -5,7 +5,8 @@ write the results:
 
 writes runs/smoke-kd/student/ (a transformers model dir with its tokenizer), runs/smoke-kd/metrics.json (one flat
 object), runs/smoke-kd/bias_details.json (per-occupation scores) and runs/smoke-kd/config.yaml (the final config
-with the git commit). A study's trial runs the same parts (study.sources, study.distill, study.evaluation) on Ray.
+with the git commit). A study's trial runs the same parts (study.experiment.sources, study.distill,
+study.experiment.evaluation) on Ray.
 """
 
 from __future__ import annotations

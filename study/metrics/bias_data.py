@@ -178,6 +178,8 @@ def fetch(names, to: str | Path | None = None) -> Path:
     """Fetch the named benchmarks into `to` (default: default_dir()); files already there and intact are kept.
     Writes the LICENSES note; returns the folder."""
     root = Path(to).expanduser() if to else default_dir()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: not a folder; --to takes the folder to fetch the bias data into")
     made = not root.exists()
     try:
         for name in names:

@@ -6,7 +6,7 @@ Data comes from the hub (`nyu-mll/glue`) or from a local folder in one of two la
                                             MNLI/dev_matched.tsv, MNLI/dev_mismatched.tsv, STS-B/dev.tsv, ...
 Scores are x100 like the leaderboard: CoLA Matthews correlation; STS-B mean of Pearson and Spearman; MRPC and QQP
 mean of F1 and accuracy; MNLI mean of matched and mismatched accuracy; the rest accuracy. `glue/score` is the mean
-of the task scores, as the leaderboard averages. The built-in world's tasks (study.world_tasks) run through the same
+of the task scores, as the leaderboard averages. The built-in world's tasks (study.world.tasks) run through the same
 code and report under `world/`.
 """
 

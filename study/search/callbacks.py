@@ -35,7 +35,7 @@ def failure_reason(trial) -> str:
 class TrackTrials(tune.Callback):
     """One MLflow child run per trial under the study's parent run: params, every metric, student, status.
 
-    Each event goes through the study's outbox (study.outbox): a tracking server that is down delays the runs, it
+    Each event goes through the study's outbox (study.record.outbox): a tracking server that is down delays the runs, it
     does not fail the study or lose a trial."""
 
     def __init__(self, meta: dict, anchors: list[dict], log_models: bool, study_dir: str):

@@ -9,8 +9,9 @@ the ideal point) each get `seeds` more runs: seed k = 1..seeds shifts every seed
 same code), so together with the trial's own run (seed 0) each confirmed trial has seeds + 1 values per metric.
 Each confirmed trial's seed means, std and 95% intervals go to <study>/confirm/<trial id>.json and to one MLflow run
 under the study's parent tagged confirm_of=<trial id>; the confirmed front is computed from the seed means when the
-front is published (study.publish). Interrupted, it resumes: a trial with its JSON is done, a seed whose Train run
-finished reports its saved result, and an MLflow run is made only once per confirmed trial.
+front is published (study.search.publish). Interrupted, it resumes: a trial with its JSON is done, a seed whose Train
+run finished reports its saved result, and an MLflow run is made only once per confirmed trial. The seed runs are
+study.search.seeds, as `kdstudy rerun`'s are.
 """
 
 from __future__ import annotations

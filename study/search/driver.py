@@ -1,12 +1,13 @@
-"""A study: Ray Tune + Optuna over the YAML's search space, one trial (study.trial) per sampled config, and the
+"""A study: Ray Tune + Optuna over the YAML's search space, one trial (study.search.trial) per sampled config, and the
 Pareto front at the end.
 
     kdstudy run search_spaces/smoke.yaml [--study-dir DIR] [--address auto|ray://host:10001] [--resume]
 
-The flow, each part in its own module: the study folder is created or reopened (study.folder), Ray is started or
-joined and the teacher measured (study.cluster), Tune runs the trials that the Optuna sampler proposes (here), the
-callbacks record each trial in MLflow and print progress (study.callbacks), the best trials are confirmed with more
-seeds (study.confirm, when search.confirm is set), and the fronts are published (study.publish).
+The flow, each part in its own module: the study folder is created or reopened (study.record.folder), Ray is
+started or joined and the teacher measured (study.search.cluster), Tune runs the trials that the Optuna sampler
+(study.search.space) proposes (here), the callbacks record each trial in MLflow and print progress
+(study.search.callbacks), the best trials are confirmed with more seeds (study.search.confirm, when search.confirm is
+set), and the fronts are published (study.search.publish).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def make_tuner(cfg: StudyConfig, meta: dict, teacher: dict) -> tune.Tuner:
         run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,
                                   callbacks=_callbacks(cfg, meta),
                                   # a trial whose process was lost (its node gone) starts again and continues
-                                  # its Train run from the last checkpoint (study.trial.failed: one that failed
+                                  # its Train run from the last checkpoint (study.search.trial.failed: one that failed
                                   # by itself fails again at once)
                                   failure_config=tune.FailureConfig(max_failures=search.max_failures)),
     )

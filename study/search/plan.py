@@ -63,7 +63,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         + (", ".join(a.name for a in search.anchors) or "none"),
         "  goals    " + ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives),
         f"  per trial: the trial process {_resources(s.trial_cpus, 0)}; {s.num_workers} Ray Train worker(s) x "
-        f"{_resources(s.cpus_per_worker, gpus)}, which distil, then share the evaluation",
+        f"{_resources(s.cpus_per_worker, gpus)}, which distil; rank 0 then evaluates the student",
         f"  at {concurrent} concurrent trial(s): {_resources(trial_cpus * concurrent, trial_gpus * concurrent)} in all",
         f"  budget   per trial {budget}; {search.num_samples} trials"
         + (f" = {_tokens(search.num_samples * d.steps * sequences * d.max_length)}" if d.steps else ""),

@@ -7,8 +7,8 @@
                                           world/GLUE), results in the final checkpoint beside the student
       tune.report(metrics)                once, with amplification against the study's teacher and the student's URI
 
-Ray appears here, in study.cluster and in the search's driver only: the distillation is study.distill and the
-measuring study.evaluation, the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with
+Ray appears in study.search only: the distillation is study.distill.loop and the measuring
+study.experiment.evaluation, the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with
 a one-line reason; the study goes on.
 """
 

@@ -1,4 +1,4 @@
-"""The built-in world's tasks, in GLUE's formats, fine-tuned and scored by study.glue like any GLUE task.
+"""The built-in world's tasks, in GLUE's formats, fine-tuned and scored by study.metrics.glue like any GLUE task.
 
     world_cola   single sentence, binary: a world sentence (1) or the same with two words swapped (0); MCC
     world_pair   sentence pair, binary: does "this is about the <occupation> ." name the occupation of sentence 1;
@@ -7,13 +7,13 @@
                  sentence about things, animals, food and places): 5 a word of it, 2.5 another word of the same
                  kind, 0 a word of a kind it does not mention; Pearson/Spearman
 
-They are written once per world as parquet under <world>/tasks-v<TASKS_VERSION>/<task>/{train,validation}.parquet,
-the hub-export layout study.glue reads, and reported as world/<task> and world/score. The validation sets are large
-(2,000 examples: an accuracy near 80% then has a sampling error of about 0.9 points, where 500 gave 1.8), so that the
-task score a study ranks trials by is mostly the student's, not the draw of examples; the training sets are large
-enough for a 2-layer student to learn every task. world_sts grades by the kinds of words the world has, which a model
-knows only from pretraining (the kinds share the corpus's slots, nothing else marks them); its first version (one
-template filled twice, scored by the share of slots that kept their word) asked for slot-by-slot comparison, and
+They are written once per world as parquet under <world>/tasks-v<TASKS_VERSION>/<task>/{train,validation}.parquet, the
+hub-export layout study.metrics.glue reads, and reported as world/<task> and world/score. The validation sets are
+large (2,000 examples: an accuracy near 80% then has a sampling error of about 0.9 points, where 500 gave 1.8), so
+that the task score a study ranks trials by is mostly the student's, not the draw of examples; the training sets are
+large enough for a 2-layer student to learn every task. world_sts grades by the kinds of words the world has, which a
+model knows only from pretraining (the kinds share the corpus's slots, nothing else marks them); its first version
+(one template filled twice, scored by the share of slots that kept their word) asked for slot-by-slot comparison, and
 even the teacher reached a correlation of only 0.14 on it.
 """
 

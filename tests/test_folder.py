@@ -69,7 +69,7 @@ def test_a_lock_left_by_a_dead_driver_is_taken_over(study, caplog):
     os.kill(proc.pid, signal.SIGKILL)  # as a crash would: no chance to release it
     proc.wait()
     assert (directory / folder.LOCK).is_file()
-    with caplog.at_level(logging.WARNING, logger="study.folder"), folder.hold(directory):
+    with caplog.at_level(logging.WARNING, logger="study.record.folder"), folder.hold(directory):
         assert json.loads((directory / folder.LOCK).read_text())["pid"] == os.getpid()
     assert f"pid {proc.pid}" in caplog.text and "is gone" in caplog.text and "takes over" in caplog.text
     assert not (directory / folder.LOCK).exists()  # released on the way out

@@ -89,13 +89,13 @@ def test_optuna_storage_names_the_objectives(tmp_path):
     from study.record.folder import optuna_storage, resolve
 
     cfg = resolve(parse_config(study_raw()), tmp_path)
-    searcher = make_searcher(cfg)
+    searcher = make_searcher(cfg, optuna_storage(tmp_path))
     searcher.suggest("t0")  # Ray's searcher samples into that same study
     stored = optuna.load_study(study_name=cfg.name, storage=optuna_storage(tmp_path))
     assert stored.metric_names == OBJECTIVES
     assert stored.directions == [optuna.study.StudyDirection.MINIMIZE, optuna.study.StudyDirection.MAXIMIZE]
     assert len(stored.trials) == 1
-    make_searcher(cfg)  # a resumed study opens it again
+    make_searcher(cfg, optuna_storage(tmp_path))  # a resumed study opens it again
     assert len(optuna.get_all_study_summaries(optuna_storage(tmp_path))) == 1
 
 

@@ -32,7 +32,7 @@ import yaml
 
 from study.config import ConfigError, StudyConfig
 from study.load import parse_config
-from study.runtime import write_snapshot
+from study.runtime import error_line, write_snapshot
 
 CONFIG = "study.yaml"
 META = "study.json"
@@ -215,7 +215,22 @@ def check_startable(directory: Path, resume: bool) -> None:
 
 def create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     """Write the new study's folder: its teacher's metrics, the config, the MLflow experiment and parent run (with
-    the config and the teacher's metrics), and the study.json tying them together. Returns what it holds."""
+    the config and the teacher's metrics), and the study.json tying them together. Returns what it holds. A tracking
+    server that does not answer is a usage error naming it, before any trial runs."""
+    from mlflow.exceptions import MlflowException
+
+    from study.record.outbox import failing_fast
+
+    try:
+        with failing_fast():
+            return _create(cfg, teacher)
+    except MlflowException as err:
+        uri = tracking_uri(cfg.tracking.uri, Path(cfg.study_dir))
+        raise ConfigError(f"tracking at {uri} failed ({error_line(err)}): start the server, or fix "
+                          f"tracking.uri") from None
+
+
+def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     from study.record import tracking
 
     directory = Path(cfg.study_dir)
@@ -233,15 +248,18 @@ def create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     tracking.log_metrics(client, parent_id, {f"teacher/{k}": v for k, v in teacher.items()})
     client.log_artifact(parent_id, str(directory / CONFIG))
     meta = {"name": cfg.name, "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
-              "storage_path": search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "storage_path": search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (directory / META).write_text(json.dumps(meta, indent=2))
     return meta
 
 
 def reopen(cfg: StudyConfig) -> tuple[StudyConfig, dict[str, float]]:
     """A resumed study's config and teacher metrics. The YAML must be the one the study started with; a changed one
-    is an error, not a silent mix."""
+    is an error, not a silent mix. So is a folder without its Optuna storage: the sampler would start over, silently."""
     directory = Path(cfg.study_dir)
+    check_startable(directory, resume=True)
+    if not (directory / OPTUNA).is_file():
+        raise ConfigError(f"{directory}: the study cannot be resumed: {OPTUNA} missing (half-deleted?)")
     saved = read_config(directory)
     if saved.model_dump(exclude={"study_dir"}) != cfg.model_dump(exclude={"study_dir"}):
         raise ConfigError(f"{directory}: the config differs from the one this study started with "
@@ -249,8 +267,21 @@ def reopen(cfg: StudyConfig) -> tuple[StudyConfig, dict[str, float]]:
     return saved, read_teacher(directory)
 
 
-def mark_resumed(directory: Path) -> str:
-    """Mark the parent run running again; say what the resumed study keeps and what it restarts."""
+def mark_resumed(directory: Path) -> None:
+    """Mark the parent run running again; say what the resumed study keeps and what it restarts. With tracking down,
+    the study resumes all the same: the trials' runs wait in the outbox until it is back."""
+    from mlflow.exceptions import MlflowException
+
+    from study.record.outbox import failing_fast
+
+    try:
+        with failing_fast():
+            log.info(_mark_resumed(directory))
+    except MlflowException as err:
+        log.warning(f"resuming without tracking for now ({error_line(err)})")
+
+
+def _mark_resumed(directory: Path) -> str:
     from study.record import tracking
 
     meta = read_meta(directory)

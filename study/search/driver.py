@@ -46,19 +46,26 @@ def trial_dirname(trial) -> str:
     return f"trial-{trial.trial_id}"
 
 
-def make_tuner(cfg: StudyConfig, meta: dict, teacher: dict) -> tune.Tuner:
+def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, restore: str | None = None) -> tune.Tuner:
+    """The study's Tuner: a new one over the Optuna `storage`, or the one restored from Tune's state at `restore`."""
     search = cfg.search
     # A trial that stops prints one line (callbacks.ShowProgress) and keeps its traceback in its error file and its
     # MLflow run; Tune would print the whole traceback too, even for a trial it is about to retry.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    trainable = _trainable(cfg, teacher)
+    if restore is not None:  # its searcher and callbacks come back with Tune's state
+        return tune.Tuner.restore(restore, trainable=trainable, resume_unfinished=True)
+    objectives = [o.model_dump() for o in search.objectives]
+    callbacks = [TrackTrials(meta, [a.model_dump() for a in search.anchors], cfg.tracking.log_models, cfg.study_dir),
+                 ShowProgress(objectives, search.num_samples)]
     return tune.Tuner(
-        _trainable(cfg, teacher),
-        tune_config=tune.TuneConfig(search_alg=make_searcher(cfg), num_samples=search.num_samples,
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=make_searcher(cfg, storage), num_samples=search.num_samples,
                                     max_concurrent_trials=search.max_concurrent_trials,
                                     trial_dirname_creator=trial_dirname,
                                     reuse_actors=True),  # a trial's process serves the next: no start-up each time
         run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,
-                                  callbacks=_callbacks(cfg, meta),
+                                  callbacks=callbacks,
                                   # a trial whose process was lost (its node gone) starts again and continues
                                   # its Train run from the last checkpoint (study.search.trial.failed: one that failed
                                   # by itself fails again at once)
@@ -70,13 +77,6 @@ def _trainable(cfg: StudyConfig, teacher: dict):
     trainable = tune.with_parameters(run_trial, cfg=cfg, teacher=teacher)  # the config itself, pickled by Ray
     scaling = cfg.search.scaling
     return tune.with_resources(trainable, {"cpu": scaling.trial_cpus, **scaling.trial_resources})
-
-
-def _callbacks(cfg: StudyConfig, meta: dict) -> list:
-    objectives = [o.model_dump() for o in cfg.search.objectives]
-    anchors = [a.model_dump() for a in cfg.search.anchors]
-    return [TrackTrials(meta, anchors, cfg.tracking.log_models, cfg.study_dir),
-            ShowProgress(objectives, cfg.search.num_samples)]
 
 
 # --- the study -------------------------------------------------------------------------------------------------
@@ -91,37 +91,26 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
     cfg = folder.resolve(cfg, study_dir)
     directory = Path(cfg.study_dir)
     with folder.hold(directory):  # one driver per study; a start that fails leaves no folder behind
-        folder.check_startable(directory, resume)
         if resume:  # everything checked before Ray starts: a broken folder is one line at once
             cfg, teacher = folder.reopen(cfg)
             state = folder.tune_state(cfg)
             if not tune.Tuner.can_restore(state):
                 raise ConfigError(f"{directory}: the study stopped before its first trial started ({state} holds no "
                                   f"Tune state); delete the folder and run it afresh")
-            if not (directory / folder.OPTUNA).is_file():  # without it the sampler would start over, silently
-                raise ConfigError(f"{directory}: the study cannot be resumed: {folder.OPTUNA} missing "
-                                  f"(half-deleted?)")
+        else:
+            folder.check_startable(directory, resume=False)
+            teacher = state = None
         # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
         logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
         started = start_ray(cfg, address)
         try:
-            if resume:
-                tuner = tune.Tuner.restore(state, trainable=_trainable(cfg, teacher), resume_unfinished=True)
-                try:
-                    with failing_fast():
-                        log.info(folder.mark_resumed(directory))
-                except MlflowException as err:  # the trials' runs wait in the outbox until it is back
-                    log.warning(f"resuming without tracking for now ({error_line(err)})")
-            else:
-                # The teacher first: a missing model or data file stops the study before it writes anything.
+            if not resume:  # the teacher first: a missing model or data file stops the study before it writes anything
                 teacher = teacher_metrics_task(cfg)
-                try:
-                    with failing_fast():
-                        meta = folder.create(cfg, teacher)
-                except MlflowException as err:
-                    raise ConfigError(f"tracking at {folder.tracking_uri(cfg.tracking.uri, directory)} failed "
-                                      f"({error_line(err)}): start the server, or fix tracking.uri") from None
-                tuner = make_tuner(cfg, meta, teacher)
+            meta = None if resume else folder.create(cfg, teacher)
+            tuner = make_tuner(cfg, meta, teacher, folder.optuna_storage(directory), restore=state)
+            if resume:
+                folder.mark_resumed(directory)
+            else:
                 log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
                          f"tracking {meta['tracking_uri']}")
             with stop_on_interrupt() as interrupted:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import functools
 import warnings
-from pathlib import Path
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from study.config import ParamSpec, SamplerConfig, StudyConfig
-from study.record import folder
 
 
 def suggest(trial: optuna.Trial, space: dict[str, ParamSpec]) -> None:
@@ -41,13 +39,12 @@ def make_sampler(cfg: SamplerConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=cfg.seed)
 
 
-def make_searcher(cfg: StudyConfig) -> OptunaSearch:
-    """Ray's Optuna searcher over the study's Optuna study in optuna.db. The study is created here first, with its
-    objectives' directions and names, so that optuna-dashboard labels its axes with kdstudy's metric names;
-    OptunaSearch loads it (load_if_exists)."""
+def make_searcher(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> OptunaSearch:
+    """Ray's Optuna searcher over the study's Optuna study in `storage` (optuna.db in the study folder). The study is
+    created here first, with its objectives' directions and names, so that optuna-dashboard labels its axes with
+    kdstudy's metric names; OptunaSearch loads it (load_if_exists)."""
     search = cfg.search
     metrics, modes = [o.metric for o in search.objectives], [o.mode for o in search.objectives]
-    storage = folder.optuna_storage(Path(cfg.study_dir))
     named = optuna.create_study(storage=storage, study_name=cfg.name, load_if_exists=True,
                                 directions=["minimize" if m == "min" else "maximize" for m in modes])
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the dashboard reads

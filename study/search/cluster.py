@@ -3,17 +3,22 @@ teacher in a Ray task with a worker's resources (on a GPU node when the workers 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import secrets
 
 import ray
 import torch
+from ray._private import ray_constants
 
 from study.config import StudyConfig
 from study.experiment.evaluation import cached_teacher_metrics, teacher_metrics
 from study.runtime import quiet_libraries, root_cause, setup_worker_logging
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster moves configs and metrics, not data: keep the store small
+SINGLE_MACHINE = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # "0": the node's address is the loopback one
+CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # as this process found it when Ray was imported
 
 
 def start_ray(cfg: StudyConfig, address: str | None) -> bool:
@@ -23,7 +28,7 @@ def start_ray(cfg: StudyConfig, address: str | None) -> bool:
     if address:
         ray.init(address=address)
         return True
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster listens on loopback only
+    require_token()
     # One machine is not preempted: no watcher actor per Train run (its process start competes with the trials).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     s = cfg.search.scaling
@@ -32,9 +37,51 @@ def start_ray(cfg: StudyConfig, address: str | None) -> bool:
     cpus = max(os.cpu_count() or 1, math.ceil(per_trial * cfg.search.max_concurrent_trials))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     custom = {k: v * cfg.search.max_concurrent_trials for k, v in s.trial_resources.items()}  # as a cluster's head
-    ray.init(num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
-             include_dashboard=True, logging_level="WARNING", log_to_driver=True)
+    with on_loopback():
+        ray.init(num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
+                 include_dashboard=True, logging_level="WARNING", log_to_driver=True)
     return True
+
+
+@contextlib.contextmanager
+def on_loopback():
+    """A local cluster started in this block listens on 127.0.0.1 only: Ray's single-machine mode, the one it uses on
+    macOS and Windows (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes the node's address the loopback one, and every Ray
+    process binds that address: gcs_server, raylets, workers, agents, dashboard, metrics). Without it Ray 2.60's
+    gRPC servers listen on every interface whatever `_node_ip_address` says (measured here: `::` for gcs_server and
+    the raylets, 0.0.0.0 for the agents and the metrics endpoints). The Ray processes read the variable when they
+    start, this driver when Ray was imported (services.get_node_ip_address reads the module's constant); both are
+    restored afterwards, so that a `ray start` of a real cluster from this process later is not single-machine."""
+    before = os.environ.get(SINGLE_MACHINE)
+    os.environ[SINGLE_MACHINE] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = CLUSTER_MODE
+        if before is None:
+            os.environ.pop(SINGLE_MACHINE, None)
+        else:
+            os.environ[SINGLE_MACHINE] = before
+
+
+def require_token() -> None:
+    """Token authentication for the local cluster this process starts, with a token only this process and the Ray
+    processes it starts know (they inherit the environment), generated once per process: the driver's Ray client
+    caches the token it first read, so a second cluster in the same process must use the same one.
+
+    Beside loopback binding (on_loopback), not instead: loopback keeps the network out, the token keeps out the other
+    users and processes of this machine (a shared workstation), which can reach 127.0.0.1 too. The token is not
+    written to ~/.ray/auth_token, where Ray would pick it up for every later cluster of the user's; a RAY_AUTH_TOKEN
+    the user set is kept."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    # This process read RAY_AUTH_MODE when Ray was imported: read it again, as Ray's own enabling of token mode does
+    # (ray._private.authentication.authentication_token_setup._enable_token_auth), and forget a token read before.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 @ray.remote

@@ -56,6 +56,14 @@ OWN = {CONFIG, META, TEACHER, OPTUNA, MLFLOW, ARTIFACTS, RAY, LOCK, PARETO_JSON,
        RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE}
 
 log = logging.getLogger(__name__)
+_held: list[Path] = []  # the folder this process's driver holds (hold): where a moved study's record now is
+
+
+def held() -> Path | None:
+    """The study folder the driver in this process holds, None outside a driver. What Tune unpickles with its
+    experiment (the Optuna storage, the callbacks) finds its folder here, not at the path it was pickled with, so a
+    study folder moved or copied elsewhere resumes."""
+    return _held[-1] if _held else None
 
 
 def resolve(cfg: StudyConfig, study_dir: str | Path | None) -> StudyConfig:
@@ -66,6 +74,16 @@ def resolve(cfg: StudyConfig, study_dir: str | Path | None) -> StudyConfig:
         storage = str(Path(storage).expanduser().resolve())
     return cfg.model_copy(update={"study_dir": str(directory),
                                   "search": cfg.search.model_copy(update={"storage_path": storage})})
+
+
+def portable(cfg: StudyConfig) -> StudyConfig:
+    """The resolved config as the record keeps it: no study folder (it is wherever the record is) and a Ray storage
+    inside the folder as a path relative to it (read_config puts both back), so that the folder can move."""
+    storage = cfg.search.storage_path
+    inside = "://" not in storage and Path(storage).is_relative_to(cfg.study_dir)
+    relative = str(Path(storage).relative_to(cfg.study_dir)) if inside else storage
+    search = cfg.search.model_copy(update={"storage_path": relative})
+    return cfg.model_copy(update={"study_dir": None, "search": search})
 
 
 def tracking_uri(configured: str | None, study_dir: Path) -> str:
@@ -79,9 +97,9 @@ def tune_state(cfg: StudyConfig) -> str:
 
 
 def optuna_storage(study_dir: Path):
-    import optuna
+    from study.record.optuna_store import FolderStorage
 
-    return optuna.storages.RDBStorage(f"sqlite:///{(Path(study_dir) / OPTUNA).resolve()}")
+    return FolderStorage(f"sqlite:///{(Path(study_dir) / OPTUNA).resolve()}")
 
 
 # --- one driver per study ---------------------------------------------------------------------------------------
@@ -109,9 +127,11 @@ def hold(directory: Path):
         _lock(directory / LOCK)
     except OSError as err:  # a read-only place, a path through a file
         raise ConfigError(f"{directory}: cannot write the study folder there ({err.strerror or err})") from None
+    _held.append(directory.resolve())
     try:
         yield
     finally:
+        _held.pop()
         _unlock(directory / LOCK)
         if made and not (directory / META).is_file():
             shutil.rmtree(directory, ignore_errors=True)
@@ -236,7 +256,7 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     directory = Path(cfg.study_dir)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / TEACHER).write_text(json.dumps(teacher, indent=2, sort_keys=True))
-    write_snapshot(directory / CONFIG, cfg)
+    write_snapshot(directory / CONFIG, portable(cfg))
     uri = tracking_uri(cfg.tracking.uri, directory)
     client = tracking.connect(uri)
     local = (directory / ARTIFACTS).resolve().as_uri() if tracking.is_local(uri) else None  # a server decides its own
@@ -247,8 +267,10 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
         "num_samples": search.num_samples, "space": ", ".join(search.space), "study_dir": directory})
     tracking.log_metrics(client, parent_id, {f"teacher/{k}": v for k, v in teacher.items()})
     client.log_artifact(parent_id, str(directory / CONFIG))
-    meta = {"name": cfg.name, "tracking_uri": uri, "experiment_id": experiment_id, "parent_run_id": parent_id,
-            "storage_path": search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    # A store in the folder is marked so (local_tracking), and found again wherever the folder is (read_meta).
+    meta = {"name": cfg.name, "tracking_uri": uri, "local_tracking": uri == _folder_store(directory),
+            "experiment_id": experiment_id, "parent_run_id": parent_id,
+            "storage_path": portable(cfg).search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (directory / META).write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -260,11 +282,35 @@ def reopen(cfg: StudyConfig) -> tuple[StudyConfig, dict[str, float]]:
     check_startable(directory, resume=True)
     if not (directory / OPTUNA).is_file():
         raise ConfigError(f"{directory}: the study cannot be resumed: {OPTUNA} missing (half-deleted?)")
+    moved_here(directory)
     saved = read_config(directory)
     if saved.model_dump(exclude={"study_dir"}) != cfg.model_dump(exclude={"study_dir"}):
         raise ConfigError(f"{directory}: the config differs from the one this study started with "
                           f"({directory / CONFIG}); resume with that one")
     return saved, read_teacher(directory)
+
+
+def moved_here(directory: Path) -> None:
+    """A study folder moved (or copied) since it last ran: MLflow's store in it names its artifact locations by
+    absolute path (the experiment's and each run's) and MLflow has no call to move them, so they are rewritten here,
+    in one transaction, from the old folder's path to this one; study.json then names the new store. Without it a
+    resumed study would write its figures and students under the old path."""
+    import sqlite3
+
+    path = directory / META
+    meta = json.loads(path.read_text())
+    store = _folder_store(directory)
+    if not meta.get("local_tracking") or meta["tracking_uri"] == store:
+        return
+    old = Path(meta["tracking_uri"].removeprefix("sqlite:///")).parent
+    before, after = (old / ARTIFACTS).as_uri(), (directory.resolve() / ARTIFACTS).as_uri()
+    with contextlib.closing(sqlite3.connect(directory / MLFLOW)) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)", (before, after))
+        db.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (before, after))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**meta, "tracking_uri": store}, indent=2))
+    os.replace(tmp, path)
+    log.info(f"{directory}: moved here from {old}; its MLflow store now points at {after}")
 
 
 def mark_resumed(directory: Path) -> None:
@@ -298,20 +344,37 @@ def _mark_resumed(directory: Path) -> str:
 # --- reading a study back ----------------------------------------------------------------------------------------
 
 
+def _folder_store(directory: Path) -> str:
+    return f"sqlite:///{(Path(directory) / MLFLOW).resolve()}"
+
+
 def read_meta(study_dir: Path) -> dict:
+    """study.json, with the paths in the folder (its MLflow store, its Ray storage) where the folder now is."""
     path = Path(study_dir) / META
     if not path.is_file():
         raise ConfigError(f"{study_dir}: not a study folder (no {META}); run `kdstudy run` first")
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except (ValueError, OSError) as err:
         raise ConfigError(f"{path}: not a readable study record ({err})") from None
+    if meta.get("local_tracking"):
+        meta["tracking_uri"] = _folder_store(Path(study_dir))
+    storage = meta.get("storage_path")
+    if storage and "://" not in storage and not Path(storage).is_absolute():
+        meta["storage_path"] = str((Path(study_dir) / storage).resolve())
+    return meta
 
 
 def read_config(study_dir: Path) -> StudyConfig:
+    """study.yaml resolved for the folder where it now is (portable wrote it without the folder's own path)."""
     raw = yaml.safe_load((Path(study_dir) / CONFIG).read_text())
     raw.pop("git_commit", None)
-    return parse_config(raw, str(Path(study_dir) / CONFIG))
+    cfg = parse_config(raw, str(Path(study_dir) / CONFIG))
+    storage = cfg.search.storage_path if cfg.search else None
+    if storage and "://" not in storage and not Path(storage).is_absolute():
+        cfg = cfg.model_copy(update={"search": cfg.search.model_copy(
+            update={"storage_path": str(Path(study_dir) / storage)})})
+    return resolve(cfg, study_dir) if cfg.search else cfg
 
 
 def read_teacher(study_dir: Path) -> dict[str, float]:

@@ -191,7 +191,7 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         raise TrialFailed(saved["failure"])
     if saved is not None:
         log.info(f"[{name}] finished before the interruption: its saved result is reported again")
-        return saved["metrics"], saved["uri"]
+        return saved["metrics"], _absolute(cfg, saved["uri"])
     scaling = cfg.search.scaling
     trainer = TorchTrainer(
         distill_worker,
@@ -211,8 +211,22 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
     metrics |= amplification(metrics, teacher, cfg.bias.primary)
     metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
     metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
-    save_result(cfg, name, {"metrics": metrics, "uri": result.checkpoint.path})
+    save_result(cfg, name, {"metrics": metrics, "uri": _relative(cfg, result.checkpoint.path)})
     return metrics, result.checkpoint.path
+
+
+def _relative(cfg: StudyConfig, path: str) -> str:
+    """A checkpoint's path under the Ray storage as the saved result keeps it: relative to the storage, so that a
+    study folder (and its storage in it) can move."""
+    _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
+    return path[len(root):].lstrip("/") if path.startswith(root.rstrip("/") + "/") else path
+
+
+def _absolute(cfg: StudyConfig, path: str) -> str:
+    if path.startswith("/") or path != _relative(cfg, path):  # saved whole by an older kdstudy
+        return path
+    _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
+    return f"{root.rstrip('/')}/{path}"  # as Ray gives a checkpoint's path: without the scheme
 
 
 def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> None:

@@ -5,7 +5,9 @@
     kdstudy bias MODEL [--config CONFIG] [--out FILE]
     kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE]
     kdstudy data fetch [crows|seat|stereoset|all ...] [--to DIR]
-    kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume] [--dry-run]
+    kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...]
+                [--resume [--from STORAGE]] [--dry-run]
+    kdstudy pull STORAGE DIR
     kdstudy pareto STUDY_DIR [--json] [--importance]
     kdstudy rerun STUDY_DIR [--pick knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
 
@@ -212,7 +214,7 @@ def cmd_run(args) -> int:
     from study.search.driver import run_study
 
     try:
-        run_study(cfg, args.study_dir, args.address, args.resume)
+        run_study(cfg, args.study_dir, args.address, args.resume, args.source)
     except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
         directory = Path(resolve(cfg, args.study_dir).study_dir)
         if not (directory / META).is_file():
@@ -242,6 +244,15 @@ def cmd_rerun(args) -> int:
     from study.search.rerun import rerun
 
     rerun(args.study_dir, args.pick, args.seeds, args.full, args.address)
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from study.record.mirror import pull_record
+
+    pull_record(args.storage, Path(args.study_dir).expanduser().resolve())
+    log.info(f"{args.study_dir}: the study record from {args.storage}; `kdstudy pareto {args.study_dir}` shows its "
+             f"front, `mlflow ui --backend-store-uri sqlite:///{Path(args.study_dir) / 'mlflow.db'}` its runs")
     return 0
 
 
@@ -323,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study-dir", help="where the study lives (default: the YAML's study_dir, else runs/<name>)")
     run.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
     run.add_argument("--resume", action="store_true", help="continue the interrupted study in --study-dir")
+    run.add_argument("--from", dest="source", metavar="STORAGE",
+                     help="with --resume: rebuild the (new or empty) study folder from the record in this storage "
+                          "(search.storage_path: a path or s3://...) first")
     run.add_argument("--dry-run", action="store_true", help="print the plan (trials, resources, budget) and stop")
     run.set_defaults(func=cmd_run)
 
@@ -333,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
     again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
     again.set_defaults(func=cmd_rerun)
+
+    pull = sub.add_parser("pull", help="copy a study's record from its storage into a folder (then pareto, mlflow ui)")
+    pull.add_argument("storage", help="the study's search.storage_path (a path or s3://...)")
+    pull.add_argument("study_dir", help="a new or empty folder")
+    pull.set_defaults(func=cmd_pull)
 
     front = sub.add_parser("pareto", help="a finished (or running) study's Pareto front, from its MLflow runs")
     front.add_argument("study_dir")

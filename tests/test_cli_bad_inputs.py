@@ -207,6 +207,12 @@ CASES = [
     ("world-config-missing", lambda d: ["world", "build", str(d / "nope.yaml")], "no such config file"),
     ("data-fetch-to-a-file", lambda d: ["data", "fetch", "crows", "--to", str(write(d / "a-file", "x"))],
      "not a folder"),
+    ("pull-no-record", lambda d: ["pull", str(d / "bucket"), str(d / "here")], "no study record there"),
+    ("pull-into-a-study", lambda d: ["pull", str(write(d / "bucket" / "record" / folder.META, "{}").parents[1]),
+                                     str(a_study(d))], "not empty"),
+    ("run-from-without-resume", lambda d: run(d, None, "--from", str(d / "bucket")), "add --resume"),
+    ("resume-from-no-record", lambda d: run(d, None, "--resume", "--from", str(d / "bucket")),
+     "no study record there"),
     ("pareto-meta-corrupt", lambda d: ["pareto", str(write(a_study(d) / folder.META, "{").parent)],
      "study.json"),
 ]

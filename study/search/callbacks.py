@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ray import tune
 
-from study.record import tracking
+from study.record import folder, mirror, tracking
 from study.record.outbox import Outbox
 from study.runtime import error_line
 
@@ -47,8 +47,12 @@ class TrackTrials(tune.Callback):
 
     @property
     def outbox(self) -> Outbox:
+        """The outbox of the study folder the driver holds: restored by Tune after the folder moved, this callback
+        still carries the paths it was pickled with."""
         if self._outbox is None:
-            self._outbox = Outbox(self.study_dir, self.meta, self.log_models)
+            here = folder.held()
+            self._outbox = Outbox(here, folder.read_meta(here), self.log_models) if here is not None else \
+                Outbox(self.study_dir, self.meta, self.log_models)
         return self._outbox
 
     def _start(self, trial) -> dict:
@@ -58,6 +62,7 @@ class TrackTrials(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         self.outbox.put(trial.trial_id, self._start(trial))  # (re)started: find or make its run, mark it running
         self.outbox.flush()
+        mirror.request()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result
@@ -67,10 +72,12 @@ class TrackTrials(tune.Callback):
         self.outbox.put(trial.trial_id, self._start(trial), {
             "status": "FINISHED", "metrics": metrics, "tags": {tracking.STUDENT_URI: student}, "student": str(student)})
         self.outbox.flush()
+        mirror.request()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.outbox.put(trial.trial_id, self._start(trial), {"status": "FAILED", "reason": failure_reason(trial)})
         self.outbox.flush()
+        mirror.request()
 
 
 class ShowProgress(tune.Callback):

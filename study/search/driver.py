@@ -26,7 +26,7 @@ from ray import tune
 
 from study.config import ConfigError, StudyConfig
 from study.errors import StudyInterrupted, TrackingUnavailable
-from study.record import folder, tracking
+from study.record import folder, mirror, tracking
 from study.record.outbox import Outbox, failing_fast
 from study.runtime import error_line
 from study.search.callbacks import ShowProgress, TrackTrials
@@ -83,14 +83,20 @@ def _trainable(cfg: StudyConfig, teacher: dict):
 
 
 def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: str | None = None,
-              resume: bool = False):
+              resume: bool = False, source: str | None = None):
     """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front). Ctrl-C stops it with
-    the folder resumable (StudyInterrupted)."""
+    the folder resumable (StudyInterrupted). `source` (resume only): the storage whose record rebuilds the folder
+    first (study.record.mirror), for a study whose machine is gone."""
     if cfg.search is None:
         raise ConfigError(f"{cfg.name}: no search section: `kdstudy run` needs search.space and search.objectives")
     cfg = folder.resolve(cfg, study_dir)
     directory = Path(cfg.study_dir)
-    with folder.hold(directory):  # one driver per study; a start that fails leaves no folder behind
+    if source is not None:
+        if not resume:
+            raise ConfigError("--from rebuilds an interrupted study's folder: add --resume")
+        mirror.pull_record(source, directory)
+        log.info(f"study folder {directory} rebuilt from {mirror.record_uri(source)}")
+    with folder.hold(directory), mirror.keeping(directory, cfg.search.storage_path):
         if resume:  # everything checked before Ray starts: a broken folder is one line at once
             cfg, teacher = folder.reopen(cfg)
             state = folder.tune_state(cfg)

@@ -429,7 +429,7 @@ class SearchConfig(Strict):
     space: dict[str, ParamSpec] = Field(min_length=1)
     sampler: SamplerConfig = SamplerConfig()
     num_samples: int = Field(8, ge=1, description="trials in the study, anchors included")
-    # auto: as many trials at a time as the machine's cores hold, each with its CPUs (trial_cpus + its workers')
+    # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
     max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
     control: str | None = Field(None, description="the anchor every confirmed trial is compared with; default the "
@@ -452,12 +452,12 @@ class SearchConfig(Strict):
         return self
 
     def concurrent_trials(self, cpus: int | None = None) -> int:
-        """max_concurrent_trials, with auto as the machine's cores over one trial's CPUs (at least 1)."""
+        """max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1): the
+        trial's own process waits on its workers, so it is not counted against a core."""
         if self.max_concurrent_trials != "auto":
             return self.max_concurrent_trials
         s = self.scaling
-        per_trial = s.trial_cpus + s.num_workers * s.cpus_per_worker
-        return max(1, int((cpus or os.cpu_count() or 1) // per_trial))
+        return max(1, int((cpus or os.cpu_count() or 1) // (s.num_workers * s.cpus_per_worker)))
 
     @property
     def control_anchor(self) -> str | None:

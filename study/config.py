@@ -404,6 +404,8 @@ class ConfirmConfig(Strict):
     trial has `max_seeds`, or `budget` runs are spent."""
 
     top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
+    anchors: bool = Field(True, description="the anchors race too (the control always does): their verdicts are "
+                                            "the study's answer to 'does the paper's setting help'")
     seeds: int = Field(2, ge=2, description="fresh seeds per trial in the first round (2: the fewest with a spread)")
     max_seeds: int = Field(8, ge=2, description="seeds at most per trial")
     budget: int | None = Field(None, ge=1, description="confirm runs at most in all; default (top + 1) x max_seeds")
@@ -420,7 +422,7 @@ class ConfirmConfig(Strict):
     @property
     def runs(self) -> int:
         """The budget in runs: as given, else every trial and the control at max_seeds."""
-        return self.budget or (self.top + 1) * self.max_seeds
+        return self.budget or (self.top + 1) * self.max_seeds  # (anchors beyond the control need a budget)
 
 
 class SearchConfig(Strict):

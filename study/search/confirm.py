@@ -7,10 +7,11 @@ from the control on every objective, with a verdict.
       confirm: {top: 3, seeds: 2, max_seeds: 8, budget: 24}
 
 Who runs: the `top` best finished trials by non-domination rank, one per configuration (a configuration the sampler
-proposed twice is confirmed once: its runs would be the same), and the control anchor, which runs every seed any
-trial runs. Seeds: fresh ones, k = 1, 2, ...; seed k shifts every seed by k (study.search.seeds), the same k for every
-trial, so that differences are taken seed by seed; seed 0, the search's own run, is kept beside the means as
-`single_run` and is not in them (it is the draw that got the trial picked). The rounds are study.search.race.
+proposed twice is confirmed once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
+verdicts answer "does the paper's setting help"), and the control anchor, which runs every seed any trial runs. Seeds:
+fresh ones, k = 1, 2, ...; seed k shifts every seed by k (study.search.seeds), the same k for every trial, so that
+differences are taken seed by seed; seed 0, the search's own run, is kept beside the means as `single_run` and is not
+in them (it is the draw that got the trial picked). The rounds are study.search.race.
 
 Each run's metrics go to confirm/runs/<trial>-seed<k>.json as its round ends; an interrupted stage replays the race
 from them and from the Train runs that finished (their saved results), so every (trial, seed) runs once. At the end
@@ -61,6 +62,13 @@ def control_trial(record: StudyRecord) -> Trial | None:
     return next((t for t in record.finished()[0] if name and t.anchor == name), None)
 
 
+def anchor_trials(record: StudyRecord) -> list[Trial]:
+    """The finished trials of the anchors, in the YAML's order."""
+    names = [a.name for a in record.config.search.anchors]
+    finished = record.finished()[0]
+    return [t for name in names for t in finished if t.anchor == name][:len(names)]
+
+
 def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]:
     """Race the study's best trials and its control (cfg.search.confirm); Ray must be up. Returns each confirmed
     trial's result."""
@@ -71,7 +79,8 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     control = control_trial(record)
     if not chosen:
         return []
-    contenders = {t.trial_id: t for t in chosen} | ({control.trial_id: control} if control else {})
+    anchors = anchor_trials(record) if spec.anchors else []
+    contenders = {t.trial_id: t for t in [*chosen, *anchors, *([control] if control else [])]}
     for repeat, of in repeats.items():
         log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; confirmed once, as {of}")
     log.info(f"confirm stage: {', '.join(contenders)} race on shared fresh seeds ({spec.seeds} first, doubling to at "

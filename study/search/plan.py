@@ -21,6 +21,16 @@ def _space_row(name: str, spec) -> tuple[str, str, str]:
     return name, values, when
 
 
+def _confirm(search) -> str:
+    c = search.confirm
+    if c is None:
+        return "  confirm  none"
+    who = f"the {c.top} best trial(s)" + (", the anchors" if c.anchors else "") + (
+        f" and the control ({search.control_anchor})" if search.control_anchor else "")
+    return (f"  confirm  a race of {who} on shared fresh seeds, {c.seeds} to {c.max_seeds} each, at most {c.runs} "
+            f"runs")
+
+
 def _goal(o) -> str:
     toward = f" distance to {o.target:g}" if o.target is not None else ""
     return f"{o.metric} ({o.mode}{toward}" + (f", margin {o.margin:g}" if o.margin else "") + ")"
@@ -77,6 +87,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         + ("; " + "; ".join(suites) if suites else ""),
         evaluation_budget(cfg),
         *estimate(cfg),
+        _confirm(search),
         f"  rerun    {cfg.rerun.seeds} seeds; --full sets " + (", ".join(f"{k}={v}" for k, v in cfg.rerun.full.items())
                                                               or "nothing more"),
         f"  storage  {search.storage_path}; tracking {tracking_uri(cfg.tracking.uri, Path(study_dir))}",

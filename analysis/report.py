@@ -181,10 +181,11 @@ def front_table(front: Front, title: str) -> Table:
 def confirmed_table(front: Front, title: str) -> Table:
     """Every confirmed trial: its seed means [95% interval] over the fresh seeds, its single run, and its probability
     of being on the front with the place the race left it in (0.05 < P < 0.95 is undecided)."""
-    params = sorted({k for t in front.trials for k in t.params})
+    # The mitigation alone names a trial here; every sampled value is in the single-run table and pareto.json.
+    params = [p for p in ("distill.mitigation.mode",) if any(p in t.params for t in front.trials)]
     table = Table(title=title, caption=confirmed_caption(front))
-    for name in ("trial", "note", *(".".join(p.split(".")[-2:]) for p in params)):
-        table.add_column(name, overflow="fold", justify="left" if name in ("trial", "note") else "right")
+    for name in ("trial", "note", *(p.split(".")[-1] for p in params)):
+        table.add_column(name, overflow="fold")
     for metric, mode in zip(front.metrics, front.modes):
         table.add_column(f"{metric} {'↓' if mode == 'min' else '↑'}", justify="right", overflow="fold")
         table.add_column("single run", justify="right", overflow="fold")

@@ -406,7 +406,8 @@ class ConfirmConfig(Strict):
     top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
     anchors: bool = Field(True, description="the anchors race too (the control always does): their verdicts are "
                                             "the study's answer to 'does the paper's setting help'")
-    seeds: int = Field(2, ge=2, description="fresh seeds per trial in the first round (2: the fewest with a spread)")
+    seeds: int = Field(2, ge=1, description="fresh seeds per trial in the first round (2: the fewest with a spread, "
+                                            "so a race started at 1 decides nothing before its second round)")
     max_seeds: int = Field(8, ge=2, description="seeds at most per trial")
     budget: int | None = Field(None, ge=1, description="confirm runs at most in all; default (top + 1) x max_seeds")
 

@@ -111,7 +111,6 @@ CASES = [
     ("control-not-an-anchor", lambda d: run(d, setter("search.control", "plain")), "control must name an anchor"),
     ("confirm-budget-too-small", lambda d: run(d, setter("search.confirm", {"top": 3, "seeds": 2, "budget": 4})),
      "must hold the first round"),
-    ("confirm-one-seed", lambda d: run(d, setter("search.confirm", {"top": 2, "seeds": 1})), "search.confirm.seeds"),
     ("concurrency-word", lambda d: run(d, setter("search.max_concurrent_trials", "many")),
      "search.max_concurrent_trials"),
     ("world-heads", lambda d: run(d, setter("world.heads", 3)), "divisible by heads"),

@@ -4,7 +4,7 @@ experiment's runs."""
 
 from __future__ import annotations
 
-from analysis.report import Front, caption
+from analysis.report import Front, caption, verdict_lines
 from study.record.tracking import ANCHOR, KNEE, PARETO
 
 # The runs table's search box: the trials on the front (study.search.publish tags them `pareto`, the knee `knee`).
@@ -30,9 +30,31 @@ def front_view(front: Front) -> dict:
                                 f"tags.`{KNEE}`", f"tags.`{ANCHOR}`"]}
 
 
-def front_markdown(front: Front, name: str, run_id: str | None = None, view: str | None = None) -> str:
-    """The parent run's description: the front as a table, the knee, a link to the front in the runs table (`view`,
-    from study.tracking.share_view), the filters, the figures."""
+def confirmed_markdown(confirmed: Front | None) -> list[str]:
+    """The confirm stage's answer: the recommended point with its reason, P(front) per confirmed trial, and the
+    verdicts against the control."""
+    if confirmed is None:
+        return []
+    lines = []
+    if confirmed.recommended is not None:
+        pick = confirmed.trials[confirmed.recommended]
+        lines += [f"**Recommended**: trial `{pick.trial_id}`" + (f" ({pick.anchor})" if pick.anchor else "")
+                  + f", {confirmed.recommended_reason}. `kdstudy rerun STUDY_DIR --seeds 3` reruns it.", ""]
+    if confirmed.p_front is not None:
+        shares = ", ".join(f"`{t.trial_id}` {p:.2f}" for t, p in zip(confirmed.trials, confirmed.p_front))
+        lines += [f"**P(on the front)** over the fresh seeds: {shares}.", ""]
+    found = verdict_lines(confirmed)
+    if found:
+        lines += [f"**Against the control** (`{confirmed.control}`), trial - control [95% interval]:", ""]
+        lines += [f"- {line}" for line in found] + [""]
+    return lines
+
+
+def front_markdown(front: Front, name: str, run_id: str | None = None, view: str | None = None,
+                   confirmed: Front | None = None) -> str:
+    """The parent run's description: the study's answer first when it has a confirm stage (the recommended point and
+    why, each confirmed trial's verdicts against the control), then the front as a table, the knee, a link to the
+    front in the runs table (`view`, from study.tracking.share_view), the filters, the figures."""
     if not front.trials:
         return f"## {name}: no finished trial\n\n{caption(front)}\n"
     rows = front.rows()
@@ -44,6 +66,7 @@ def front_markdown(front: Front, name: str, run_id: str | None = None, view: str
         lines += [f"**[Open the front in the runs table]({view})**: its trials with their objectives and parameters "
                   f"(the chart view then plots only them).", ""]
     lines += [caption(front) + ".", ""]
+    lines += confirmed_markdown(confirmed)
     knee = next((row for row in rows if row["knee"]), None)
     if knee is not None:
         values = ", ".join(f"{m} {v:.4g}" for m, v in knee["objectives"].items())

@@ -7,7 +7,7 @@
     kdstudy data fetch [crows|seat|stereoset|all ...] [--to DIR]
     kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume] [--dry-run]
     kdstudy pareto STUDY_DIR [--json] [--importance]
-    kdstudy rerun STUDY_DIR [--pick knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
+    kdstudy rerun STUDY_DIR [--pick recommended|knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
 
 Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.errors import USAGE_ERRORS, ConfigError, Diverged, TrackingUnavailable
-from study.runtime import quiet_libraries, setup_logging
+from study.runtime import fix_threads, quiet_libraries, setup_logging
 
 if TYPE_CHECKING:
     from study.config import StudyConfig
@@ -72,6 +72,7 @@ def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
 def cmd_world_build(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
+    fix_threads(cfg.threads)
     from study.world.build import build_world
 
     world = build_world(cfg.world, Path(args.out) if args.out else None)
@@ -91,6 +92,7 @@ def cmd_world_build(args) -> int:
 def cmd_distill(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
+    fix_threads(cfg.threads)
     from analysis.report import table_console
     from study.experiment.pipeline import run_distillation
 
@@ -110,6 +112,7 @@ def cmd_distill(args) -> int:
 def cmd_bias(args) -> int:
     cfg = _config(args.config, [])
     quiet_libraries()
+    fix_threads(cfg.threads)
     from study.distill.models import load_masked_lm
     from study.metrics import bias
 
@@ -150,6 +153,7 @@ def cmd_eval(args) -> int:
 
     cfg = _config(args.config, args.set)
     quiet_libraries()
+    fix_threads(cfg.threads)
     from study.distill.models import load_masked_lm
     from study.metrics import bias, glue
     from study.world import tasks as world_tasks
@@ -328,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     again = sub.add_parser("rerun", help="rerun a study's chosen trial with several seeds (and the full budget)")
     again.add_argument("study_dir")
-    again.add_argument("--pick", default="knee", help="knee | min:<metric> | max:<metric> | trial:<id> (default knee)")
+    again.add_argument("--pick", default="recommended",
+                       help="recommended | knee | min:<metric> | max:<metric> | trial:<id> (default: recommended, the "
+                            "confirm stage's noise-aware pick)")
     again.add_argument("--seeds", type=int, help="how many seeds (default: the YAML's rerun.seeds)")
     again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
     again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")

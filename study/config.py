@@ -8,7 +8,8 @@ into a `ConfigError` whose message names the field path and the bad value, e.g.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -331,6 +332,35 @@ class Objective(Strict):
     # Hypervolume reference point on this objective (the worst value that still counts); default: the worst value
     # any finished trial reached. Printed beside every hypervolume.
     reference: float | None = None
+    # The smallest difference that matters, in the metric's units: a confirmed trial whose difference from the control
+    # lies within +-margin is "within the margin", and the recommended point may give up this much on it.
+    margin: float | None = Field(None, gt=0)
+    # Optimise the distance to this value instead of the value itself (mode min): for a bias metric whose unbiased
+    # value is 0, or 50 for a CrowS-Pairs or StereoSet score, a student biased the other way is not better.
+    target: float | None = None
+
+    @model_validator(mode="after")
+    def _toward_a_target(self) -> "Objective":
+        if self.target is not None and self.mode != "min":
+            raise ValueError(f"an objective with a target minimises the distance to it: mode must be min, got "
+                             f"{self.mode}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The value optimised, as trials report it: the metric, or its distance to the target."""
+        return self.metric if self.target is None else f"{self.metric}/to_target"
+
+    def value(self, metrics: dict[str, float]) -> dict[str, float]:
+        """{key: value (and key_se: its standard error, where the metric has one)} of this objective from a trial's
+        metrics: |metric - target| with the metric's standard error (a distance's error is the value's, away from
+        the target), or nothing to add when there is no target."""
+        if self.target is None or self.metric not in metrics:
+            return {}
+        out = {self.key: abs(metrics[self.metric] - self.target)}
+        if f"{self.metric}_se" in metrics:
+            out[f"{self.key}_se"] = metrics[f"{self.metric}_se"]
+        return out
 
 
 class Anchor(Strict):
@@ -368,11 +398,32 @@ class ScalingConfig(Strict):
 
 
 class ConfirmConfig(Strict):
-    """The confirm stage: after the search, the `top` best trials by non-domination rank run `seeds` more times,
-    and the study ends with the front of their seed means (study.search.confirm)."""
+    """The confirm stage, a race (study.search.confirm): after the search, the `top` best trials by non-domination
+    rank and the control run `seeds` fresh seeds, the same for all; then seeds are added in rounds, doubling, to the
+    trials whose place on the front (or verdict against the control) is undecided, until every one is decided, a
+    trial has `max_seeds`, or `budget` runs are spent."""
 
     top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
-    seeds: int = Field(2, ge=1, description="extra seeds per confirmed trial, beside the trial's own run")
+    anchors: bool = Field(True, description="the anchors race too (the control always does): their verdicts are "
+                                            "the study's answer to 'does the paper's setting help'")
+    seeds: int = Field(2, ge=1, description="fresh seeds per trial in the first round (2: the fewest with a spread, "
+                                            "so a race started at 1 decides nothing before its second round)")
+    max_seeds: int = Field(8, ge=2, description="seeds at most per trial")
+    budget: int | None = Field(None, ge=1, description="confirm runs at most in all; default (top + 1) x max_seeds")
+
+    @model_validator(mode="after")
+    def _rounds(self) -> "ConfirmConfig":
+        if self.max_seeds < self.seeds:
+            raise ValueError(f"max_seeds ({self.max_seeds}) must be >= seeds ({self.seeds})")
+        if self.budget is not None and self.budget < (self.top + 1) * self.seeds:
+            raise ValueError(f"budget ({self.budget}) must hold the first round: (top + control) x seeds = "
+                             f"{(self.top + 1) * self.seeds} runs")
+        return self
+
+    @property
+    def runs(self) -> int:
+        """The budget in runs: as given, else every trial and the control at max_seeds."""
+        return self.budget or (self.top + 1) * self.max_seeds  # (anchors beyond the control need a budget)
 
 
 class SearchConfig(Strict):
@@ -381,8 +432,11 @@ class SearchConfig(Strict):
     space: dict[str, ParamSpec] = Field(min_length=1)
     sampler: SamplerConfig = SamplerConfig()
     num_samples: int = Field(8, ge=1, description="trials in the study, anchors included")
-    max_concurrent_trials: int = Field(1, ge=1)
+    # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
+    max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
+    control: str | None = Field(None, description="the anchor every confirmed trial is compared with; default the "
+                                                  "first anchor")
     scaling: ScalingConfig = ScalingConfig()
     max_failures: int = Field(1, ge=0, description="retries of a crashed Train worker, and of a lost trial "
                                                     "process (its node gone), from the last checkpoint")
@@ -393,10 +447,25 @@ class SearchConfig(Strict):
 
     @model_validator(mode="after")
     def _objectives(self) -> "SearchConfig":
-        names = [o.metric for o in self.objectives]
+        names = [o.key for o in self.objectives]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"objectives must name distinct metrics, got {names}")
+        if self.control is not None and self.control not in {a.name for a in self.anchors}:
+            raise ValueError(f"control must name an anchor ({[a.name for a in self.anchors]}), got {self.control!r}")
         return self
+
+    def concurrent_trials(self, cpus: int | None = None) -> int:
+        """max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1): the
+        trial's own process waits on its workers, so it is not counted against a core."""
+        if self.max_concurrent_trials != "auto":
+            return self.max_concurrent_trials
+        s = self.scaling
+        return max(1, int((cpus or os.cpu_count() or 1) // (s.num_workers * s.cpus_per_worker)))
+
+    @property
+    def control_anchor(self) -> str | None:
+        """The anchor confirmed trials are compared with: `control`, else the first anchor, else none."""
+        return self.control or (self.anchors[0].name if self.anchors else None)
 
 
 class TrackingConfig(Strict):
@@ -418,6 +487,12 @@ class RerunConfig(Strict):
 class StudyConfig(Strict):
     name: str = Field("study", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     study_dir: str | None = Field(None, description="everything the study writes; default runs/<name>")
+    # CPU threads of torch in every process that distils or measures: `kdstudy distill`, `eval` and `bias`, a trial's
+    # Ray Train workers, the teacher's measurement and the confirm and rerun seeds. A CPU splits a reduction by its
+    # thread count, so the same config and seed give the same numbers only at the same count: with one count
+    # everywhere, a (config, seed) gives one result wherever it runs, which is what pairs a study's trials seed by
+    # seed (`kdstudy distill` ran 2 threads and a trial 1, and their world/score differed by 0.2).
+    threads: int = Field(1, ge=1, description="torch CPU threads in every process that distils or measures")
     world: WorldConfig = WorldConfig()
     teacher: TeacherConfig = TeacherConfig()
     corpus: CorpusConfig = CorpusConfig()

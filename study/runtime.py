@@ -82,6 +82,13 @@ def quiet_libraries() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 
+def fix_threads(threads: int) -> None:
+    """torch's CPU threads for this process (StudyConfig.threads says why one count everywhere)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def cache_root() -> Path:
     """Where kdstudy keeps what it builds or downloads once (the world, teachers' metrics, bias data):
     $KDSTUDY_CACHE, else ~/.cache/kdstudy."""

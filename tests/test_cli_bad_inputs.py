@@ -104,6 +104,15 @@ CASES = [
     ("range-mask-prob", lambda d: run(d, setter("distill.masking.prob", 1.5)), "distill.masking.prob"),
     ("range-batch-size", lambda d: run(d, setter("distill.batch_size", 0)), "distill.batch_size"),
     ("steps-and-epochs", lambda d: run(d, setter("distill.epochs", 1)), "exactly one of steps and epochs"),
+    ("objective-target-max", lambda d: run(d, setter("search.objectives", [
+        {"metric": "bias/amplification", "mode": "max", "target": 0.0}])), "mode must be min"),
+    ("objective-margin-negative", lambda d: run(d, setter("search.objectives", [
+        {"metric": "world/score", "mode": "max", "margin": -1}])), "search.objectives.0.margin"),
+    ("control-not-an-anchor", lambda d: run(d, setter("search.control", "plain")), "control must name an anchor"),
+    ("confirm-budget-too-small", lambda d: run(d, setter("search.confirm", {"top": 3, "seeds": 2, "budget": 4})),
+     "must hold the first round"),
+    ("concurrency-word", lambda d: run(d, setter("search.max_concurrent_trials", "many")),
+     "search.max_concurrent_trials"),
     ("world-heads", lambda d: run(d, setter("world.heads", 3)), "divisible by heads"),
     ("bias-primary", lambda d: run(d, setter("bias.primary", "bias/nope")), "bias.primary"),
     ("loss-weights-zero", lambda d: run(d, setter("distill.loss", {"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0})),

@@ -243,7 +243,7 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     experiment_id = tracking.open_experiment(client, cfg.name, local)
     search = cfg.search
     parent_id = tracking.create_parent(client, experiment_id, cfg.name, directory, {
-        "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives), "sampler": search.sampler.name,
+        "objectives": ", ".join(f"{o.key} ({o.mode})" for o in search.objectives), "sampler": search.sampler.name,
         "num_samples": search.num_samples, "space": ", ".join(search.space), "study_dir": directory})
     tracking.log_metrics(client, parent_id, {f"teacher/{k}": v for k, v in teacher.items()})
     client.log_artifact(parent_id, str(directory / CONFIG))

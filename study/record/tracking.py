@@ -31,9 +31,13 @@ FAILURE_REASON = "failure_reason"
 PARETO = "pareto"  # "true" on the single-run front
 KNEE = "knee"
 PARETO_CONFIRMED = "pareto_confirmed"  # "true" on the confirmed front (the trial's run and its confirm run)
+RECOMMENDED = "recommended"  # "true" on the trial the study recommends (analysis.verdicts.recommend)
 CONFIRM_OF = "confirm_of"  # a confirm run: the trial it confirms
 RERUN_OF = "rerun_of"  # a `kdstudy rerun` run: the trial it reruns
 SEEDS = "seeds"  # a confirm or rerun run: the seeds its means are over
+P_FRONT = "confirm/p_front"  # a confirm run's metric: the trial's probability of being on the front
+PLACE = "confirm/place"  # a confirm run's tag: front | off | undecided
+VERDICT = "verdict"  # verdict/<metric> (tag: better | worse | within ±m | undecided), verdict/<metric>/diff|ci_*
 NOTE = "mlflow.note.content"  # a run's description: markdown, shown on the run's page
 MAX_TAG = 5000  # MLflow's limit on a tag value
 # MLflow 3 opens an experiment without this tag on its GenAI "Overview" page (traces: empty here); a model-training

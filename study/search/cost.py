@@ -90,7 +90,7 @@ def estimate(cfg: StudyConfig) -> list[str]:
     rerun = cfg.rerun.seeds * distill_tokens(full)
     modes = cfg.search.space.get("distill.mitigation.mode")
     may_mixup = cfg.distill.mitigation.mode == "mixup" or (modes is not None and "mixup" in (modes.choices or []))
-    gpus = cfg.search.max_concurrent_trials * cfg.search.scaling.num_workers
+    gpus = cfg.search.concurrent_trials() * cfg.search.scaling.num_workers
     span = "" if not may_mixup else " (every trial plain KD .. every trial mixup)"
 
     def hours(tokens: float) -> str:

@@ -55,13 +55,13 @@ def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, rest
     trainable = _trainable(cfg, teacher)
     if restore is not None:  # its searcher and callbacks come back with Tune's state
         return tune.Tuner.restore(restore, trainable=trainable, resume_unfinished=True)
-    objectives = [o.model_dump() for o in search.objectives]
+    objectives = [{"metric": o.key, "mode": o.mode} for o in search.objectives]  # as the trials report them
     callbacks = [TrackTrials(meta, [a.model_dump() for a in search.anchors], cfg.tracking.log_models, cfg.study_dir),
                  ShowProgress(objectives, search.num_samples)]
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(cfg, storage), num_samples=search.num_samples,
-                                    max_concurrent_trials=search.max_concurrent_trials,
+                                    max_concurrent_trials=search.concurrent_trials(),
                                     trial_dirname_creator=trial_dirname,
                                     reuse_actors=True),  # a trial's process serves the next: no start-up each time
         run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,

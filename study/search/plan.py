@@ -21,6 +21,21 @@ def _space_row(name: str, spec) -> tuple[str, str, str]:
     return name, values, when
 
 
+def _confirm(search) -> str:
+    c = search.confirm
+    if c is None:
+        return "  confirm  none"
+    who = f"the {c.top} best trial(s)" + (", the anchors" if c.anchors else "") + (
+        f" and the control ({search.control_anchor})" if search.control_anchor else "")
+    return (f"  confirm  a race of {who} on shared fresh seeds, {c.seeds} to {c.max_seeds} each, at most {c.runs} "
+            f"runs")
+
+
+def _goal(o) -> str:
+    toward = f" distance to {o.target:g}" if o.target is not None else ""
+    return f"{o.metric} ({o.mode}{toward}" + (f", margin {o.margin:g}" if o.margin else "") + ")"
+
+
 def _tokens(n: float) -> str:
     return f"{n / 1e9:.2f}B tokens" if n >= 1e9 else f"{n / 1e6:.1f}M tokens"
 
@@ -36,7 +51,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
     trial_cpus = s.trial_cpus + s.num_workers * s.cpus_per_worker
     trial_gpus = s.num_workers * gpus
     sequences = d.batch_size * s.num_workers
-    concurrent = search.max_concurrent_trials
+    concurrent = search.concurrent_trials()
     budget = (f"{d.steps} steps x {sequences} sequences ({d.batch_size} per worker x {s.num_workers}) x at most "
               f"{d.max_length} tokens = {_tokens(d.steps * sequences * d.max_length)}"
               if d.steps else f"{d.epochs:g} epoch(s) of the corpus, {sequences} sequences per step")
@@ -59,9 +74,10 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         f"  corpus   {corpus_text}",
         f"  search   {search.sampler.name} (seed {search.sampler.seed}"
         + (f", population {search.sampler.population_size}" if search.sampler.name == "nsga2" else "")
-        + f"), {search.num_samples} trials, {search.max_concurrent_trials} at a time; anchors first: "
+        + f"), {search.num_samples} trials, {concurrent} at a time"
+        + (" (auto: this machine's cores)" if search.max_concurrent_trials == "auto" else "") + "; anchors first: "
         + (", ".join(a.name for a in search.anchors) or "none"),
-        "  goals    " + ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives),
+        "  goals    " + ", ".join(_goal(o) for o in search.objectives),
         f"  per trial: the trial process {_resources(s.trial_cpus, 0)}; {s.num_workers} Ray Train worker(s) x "
         f"{_resources(s.cpus_per_worker, gpus)}, which distil; rank 0 then evaluates the student",
         f"  at {concurrent} concurrent trial(s): {_resources(trial_cpus * concurrent, trial_gpus * concurrent)} in all",
@@ -71,6 +87,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         + ("; " + "; ".join(suites) if suites else ""),
         evaluation_budget(cfg),
         *estimate(cfg),
+        _confirm(search),
         f"  rerun    {cfg.rerun.seeds} seeds; --full sets " + (", ".join(f"{k}={v}" for k, v in cfg.rerun.full.items())
                                                               or "nothing more"),
         f"  storage  {search.storage_path}; tracking {tracking_uri(cfg.tracking.uri, Path(study_dir))}",

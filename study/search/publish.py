@@ -15,7 +15,15 @@ from rich.console import Console
 
 from analysis.importance import importance_figure, importance_table, study_importances
 from analysis.note import front_markdown, front_view
-from analysis.report import Front, front_table, summarize, summarize_confirmed, table_console
+from analysis.report import (
+    Front,
+    confirmed_table,
+    front_table,
+    summarize,
+    summarize_confirmed,
+    table_console,
+    verdict_table,
+)
 from analysis.runs import StudyRecord, read_study
 from study.record import folder, tracking
 
@@ -34,12 +42,16 @@ def publish_front(directory: Path) -> Front:
         client.set_tag(t.run_id, tracking.KNEE, str(t.trial_id == knee).lower())
     parent = record.meta["parent_run_id"]
     confirmed = summarize_confirmed(record)
+    recommended = None
     if confirmed is not None:
         on_confirmed = {t.trial_id for t, _ in confirmed.front_trials()}
+        if confirmed.recommended is not None:
+            recommended = confirmed.trials[confirmed.recommended].trial_id
         for t in confirmed.trials:
             tag = str(t.trial_id in on_confirmed).lower()
             client.set_tag(t.run_id, tracking.PARETO_CONFIRMED, tag)
             client.set_tag(record.confirmations[t.trial_id].run_id, tracking.PARETO_CONFIRMED, tag)
+            client.set_tag(t.run_id, tracking.RECOMMENDED, str(t.trial_id == recommended).lower())
     summary = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
     (directory / folder.PARETO_JSON).write_text(json.dumps(summary, indent=2))
     client.log_dict(parent, summary, folder.PARETO_JSON)
@@ -57,7 +69,7 @@ def publish_front(directory: Path) -> Front:
             figure.savefig(directory / name, dpi=120)
             client.log_figure(parent, figure, name)
     view = tracking.share_view(client, record.meta["experiment_id"], "front", front_view(front))
-    tracking.describe(client, parent, front_markdown(front, record.name, parent, view))
+    tracking.describe(client, parent, front_markdown(front, record.name, parent, view, confirmed))
     if front.hypervolume is not None:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})
@@ -71,10 +83,15 @@ def publish_front(directory: Path) -> Front:
 
 
 def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> list:
-    """The single-run front and, when the study has a confirm stage, the confirmed front beside it."""
+    """The single-run front and, when the study has a confirm stage, its confirmed trials (seed means, P(front)) and
+    their verdicts against the control."""
     tables = [front_table(front, f"{record.name}: Pareto front (single runs, value ± standard error)")]
     if confirmed is not None:
-        tables.append(front_table(confirmed, f"{record.name}: confirmed Pareto front (seed means [95% interval])"))
+        tables.append(confirmed_table(confirmed, f"{record.name}: confirmed trials (means over fresh seeds [95% "
+                                                 f"interval])"))
+        if any(confirmed.comparisons or []):
+            tables.append(verdict_table(confirmed, f"{record.name}: against the control "
+                                                   f"({confirmed.control})"))
     return tables
 
 

@@ -1,6 +1,6 @@
 """`kdstudy rerun`: a chosen point of a study again, with several seeds and, with --full, the YAML's full budget.
 
-    kdstudy rerun runs/smoke --pick knee --seeds 3 [--full]
+    kdstudy rerun runs/smoke [--pick recommended] --seeds 3 [--full]
     kdstudy rerun runs/smoke --pick min:bias/amplification | max:world/score | trial:<trial id>
 
 Seed k sets distill.seed and the evaluation seeds (eval.world.seed, eval.glue.seed, bias.seed) to the study's seed
@@ -20,7 +20,7 @@ from pathlib import Path
 import ray
 from rich.table import Table
 
-from analysis.report import summarize, table_console
+from analysis.report import summarize, summarize_confirmed, table_console
 from analysis.runs import StudyRecord, Trial, read_study
 from study.config import ConfigError
 from study.record import folder, tracking
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def pick_trial(record: StudyRecord, pick: str) -> Trial:
-    """The trial `pick` names: knee (of the Pareto front), min:<metric>, max:<metric>, or trial:<id>."""
+    """The trial `pick` names: recommended (the confirm stage's noise-aware pick; the knee where the study has no
+    confirm stage), knee (of the single-run front), min:<metric>, max:<metric>, or trial:<id>."""
     kind, _, value = pick.partition(":")
     if kind == "trial":
         found = [t for t in record.trials if t.trial_id == value]
@@ -42,6 +43,14 @@ def pick_trial(record: StudyRecord, pick: str) -> Trial:
     finished, _ = record.finished()
     if not finished:
         raise ConfigError(f"--pick {pick}: {record.directory} has no finished trial yet")
+    if kind == "recommended" and not value:
+        confirmed = summarize_confirmed(record)
+        if confirmed is not None and confirmed.recommended is not None:
+            pick = confirmed.trials[confirmed.recommended]
+            log.info(f"recommended: trial {pick.trial_id}, {confirmed.recommended_reason}")
+            return pick
+        log.info("the study has no confirmed trials to recommend from: its knee instead")
+        kind = "knee"
     if kind == "knee" and not value:
         front = summarize(record)
         return front.trials[front.knee]
@@ -51,7 +60,7 @@ def pick_trial(record: StudyRecord, pick: str) -> Trial:
             raise ConfigError(f"--pick {pick}: no finished trial reported {value!r}")
         best = min if kind == "min" else max
         return best(having, key=lambda t: t.metrics[value])
-    raise ConfigError(f"--pick {pick}: expected knee, min:<metric>, max:<metric> or trial:<id>")
+    raise ConfigError(f"--pick {pick}: expected recommended, knee, min:<metric>, max:<metric> or trial:<id>")
 
 
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,

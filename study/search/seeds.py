@@ -44,7 +44,7 @@ def seed_config(cfg: StudyConfig, params: dict, seed: int, full: bool) -> StudyC
 
 def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
     """The rows worth a table: the objectives, the primary bias metric, and the score of each eval suite."""
-    wanted = [o.metric for o in cfg.search.objectives] + [cfg.bias.primary, "bias/amplification", "world/score",
+    wanted = [o.key for o in cfg.search.objectives] + [cfg.bias.primary, "bias/amplification", "world/score",
                                                             "glue/score", "distill/loss"]
     return [m for m in dict.fromkeys(wanted) if m in names]
 
@@ -101,9 +101,11 @@ def write_result(path: Path, result: dict) -> Path:
     return path
 
 
-def log_seed_run(record: StudyRecord, result: dict, out: Path, tags: dict[str, str], name: str) -> str:
+def log_seed_run(record: StudyRecord, result: dict, out: Path, tags: dict[str, str], name: str,
+                 extra: dict[str, float] | None = None) -> str:
     """One MLflow run under the study's parent for a trial run again with several seeds: its params, the mean per
-    metric (comparable with the trial's own), `<metric>/std|ci_low|ci_high`, and `out` as an artifact."""
+    metric (comparable with the trial's own), `<metric>/std|ci_low|ci_high`, the `extra` metrics, and `out` as an
+    artifact."""
     client = record.client
     tags = {tracking.PARENT: record.meta["parent_run_id"], **tags}
     run_id = client.create_run(record.meta["experiment_id"], tags=tags, run_name=name).info.run_id
@@ -112,7 +114,7 @@ def log_seed_run(record: StudyRecord, result: dict, out: Path, tags: dict[str, s
     for metric, s in result["summary"].items():
         flat[metric] = s["mean"]
         flat.update({f"{metric}/{k}": s[k] for k in ("std", "ci_low", "ci_high")})
-    tracking.log_metrics(client, run_id, flat)
+    tracking.log_metrics(client, run_id, flat | (extra or {}))
     client.log_artifact(run_id, str(out))
     tracking.end_run(client, run_id, "FINISHED" if not result["failed_seeds"] else "FAILED",
                      json.dumps(result["failed_seeds"]) if result["failed_seeds"] else None)

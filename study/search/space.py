@@ -44,7 +44,7 @@ def make_searcher(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> Opt
     created here first, with its objectives' directions and names, so that optuna-dashboard labels its axes with
     kdstudy's metric names; OptunaSearch loads it (load_if_exists)."""
     search = cfg.search
-    metrics, modes = [o.metric for o in search.objectives], [o.mode for o in search.objectives]
+    metrics, modes = [o.key for o in search.objectives], [o.mode for o in search.objectives]
     named = optuna.create_study(storage=storage, study_name=cfg.name, load_if_exists=True,
                                 directions=["minimize" if m == "min" else "maximize" for m in modes])
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the dashboard reads

@@ -26,7 +26,6 @@ import pyarrow.fs
 import ray
 import ray.train
 import ray.tune
-import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -38,7 +37,7 @@ from study.experiment.evaluation import evaluate_model
 from study.experiment.sources import load_teacher_and_corpus_ids
 from study.metrics.bias import amplification
 from study.record import tracking
-from study.runtime import error_line, quiet_libraries, setup_worker_logging
+from study.runtime import error_line, fix_threads, quiet_libraries, setup_worker_logging
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +73,14 @@ def distill_worker(loop_config: dict) -> None:
     quiet_train_reports()
     setup_worker_logging()
     cfg: StudyConfig = loop_config["cfg"]
-    torch.set_num_threads(max(1, int(loop_config["threads"])))
+    fix_threads(cfg.threads)
     teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
 
+    setup = {"perf/setup_seconds": time.time() - begin,  # teacher, corpus, counterfactuals, student
+             "perf/threads": float(cfg.threads)}  # the numbers are those of this thread count
     with tempfile.TemporaryDirectory(prefix="kdstudy-distill-") as work:
-        _distill(cfg, teacher, tokenizer, corpus_ids, student, Path(work), loop_config["trial"],
-                 {"perf/setup_seconds": time.time() - begin})  # setup: teacher, corpus, counterfactuals, student
+        _distill(cfg, teacher, tokenizer, corpus_ids, student, Path(work), loop_config["trial"], setup)
 
 
 def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Path, name: str, setup: dict) -> None:
@@ -195,7 +195,7 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
     scaling = cfg.search.scaling
     trainer = TorchTrainer(
         distill_worker,
-        train_loop_config={"cfg": cfg, "threads": scaling.cpus_per_worker, "trial": name},
+        train_loop_config={"cfg": cfg, "trial": name},
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=scaling.worker_resources),
         run_config=train_run_config(cfg, name),
@@ -209,6 +209,8 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         failed(cfg, name, result.metrics["distill/failure"])
     metrics = read_evaluation(result.checkpoint)
     metrics |= amplification(metrics, teacher, cfg.bias.primary)
+    for objective in cfg.search.objectives:  # an objective toward a target: its distance, as the search optimises it
+        metrics |= objective.value(metrics)
     metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
     metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
     save_result(cfg, name, {"metrics": metrics, "uri": result.checkpoint.path})
@@ -225,7 +227,7 @@ def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> N
         raise TrialFailed(f"sampled config is invalid: {err}") from None
     metrics, uri = distill_and_evaluate(cfg, teacher, f"train-{trial_id}")
     for objective in cfg.search.objectives:
-        value = metrics.get(objective.metric)
+        value = metrics.get(objective.key)
         if value is None or not math.isfinite(value):
-            raise TrialFailed(f"objective {objective.metric} is {value}")
+            raise TrialFailed(f"objective {objective.key} is {value}")
     ray.tune.report({**metrics, tracking.STUDENT_URI: uri})

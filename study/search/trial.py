@@ -182,6 +182,20 @@ def read_evaluation(checkpoint: Checkpoint) -> dict[str, float]:
         return json.loads(f.read())
 
 
+def fetch_student(uri: str, into: Path) -> Path | None:
+    """The student model dir of the final checkpoint at `uri` (a local path or s3://..., gs://...), as a local dir:
+    the checkpoint's own `student/` when it is on this machine, else a copy under `into`; None if it is not there."""
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    source = f"{root.rstrip('/')}/{STUDENT}"
+    if fs.get_file_info(source).type != pyarrow.fs.FileType.Directory:
+        return None
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):
+        return Path(source)
+    pyarrow.fs.copy_files(source, str(into / STUDENT), source_filesystem=fs,
+                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return into / STUDENT
+
+
 def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str) -> tuple[dict, str]:
     """Distil on Ray Train workers (a Train run called `name`), then evaluate: (every metric, the final checkpoint's
     URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study

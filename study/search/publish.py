@@ -74,7 +74,8 @@ def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> 
     """The single-run front and, when the study has a confirm stage, the confirmed front beside it."""
     tables = [front_table(front, f"{record.name}: Pareto front (single runs, value ± standard error)")]
     if confirmed is not None:
-        tables.append(front_table(confirmed, f"{record.name}: confirmed Pareto front (seed means [95% interval])"))
+        tables.append(front_table(confirmed, f"{record.name}: confirmed Pareto front (seed mean, [95% interval], "
+                                             f"the single run)"))
     return tables
 
 

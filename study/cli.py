@@ -211,9 +211,10 @@ def cmd_run(args) -> int:
     quiet_libraries()
     from study.record.folder import META, resolve
     from study.search.driver import run_study
+    from study.search.watch import live_wanted
 
     try:
-        run_study(cfg, args.study_dir, args.address, args.resume)
+        run_study(cfg, args.study_dir, args.address, args.resume, live=live_wanted(args.verbosity))
     except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
         directory = Path(resolve(cfg, args.study_dir).study_dir)
         if not (directory / META).is_file():

@@ -39,6 +39,7 @@ from study.experiment.sources import load_teacher_and_corpus_ids
 from study.metrics.bias import amplification
 from study.record import tracking
 from study.runtime import error_line, quiet_libraries, setup_worker_logging
+from study.search.watch import trial_log
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,8 @@ def distill_worker(loop_config: dict) -> None:
     begin = time.time()
     quiet_libraries()
     quiet_train_reports()
-    setup_worker_logging()
     cfg: StudyConfig = loop_config["cfg"]
+    setup_worker_logging(trial_log(cfg.study_dir, loop_config["trial"]))
     torch.set_num_threads(max(1, int(loop_config["threads"])))
     teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
@@ -231,8 +232,8 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
 
 def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> None:
     """Tune function trainable: the study's base config with this trial's sampled values, distilled and measured."""
-    setup_worker_logging()
     trial_id = ray.tune.get_context().get_trial_id()
+    setup_worker_logging(trial_log(cfg.study_dir, f"train-{trial_id}"))
     try:
         cfg = with_params(cfg, params)  # the trial's config: its sampled values set and validated, once
     except ConfigError as err:

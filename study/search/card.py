@@ -53,7 +53,7 @@ def card_metrics(metrics: dict[str, float], teacher: bool = False) -> list[str]:
             continue
         name = key.removeprefix(prefix)
         parts = name.split("/")
-        if name.endswith(("_se", "_ci_low", "_ci_high")) or "/" in name and name.split("/")[-1].startswith("n_"):
+        if name.endswith(("_se", "_ci_low", "_ci_high")) or parts[-1].startswith("n_"):  # errors, counts
             continue
         if (parts[0] == "bias" and len(parts) == 3 and parts[1] in BIAS_METRICS) or name == "bias/amplification":
             names.append(name)

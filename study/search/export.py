@@ -72,7 +72,7 @@ def export(study_dir: str | Path, pick: str = RECOMMENDED_PICK, to: str | Path |
     trial = pick_trial(record, pick)
     rerun = rerun_of(record, trial)
     out = Path(to) if to else Path(record.directory) / "export" / trial.trial_id
-    if out.exists() and any(out.iterdir()) and not (out / "README.md").is_file():
+    if out.exists() and (not out.is_dir() or any(out.iterdir()) and not (out / "README.md").is_file()):
         raise DataError(f"--to {out}: holds files that are not an export; choose a new or empty folder")
     with tempfile.TemporaryDirectory(prefix="kdstudy-export-") as work:
         source_dir, source, origin = find_student(record, trial, rerun, Path(work))

@@ -19,12 +19,14 @@ import tempfile
 from pathlib import Path
 
 import ray
+from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from analysis.report import summarize, table_console
 from analysis.runs import StudyRecord, Trial, read_study
 from study.config import ConfigError
 from study.record import folder, registry, tracking
+from study.runtime import error_line
 from study.search.cluster import start_ray, teacher_metrics_task
 from study.search.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
 from study.search.trial import STUDENT, fetch_student
@@ -89,7 +91,10 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     result["mlflow_run_id"] = log_seed_run(record, result, out, tags, f"rerun-{label}")
     write_result(out, result)  # with its run, which `kdstudy export` names on the card
     log.info(f"rerun written to {out}")
-    register_rerun(record, trial, pick, result)
+    try:
+        register_rerun(record, trial, pick, result)
+    except MlflowException as err:  # a store without a registry: the rerun's numbers are kept all the same
+        log.warning(f"the rerun's student was not registered in MLflow ({error_line(err)})")
     table = rerun_table(result, shown_metrics(cfg, set(result["summary"])), f"{record.name}: rerun of {trial.trial_id}")
     table_console().print(table)
     return result

@@ -158,23 +158,28 @@ def verdict_lines(front: Front) -> list[str]:
 
 
 def front_table(front: Front, title: str) -> Table:
-    """The front as a table: one row per non-dominated trial, its sampled params and its objectives (↓ min, ↑ max)."""
+    """The front as a table: one row per non-dominated trial, its sampled params and its objectives (↓ min, ↑ max).
+
+    It fits 120 columns without cutting a header: a parameter is headed by the last part of its name (two parts
+    where two parameters share the last), an objective by its name broken at the '/' (on two lines by design), and a
+    value with its interval puts the interval on a line of its own, and a confirmed front's single-run value on a
+    third ("run 50.0000")."""
     params = sorted({k for t, _ in front.front_trials() for k in t.params})
-    table = Table(title=title, caption=caption(front))
-    table.add_column("trial", overflow="fold")
-    table.add_column("note", overflow="fold")
-    for name in params:  # loss.temperature, mitigation.mode
-        table.add_column(".".join(name.split(".")[-2:]), justify="right", overflow="fold")
-    for metric, mode in zip(front.metrics, front.modes):
-        table.add_column(f"{metric} {'↓' if mode == 'min' else '↑'}", justify="right", overflow="fold")
-    if front.single is not None:
-        for metric in front.metrics:
-            table.add_column(f"{metric} single run", justify="right", overflow="fold")
+    headers = ["trial", "note", *short_names(params),
+               *(_objective_header(m, d) for m, d in zip(front.metrics, front.modes))]
+    rows = []
     for row in front.rows():
         note = " ".join(n for n in (row["anchor"], "knee" if row["knee"] else None) if n)
-        table.add_row(row["trial_id"], note, *(_short(row["params"].get(p, "-")) for p in params),
-                      *(_cell(row, m) for m in front.metrics),
-                      *(f"{row['single_run'][m]:.4f}" for m in front.metrics if "single_run" in row))
+        rows.append([row["trial_id"], note, *(_short(row["params"].get(p, "-")) for p in params),
+                     *(_cell(row, m) for m in front.metrics)])
+    table = Table(title=title, caption=caption(front), show_edge=False)  # the frame's two columns go to the cells
+    for i, header in enumerate(headers):
+        # no column narrower than its longest line (header or cell) but the note's, which folds when space is short
+        widest = max(len(line) for text in [header, *(r[i] for r in rows)] for line in text.split("\n"))
+        table.add_column(header, justify="left" if i < 2 else "right", overflow="fold",
+                         min_width=None if i == 1 else widest)
+    for r in rows:
+        table.add_row(*r)
     return table
 
 
@@ -183,37 +188,35 @@ def confirmed_table(front: Front, title: str) -> Table:
     of being on the front with the place the race left it in (0.05 < P < 0.95 is undecided)."""
     # The mitigation alone names a trial here; every sampled value is in the single-run table and pareto.json.
     params = [p for p in ("distill.mitigation.mode",) if any(p in t.params for t in front.trials)]
-    table = Table(title=title, caption=confirmed_caption(front))
+    table = Table(title=title, caption=confirmed_caption(front), show_edge=False)
     for name in ("trial", "note", *(p.split(".")[-1] for p in params)):
         table.add_column(name, overflow="fold")
-    for metric, mode in zip(front.metrics, front.modes):
-        table.add_column(f"{metric} {'↓' if mode == 'min' else '↑'}", justify="right", overflow="fold")
-        table.add_column("single run", justify="right", overflow="fold")
+    for metric, mode in zip(front.metrics, front.modes):  # a cell: the mean, its interval, the single run
+        table.add_column(_objective_header(metric, mode), justify="right", overflow="fold")
     table.add_column("P(front)", justify="right")
     recommended = front.trials[front.recommended].trial_id if front.recommended is not None else None
     for row in front.confirmed_rows():
         note = " ".join(n for n in (row["anchor"], "control" if row["trial_id"] == front.control else None,
                                     "knee" if row["knee"] else None,
                                     "recommended" if row["trial_id"] == recommended else None) if n)
-        cells = [c for m in front.metrics for c in (_cell(row, m), f"{row['single_run'][m]:.4f}")]
         p = row.get("p_front")
-        table.add_row(row["trial_id"], note, *(_short(row["params"].get(x, "-")) for x in params), *cells,
-                      "-" if p is None else f"{p:.2f} {_place(p)}")
+        table.add_row(row["trial_id"], note, *(_short(row["params"].get(x, "-")) for x in params),
+                      *(_cell(row, m) for m in front.metrics), "-" if p is None else f"{p:.2f}\n{_place(p)}")
     return table
 
 
 def verdict_table(front: Front, title: str) -> Table:
     """Each confirmed trial against the control, on the same seeds: trial - control, its 95% interval, the verdict."""
-    table = Table(title=title, caption="paired over the shared fresh seeds; 95% Student-t interval; within ±m: the "
-                                       "difference is smaller than the objective's margin m")
+    table = Table(title=title, caption="trial - control, paired over the shared fresh seeds, with its 95% Student-t "
+                                       "interval; within ±m: smaller than the objective's margin m", show_edge=False)
     table.add_column("trial", overflow="fold")
     for metric in front.metrics:
-        table.add_column(f"{metric}: trial - control", justify="right", overflow="fold")
+        table.add_column(f"{metric}\n(trial - control)", justify="right", overflow="fold")
     for t, comparison in zip(front.trials, front.comparisons or []):
         if not comparison or t.trial_id == front.control:
             continue
         name = f"{t.trial_id} {t.anchor or t.params.get('distill.mitigation.mode', '')}".strip()
-        table.add_row(name, *(f"{c['diff']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}] {c['verdict']}"
+        table.add_row(name, *(f"{c['diff']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]\n{c['verdict']}"
                               if (c := comparison.get(m)) else "-" for m in front.metrics))
     return table
 
@@ -232,12 +235,25 @@ def confirmed_caption(front: Front) -> str:
     return text
 
 
+def _objective_header(metric: str, mode: str) -> str:
+    """`bias/` over `amplification ↓`: the name broken after its first '/', the arrow saying min (↓) or max (↑)."""
+    head, _, tail = metric.partition("/")
+    return f"{head}/\n{tail} {'↓' if mode == 'min' else '↑'}" if tail else f"{metric} {'↓' if mode == 'min' else '↑'}"
+
+
+def short_names(params: list[str]) -> list[str]:
+    """`temperature` for distill.loss.temperature: the last part of each name, or its last two where that is shared."""
+    last = [p.split(".")[-1] for p in params]
+    return [name if last.count(name) == 1 else ".".join(p.split(".")[-2:]) for p, name in zip(params, last)]
+
+
 def _cell(row: dict, metric: str) -> str:
-    """`value ± se`, or `mean [low, high]` for a seed mean with its interval."""
+    """`value ± se`; or a seed mean over its interval `[low, high]` and the trial's single run (`run value`)."""
     value = f"{row['objectives'][metric]:.4f}"
     low, high = row.get("interval", {}).get(metric, (None, None))
     if low is not None and high is not None:
-        return f"{value} [{low:.4f}, {high:.4f}]"
+        single = f"\nrun {row['single_run'][metric]:.4f}" if "single_run" in row else ""
+        return f"{value}\n[{low:.4f}, {high:.4f}]{single}"
     se = row.get("se", {}).get(metric)
     return f"{value} ± {se:.4f}" if se is not None else value
 

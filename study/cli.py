@@ -8,6 +8,7 @@
     kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...] [--resume] [--dry-run]
     kdstudy pareto STUDY_DIR [--json] [--importance]
     kdstudy rerun STUDY_DIR [--pick recommended|knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
+    kdstudy export STUDY_DIR [--pick ...] [--to DIR] [--push-to-hub USER/REPO]
 
 Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
 """
@@ -214,9 +215,10 @@ def cmd_run(args) -> int:
     quiet_libraries()
     from study.record.folder import META, resolve
     from study.search.driver import run_study
+    from study.search.watch import live_wanted
 
     try:
-        run_study(cfg, args.study_dir, args.address, args.resume)
+        run_study(cfg, args.study_dir, args.address, args.resume, live=live_wanted(args.verbosity))
     except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
         directory = Path(resolve(cfg, args.study_dir).study_dir)
         if not (directory / META).is_file():
@@ -246,6 +248,15 @@ def cmd_rerun(args) -> int:
     from study.search.rerun import rerun
 
     rerun(args.study_dir, args.pick, args.seeds, args.full, args.address)
+    return 0
+
+
+def cmd_export(args) -> int:
+    quiet_libraries()
+    from study.search.export import export
+
+    out = export(args.study_dir, args.pick, args.to, args.push_to_hub)
+    print(out)
     return 0
 
 
@@ -339,6 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
     again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
     again.set_defaults(func=cmd_rerun)
+
+    ship = sub.add_parser("export", help="a study's chosen student as a Hugging Face model dir with its model card, "
+                                         "registered in MLflow (and pushed to the Hub)")
+    ship.add_argument("study_dir")
+    ship.add_argument("--pick", default="recommended",
+                      help="recommended | knee | min:<metric> | max:<metric> | trial:<id> (default: recommended)")
+    ship.add_argument("--to", metavar="DIR", help="where to write it (default: <study dir>/export/<trial id>)")
+    ship.add_argument("--push-to-hub", metavar="USER/REPO", help="also upload it to this Hub repo (needs a token: "
+                                                                 "`hf auth login` or $HF_TOKEN)")
+    ship.set_defaults(func=cmd_export)
 
     front = sub.add_parser("pareto", help="a finished (or running) study's Pareto front, from its MLflow runs")
     front.add_argument("study_dir")

@@ -213,6 +213,8 @@ CASES = [
     ("pareto-not-a-study", lambda d: ["pareto", str(d)], "not a study folder"),
     ("rerun-not-a-study", lambda d: ["rerun", str(d)], "not a study folder"),
     ("rerun-nothing-finished", lambda d: ["rerun", str(a_study(d))], "has no finished trial yet"),
+    ("export-not-a-study", lambda d: ["export", str(d)], "not a study folder"),
+    ("export-nothing-finished", lambda d: ["export", str(a_study(d))], "has no finished trial yet"),
     ("world-config-missing", lambda d: ["world", "build", str(d / "nope.yaml")], "no such config file"),
     ("data-fetch-to-a-file", lambda d: ["data", "fetch", "crows", "--to", str(write(d / "a-file", "x"))],
      "not a folder"),

@@ -113,6 +113,12 @@ def test_rerun_of_the_knee_with_two_seeds(resumed_study):
     assert run.data.tags["mlflow.parentRunId"] == meta["parent_run_id"]
     assert run.data.metrics[OBJECTIVES[0]] == pytest.approx(result["summary"][OBJECTIVES[0]]["mean"])
     assert f"{OBJECTIVES[0]}/ci_high" in run.data.metrics
+    # seed 0's student in the study's Model Registry, the knee being the recommended point
+    from study.record import registry
+
+    version = client.get_model_version_by_alias(meta["name"], registry.RECOMMENDED)
+    assert version.run_id == result["mlflow_run_id"] and version.tags[registry.TRIAL] == knee.trial_id
+    assert version.tags[registry.PICK] == "knee" and version.tags[registry.SEEDS].startswith("2 seeds: ")
     # a rerun is not a trial: the front and `kdstudy pareto` still see the three finished trials
     from analysis.runs import read_study
 

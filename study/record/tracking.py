@@ -73,12 +73,14 @@ def create_parent(client: MlflowClient, experiment_id: str, name: str, study_dir
     return run.info.run_id
 
 
-def share_view(client: MlflowClient, experiment_id: str, key: str, state: dict) -> str:
-    """Store a runs-table view (filter, sort, columns) as the experiment's shared view `key`, as the UI's Share
-    button does; returns its address in the UI (after the server's root, e.g. http://127.0.0.1:5000/)."""
+def share_view(client: MlflowClient, experiment_id: str, key: str, state: dict, charts: bool = False) -> str:
+    """Store a runs-table view (filter, sort, columns, charts) as the experiment's shared view `key`, as the UI's
+    Share button does; returns its address in the UI (after the server's root, e.g. http://127.0.0.1:5000/), on the
+    chart view when `charts`."""
     client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
     # workflowType: MLflow 3.17 opens an experiment on the GenAI pages unless the "Model training" mode is chosen
-    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+    return (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+            + ("&compareRunsMode=CHART" if charts else ""))
 
 
 def describe(client: MlflowClient, run_id: str, markdown: str) -> None:

@@ -15,12 +15,13 @@ from study.runtime import fix_threads, quiet_libraries, root_cause, setup_worker
 OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster moves configs and metrics, not data: keep the store small
 
 
-def start_ray(cfg: StudyConfig, address: str | None) -> bool:
-    """Join a cluster, or start a local one sized for the study; True if this call started Ray."""
+def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True) -> bool:
+    """Join a cluster, or start a local one sized for the study; True if this call started Ray. Without
+    `log_to_driver` the workers' output stays in their log files (the live view's way)."""
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address)
+        ray.init(address=address, log_to_driver=log_to_driver)
         return True
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster listens on loopback only
     # One machine is not preempted: no watcher actor per Train run (its process start competes with the trials).
@@ -33,7 +34,7 @@ def start_ray(cfg: StudyConfig, address: str | None) -> bool:
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     custom = {k: v * concurrent for k, v in s.trial_resources.items()}  # as a cluster's head
     ray.init(num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
-             include_dashboard=True, logging_level="WARNING", log_to_driver=True)
+             include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver)
     return True
 
 

@@ -35,6 +35,7 @@ from study.search.confirm import run_confirm_stage
 from study.search.publish import publish_front
 from study.search.space import make_searcher
 from study.search.trial import run_trial
+from study.search.watch import StudyView, chatter_to_file, showing
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, rest
     # A trial that stops prints one line (callbacks.ShowProgress) and keeps its traceback in its error file and its
     # MLflow run; Tune would print the whole traceback too, even for a trial it is about to retry.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    # Tune's new output engine prints its "Configuration for experiment" box and a TensorBoard hint whatever the
+    # verbosity (ray/tune/tune.py calls experiment_started unconditionally); the old one prints nothing at verbose=0.
+    # Set here, after ray.init: the trial processes keep Ray's default.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     trainable = _trainable(cfg, teacher)
     if restore is not None:  # its searcher and callbacks come back with Tune's state
         return tune.Tuner.restore(restore, trainable=trainable, resume_unfinished=True)
@@ -83,9 +88,10 @@ def _trainable(cfg: StudyConfig, teacher: dict):
 
 
 def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: str | None = None,
-              resume: bool = False):
+              resume: bool = False, live: bool = False):
     """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front). Ctrl-C stops it with
-    the folder resumable (StudyInterrupted)."""
+    the folder resumable (StudyInterrupted). `live`: the trials in a live view (study.search.watch), the libraries'
+    lines in logs/driver.log and the workers' in each trial's log, not on the screen."""
     if cfg.search is None:
         raise ConfigError(f"{cfg.name}: no search section: `kdstudy run` needs search.space and search.objectives")
     cfg = folder.resolve(cfg, study_dir)
@@ -102,7 +108,9 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             teacher = state = None
         # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
         logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
-        started = start_ray(cfg, address)
+        if live:
+            chatter_to_file(directory)
+        started = start_ray(cfg, address, log_to_driver=not live)
         try:
             if not resume:  # the teacher first: a missing model or data file stops the study before it writes anything
                 teacher = teacher_metrics_task(cfg)
@@ -113,7 +121,10 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             else:
                 log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
                          f"tracking {meta['tracking_uri']}")
-            with stop_on_interrupt() as interrupted:
+            search = cfg.search
+            view = StudyView(cfg.name, str(directory), [o.model_dump() for o in search.objectives],
+                             search.num_samples, search.max_concurrent_trials) if live else None
+            with stop_on_interrupt() as interrupted, showing(view):
                 tuner.fit()
             if interrupted:
                 raise StudyInterrupted(f"study {cfg.name} stopped; {directory} is kept and can be resumed")

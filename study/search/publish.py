@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 
 from analysis.importance import importance_figure, importance_table, study_importances
-from analysis.note import front_markdown, front_view
+from analysis.note import front_markdown, front_view, trials_view
 from analysis.report import (
     Front,
     confirmed_table,
@@ -68,8 +68,16 @@ def publish_front(directory: Path) -> Front:
         for name, figure in figures.items():
             figure.savefig(directory / name, dpi=120)
             client.log_figure(parent, figure, name)
-    view = tracking.share_view(client, record.meta["experiment_id"], "front", front_view(front))
-    tracking.describe(client, parent, front_markdown(front, record.name, parent, view, confirmed))
+    experiment = record.meta["experiment_id"]
+    view = tracking.share_view(client, experiment, "front", front_view(front))
+    charts = {}
+    if len(front.metrics) >= 2:
+        charts["The objectives of every trial as a scatter (grouped by the pareto tag)"] = tracking.share_view(
+            client, experiment, "trials", trials_view(front), charts=True)
+        if confirmed is not None:
+            charts["The confirmed front as a scatter"] = tracking.share_view(
+                client, experiment, "confirmed", trials_view(confirmed, confirmed=True), charts=True)
+    tracking.describe(client, parent, front_markdown(front, record.name, parent, view, charts, confirmed))
     if front.hypervolume is not None:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})

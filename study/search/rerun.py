@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import ray
+from mlflow.exceptions import MlflowException
 from rich.table import Table
 
 from analysis.report import summarize, summarize_confirmed, table_console
 from analysis.runs import StudyRecord, Trial, read_study
 from study.config import ConfigError
-from study.record import folder, tracking
+from study.record import folder, registry, tracking
+from study.runtime import error_line
 from study.search.cluster import start_ray, teacher_metrics_task
 from study.search.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
+from study.search.trial import STUDENT, fetch_student
 
 log = logging.getLogger(__name__)
+
+RECOMMENDED_PICK = "recommended"  # the study's recommended point: what rerun and export take without --pick
 
 
 def pick_trial(record: StudyRecord, pick: str) -> Trial:
@@ -92,10 +98,36 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     tags = {tracking.RERUN_OF: trial.trial_id, tracking.ROLE: "rerun", "pick": pick, "full": str(full).lower(),
             tracking.SEEDS: str(seeds)}
     result["mlflow_run_id"] = log_seed_run(record, result, out, tags, f"rerun-{label}")
+    write_result(out, result)  # with its run, which `kdstudy export` names on the card
     log.info(f"rerun written to {out}")
+    try:
+        register_rerun(record, trial, pick, result)
+    except MlflowException as err:  # a store without a registry: the rerun's numbers are kept all the same
+        log.warning(f"the rerun's student was not registered in MLflow ({error_line(err)})")
     table = rerun_table(result, shown_metrics(cfg, set(result["summary"])), f"{record.name}: rerun of {trial.trial_id}")
     table_console().print(table)
     return result
+
+
+def register_rerun(record: StudyRecord, trial: Trial, pick: str, result: dict) -> str | None:
+    """The rerun's seed 0 student (or its first seed that finished) in the study's Model Registry, on the rerun's
+    run, tagged with the trial, the pick and the seeds' summary; the RECOMMENDED alias when `pick` is the study's
+    recommended point. Returns the version, None when the student's checkpoint is not reachable."""
+    seed = min(result["per_seed"], key=int)
+    uri = result["per_seed"][seed].get(tracking.STUDENT_URI)
+    with tempfile.TemporaryDirectory(prefix="kdstudy-rerun-") as work:
+        student = fetch_student(uri, Path(work)) if uri else None
+        if student is None:
+            log.warning(f"the rerun's seed {seed} student is not at {uri}: not registered")
+            return None
+        seeds = registry.seeds_text(result, record.metrics)
+        alias = registry.RECOMMENDED if pick == RECOMMENDED_PICK else None
+        version = registry.register_student(record.client, record.name, student, f"{uri}/{STUDENT}",
+                                            result["mlflow_run_id"],
+                                            registry.version_tags(trial.trial_id, pick, seeds), alias)
+    log.info(f"seed {seed}'s student registered as MLflow model {record.name} version {version}"
+             + (f" (alias {alias})" if alias else ""))
+    return version
 
 
 def rerun_table(result: dict, metrics: list[str], title: str) -> Table:

@@ -27,6 +27,7 @@ from study.config import StudyConfig, with_params
 from study.record import tracking
 from study.runtime import error_line, setup_worker_logging
 from study.search.trial import distill_and_evaluate
+from study.search.watch import trial_log
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
 @ray.remote
 def run_seed(cfg: StudyConfig, teacher: dict[str, float], name: str) -> dict:
     """One seed: the same distillation and evaluation as a trial, as a Ray task of its own."""
-    setup_worker_logging()
+    setup_worker_logging(trial_log(cfg.study_dir, name))
     metrics, uri = distill_and_evaluate(cfg, teacher, name)
     return {**metrics, tracking.STUDENT_URI: uri}
 

@@ -38,6 +38,7 @@ from study.experiment.sources import load_teacher_and_corpus_ids
 from study.metrics.bias import amplification
 from study.record import tracking
 from study.runtime import error_line, fix_threads, quiet_libraries, setup_worker_logging
+from study.search.watch import trial_log
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ def distill_worker(loop_config: dict) -> None:
     begin = time.time()
     quiet_libraries()
     quiet_train_reports()
-    setup_worker_logging()
     cfg: StudyConfig = loop_config["cfg"]
+    setup_worker_logging(trial_log(cfg.study_dir, loop_config["trial"]))
     fix_threads(cfg.threads)
     teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
@@ -182,6 +183,20 @@ def read_evaluation(checkpoint: Checkpoint) -> dict[str, float]:
         return json.loads(f.read())
 
 
+def fetch_student(uri: str, into: Path) -> Path | None:
+    """The student model dir of the final checkpoint at `uri` (a local path or s3://..., gs://...), as a local dir:
+    the checkpoint's own `student/` when it is on this machine, else a copy under `into`; None if it is not there."""
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    source = f"{root.rstrip('/')}/{STUDENT}"
+    if fs.get_file_info(source).type != pyarrow.fs.FileType.Directory:
+        return None
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):
+        return Path(source)
+    pyarrow.fs.copy_files(source, str(into / STUDENT), source_filesystem=fs,
+                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return into / STUDENT
+
+
 def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str) -> tuple[dict, str]:
     """Distil on Ray Train workers (a Train run called `name`), then evaluate: (every metric, the final checkpoint's
     URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study
@@ -219,8 +234,8 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
 
 def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> None:
     """Tune function trainable: the study's base config with this trial's sampled values, distilled and measured."""
-    setup_worker_logging()
     trial_id = ray.tune.get_context().get_trial_id()
+    setup_worker_logging(trial_log(cfg.study_dir, f"train-{trial_id}"))
     try:
         cfg = with_params(cfg, params)  # the trial's config: its sampled values set and validated, once
     except ConfigError as err:

@@ -29,6 +29,10 @@ class WorldConfig(Strict):
     seed: int = 0
     sentences: int = Field(30_000, ge=200, description="corpus size in sentences")
     occupation_fraction: float = Field(0.6, gt=0, lt=1, description="share of sentences about an occupation")
+    # Zhao et al. (2017) relate amplification to the training data's skew: this scales the log-odds of every planted
+    # female share (1 = the labour statistics; < 1 towards 0.5, > 1 away from it). The bias metrics keep comparing
+    # with the labour statistics, so a teacher's planted_slope follows the skew.
+    skew: float = Field(1.0, gt=0, description="planted share = sigmoid(skew * logit(labour-statistics share))")
     vocab_size: int = Field(4_000, ge=200,
                             description="WordPiece vocabulary size at most (the default world needs ~2,400)")
     # Teacher architecture: a small BERT (4 layers, hidden 128: big enough to learn the world, pretrained in minutes).

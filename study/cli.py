@@ -280,6 +280,9 @@ def cmd_effects(args) -> int:
     record = read_study(args.study_dir)
     if record.config.search is None or not record.finished()[0]:
         raise DataError(f"{args.study_dir}: no finished trial to read effects from")
+    if record.config.search.sampler.name != "grid":
+        log.warning(f"{args.study_dir} is a {record.config.search.sampler.name} search, not a grid: its levels are "
+                    f"whatever was sampled, and the effects are not those of a balanced design")
     if args.json:
         from analysis.effects import study_effects
 

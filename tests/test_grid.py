@@ -3,6 +3,7 @@ grid study killed and resumed without a repeated cell (slow: a real local Ray cl
 
 import collections
 import functools
+import itertools
 import json
 from pathlib import Path
 
@@ -92,6 +93,23 @@ def test_optuna_hands_out_the_enqueued_cells_in_order_then_none_left():
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
 
+def test_the_why_study_is_the_balanced_half_fraction_its_header_describes():
+    from study.load import load_config
+
+    cfg = load_config("search_spaces/why.yaml")
+    cells = grid_cells(cfg.search.space)
+    assert len(cells) == 72 and cfg.search.num_samples == 144
+    for a, b in itertools.combinations(cfg.search.space, 2):  # every pair of factors crossed equally often
+        counts = collections.Counter((c[a], c[b]) for c in cells)
+        assert len(set(counts.values())) == 1, (a, b)
+    # both KL levels in every depth x temperature cell: the KL effect is clear of that interaction
+    kl = collections.Counter((c["student.n_layers"], c["distill.loss.temperature"], c["distill.loss.kl_positions"])
+                             for c in cells)
+    assert len(kl) == 3 * 4 * 2 and set(kl.values()) == {3}
+    soft = with_params(cfg, {**cells[0], "loss_weights": "soft"}).distill.loss
+    assert (soft.alpha_ce, soft.alpha_mlm, soft.alpha_cos) == (5.0, 0.0, 1.0)
+
+
 # --- end to end: a grid study killed after its first trial, then resumed -----------------------------------------
 
 
@@ -112,6 +130,9 @@ def test_a_killed_grid_study_resumes_without_repeating_a_cell(tiny_world, tmp_pa
     raw = _grid_raw(repeats=2)
     raw["search"]["space"] = {"distill.loss.temperature": {"type": "float", "values": [1.0, 4.0]}}
     raw["search"]["interactions"] = []
+    raw["eval"]["suites"] = []  # bias only, as the why study: no fine-tuning
+    raw["search"]["objectives"] = [{"metric": "bias/amplification", "mode": "min"},
+                                   {"metric": "bias/template/planted_spearman", "mode": "max"}]
     raw["distill"]["steps"] = 30  # long enough that the kill lands mid-study
     raw["distill"]["checkpoint_every"] = 10
     space = tmp_path / "grid.yaml"

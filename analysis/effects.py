@@ -164,9 +164,8 @@ def _balanced(runs: list[dict], factors: list[str]) -> bool:
 
 
 def missing_cells(record) -> list[dict]:
-    """The grid's (cell, replicate) points that no finished trial ran: failed ones, or ones lost to an interruption in
-    the moment between the sampler handing a cell out and Tune saving its state (a resumed study does not rerun
-    those). Empty for a complete grid."""
+    """The grid's (cell, replicate) points that no finished trial ran (failed ones, or a study stopped early). Empty
+    for a complete grid."""
     from study.config import REPLICATE
     from study.design import grid_points
 
@@ -226,7 +225,8 @@ def effects_figure(found: dict[str, dict], title: str):
     import matplotlib.pyplot as plt
 
     factors = list(dict.fromkeys(f for e in found.values() for f in e["main"]))
-    fig, axes = plt.subplots(len(found), max(1, len(factors)), figsize=(3.2 * max(1, len(factors)), 2.8 * len(found)),
+    width = max(6.0, 3.2 * len(factors))  # the title must fit over a single panel
+    fig, axes = plt.subplots(len(found), max(1, len(factors)), figsize=(width, 2.8 * len(found)),
                              layout="constrained", squeeze=False, sharey="row")
     for row, (metric, e) in zip(axes, found.items()):
         for ax, f in zip(row, factors):
@@ -240,5 +240,5 @@ def effects_figure(found: dict[str, dict], title: str):
             ax.set_xticks(x, list(levels), fontsize=8)
             ax.set_title(f.split(".")[-1], fontsize=9)
         row[0].set_ylabel(metric, fontsize=9)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     return fig

@@ -93,6 +93,28 @@ def test_optuna_hands_out_the_enqueued_cells_in_order_then_none_left():
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
 
+def test_a_cell_lost_between_the_sampler_and_tunes_saved_state_is_enqueued_again():
+    from study.search.space import requeue_lost_points
+
+    cfg = parse_config(_grid_raw(repeats=1))  # 6 cells
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name=cfg.name, directions=["minimize", "maximize"])
+    points = grid_points(cfg.search)
+    for p in points:
+        study.enqueue_trial(p)
+    space = functools.partial(suggest, space=dict(cfg.search.space))
+    asked = [study.ask() for _ in range(3)]
+    for trial in asked:
+        space(trial)
+    study.tell(asked[0], [0.0, 1.0])  # finished; asked[1] Tune saved (running); asked[2] lost with the driver
+    lost = requeue_lost_points(cfg, storage, known=[points[0], points[1]])
+    assert lost == [points[2]]
+    assert study.trials[2].state == optuna.trial.TrialState.FAIL
+    waiting = [t.params or t.system_attrs["fixed_params"] for t in study.trials
+               if t.state == optuna.trial.TrialState.WAITING]
+    assert sorted(map(str, waiting)) == sorted(map(str, points[2:]))  # Tune's 4 remaining trials: exactly these
+
+
 def test_the_why_study_is_the_balanced_half_fraction_its_header_describes():
     from study.load import load_config
 
@@ -153,6 +175,10 @@ def test_a_killed_grid_study_resumes_without_repeating_a_cell(tiny_world, tmp_pa
     expected = {tuple(sorted(p.items())) for p in grid_points(parse_config(raw).search)}
     assert sorted(after) == sorted(expected)  # every (cell, replicate) once: none repeated, none lost
     assert set(before) <= set(after)
+    # every cell came from the grid (enqueued), none from the sampler's own proposals
+    ot = optuna.load_study(study_name=raw["name"], storage=f"sqlite:///{study_dir}/optuna.db")
+    complete = ot.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 4 and all("fixed_params" in t.system_attrs for t in complete)
     effects = json.loads((study_dir / "effects.json").read_text())["bias/amplification"]
     assert effects["seeds"] == 2 and set(effects["main"]["distill.loss.temperature"]) == {"1.0", "4.0"}
     assert (study_dir / "effects.png").is_file()

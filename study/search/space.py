@@ -4,6 +4,7 @@ Ray's Optuna searcher over the study's Optuna storage (optuna.db in the study fo
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import optuna
@@ -74,3 +75,24 @@ def planned_points(search: SearchConfig) -> list[dict]:
     if search.sampler.name == "grid":
         return grid_points(search)
     return [a.params for a in search.anchors]
+
+
+def requeue_lost_points(cfg: StudyConfig, storage: optuna.storages.BaseStorage, known: list[dict]) -> list[dict]:
+    """A resumed grid: the cells handed out to a Tune trial that Tune's saved state does not hold (the driver was
+    killed between the two) are failed in Optuna and enqueued again, so that they run and nothing else does. `known`:
+    the configs of the trials in Tune's state. Without this, Tune would ask for one trial more than there are waiting
+    cells, and the sampler would propose a cell of its own (possibly a repeat). Returns the cells enqueued again."""
+    study = optuna.load_study(study_name=cfg.name, storage=storage)
+    remaining = [json.dumps(c, sort_keys=True) for c in known]
+    lost = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        params = trial.params or trial.system_attrs.get("fixed_params", {})  # asked, not yet suggested: still fixed
+        key = json.dumps(params, sort_keys=True)
+        if key in remaining:
+            remaining.remove(key)  # Tune restores this trial and tells Optuna when it ends
+            continue
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(params)
+        lost.append(params)
+    return lost
+

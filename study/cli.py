@@ -286,6 +286,29 @@ def cmd_pareto(args) -> int:
     return 0
 
 
+def cmd_effects(args) -> int:
+    from analysis.report import table_console
+    from analysis.runs import read_study
+    from study.errors import DataError
+    from study.search.publish import publish_effects
+
+    record = read_study(args.study_dir)
+    if record.config.search is None or not record.finished()[0]:
+        raise DataError(f"{args.study_dir}: no finished trial to read effects from")
+    if record.config.search.sampler.name != "grid":
+        log.warning(f"{args.study_dir} is a {record.config.search.sampler.name} search, not a grid: its levels are "
+                    f"whatever was sampled, and the effects are not those of a balanced design")
+    if args.json:
+        from analysis.effects import study_effects
+
+        print(json.dumps(study_effects(record), indent=2))
+        return 0
+    for table in publish_effects(record, record.client):
+        table_console().print(table)
+    log.info(f"effects.json and effects.png written to {record.directory} and logged to the parent run")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdstudy", description=__doc__.split("\n")[0])
     loudness = parser.add_mutually_exclusive_group()
@@ -360,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--push-to-hub", metavar="USER/REPO", help="also upload it to this Hub repo (needs a token: "
                                                                  "`hf auth login` or $HF_TOKEN)")
     ship.set_defaults(func=cmd_export)
+
+    eff = sub.add_parser("effects", help="a grid study's main effects, interactions and ANOVA, with 95% intervals")
+    eff.add_argument("study_dir")
+    eff.add_argument("--json", action="store_true", help="print JSON instead of tables (nothing written or logged)")
+    eff.set_defaults(func=cmd_effects)
 
     front = sub.add_parser("pareto", help="a finished (or running) study's Pareto front, from its MLflow runs")
     front.add_argument("study_dir")

@@ -30,6 +30,10 @@ class WorldConfig(Strict):
     seed: int = 0
     sentences: int = Field(30_000, ge=200, description="corpus size in sentences")
     occupation_fraction: float = Field(0.6, gt=0, lt=1, description="share of sentences about an occupation")
+    # Zhao et al. (2017) relate amplification to the training data's skew: this scales the log-odds of every planted
+    # female share (1 = the labour statistics; < 1 towards 0.5, > 1 away from it). The bias metrics keep comparing
+    # with the labour statistics, so a teacher's planted_slope follows the skew.
+    skew: float = Field(1.0, gt=0, description="planted share = sigmoid(skew * logit(labour-statistics share))")
     vocab_size: int = Field(4_000, ge=200,
                             description="WordPiece vocabulary size at most (the default world needs ~2,400)")
     # Teacher architecture: a small BERT (4 layers, hidden 128: big enough to learn the world, pretrained in minutes).
@@ -284,7 +288,13 @@ class EvalConfig(Strict):
 
 class ParamSpec(Strict):
     """One searched config value. `when` makes it conditional: sampled only if every named earlier parameter took
-    one of the listed values (e.g. mixup's alpha only when distill.mitigation.mode is mixup)."""
+    one of the listed values (e.g. mixup's alpha only when distill.mitigation.mode is mixup).
+
+    An int or float parameter takes either a range (low/high) or a list of `values`, its levels in a grid (any other
+    sampler picks among them too). A categorical parameter may name no config key but say what each choice `sets`
+    (`{soft: {distill.loss.alpha_mlm: 0}, hard: {distill.loss.alpha_ce: 0}}`): one factor over several keys. In a
+    grid, `generated_by` makes a factor not crossed but aliased (a fractional design's generator, Box, Hunter & Hunter
+    2005, ch. 6): its level index is the sum of the named factors' level indices modulo its number of levels."""
 
     type: Literal["float", "int", "categorical"]
     low: float | None = None
@@ -292,6 +302,10 @@ class ParamSpec(Strict):
     log: bool = False
     step: float | None = Field(None, gt=0)
     choices: list[Any] | None = None
+    values: list[float] | None = Field(None, description="int/float: the levels, instead of low/high")
+    sets: dict[str, dict[str, Any]] | None = Field(None, description="categorical: the dotted config values each "
+                                                                     "choice sets; the parameter names no config key")
+    generated_by: list[str] = Field([], description="grid: level index = sum of these factors' indices mod levels")
     when: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -299,11 +313,16 @@ class ParamSpec(Strict):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty choices list")
-            if self.low is not None or self.high is not None:
-                raise ValueError("a categorical parameter takes choices, not low/high")
+            if self.low is not None or self.high is not None or self.values is not None:
+                raise ValueError("a categorical parameter takes choices, not low/high or values")
+            if self.sets is not None and sorted(map(str, self.sets)) != sorted(map(str, self.choices)):
+                raise ValueError(f"sets must give every choice, and only those: choices {self.choices}, "
+                                 f"sets {list(self.sets)}")
             return self
-        if self.choices is not None:
-            raise ValueError(f"a {self.type} parameter takes low/high, not choices")
+        if self.choices is not None or self.sets is not None:
+            raise ValueError(f"a {self.type} parameter takes low/high or values, not choices or sets")
+        if self.values is not None:
+            return self._check_values()
         if self.low is None or self.high is None:
             raise ValueError(f"a {self.type} parameter needs low and high")
         if self.low >= self.high:
@@ -319,10 +338,27 @@ class ParamSpec(Strict):
     def condition(self) -> dict[str, list]:
         return {k: v if isinstance(v, list) else [v] for k, v in self.when.items()}
 
+    def _check_values(self) -> "ParamSpec":
+        if not self.values or len(set(self.values)) != len(self.values):
+            raise ValueError(f"values must be a non-empty list of distinct numbers, got {self.values}")
+        if self.type == "int" and any(v != int(v) for v in self.values):
+            raise ValueError(f"an int parameter needs whole values, got {self.values}")
+        if self.type == "int":
+            self.values = [int(v) for v in self.values]
+        outside = [v for v in self.values if (self.low is not None and v < self.low)
+                   or (self.high is not None and v > self.high)]
+        if outside:
+            raise ValueError(f"values {outside} lie outside [{self.low}, {self.high}]")
+        return self
+
+    def levels(self) -> list | None:
+        """What a grid crosses: the choices or the values; None for a range (a grid cannot enumerate it)."""
+        return list(self.choices) if self.type == "categorical" else self.values
+
     def edge_values(self) -> list:
-        """Values that must each give a valid config: the bounds, or every choice."""
-        if self.type == "categorical":
-            return list(self.choices)
+        """Values that must each give a valid config: the bounds, every choice or every value."""
+        if self.levels() is not None:
+            return self.levels()
         return [int(self.low), int(self.high)] if self.type == "int" else [self.low, self.high]
 
 
@@ -372,8 +408,9 @@ class Anchor(Strict):
 
 class SamplerConfig(Strict):
     # nsga2: NSGA-II (Deb et al. 2002); tpe: multivariate TPE (multi-objective needs multivariate=True);
-    # gp: Optuna's Gaussian-process sampler; random: the baseline.
-    name: Literal["nsga2", "tpe", "gp", "random"] = "nsga2"
+    # gp: Optuna's Gaussian-process sampler; random: the baseline; grid: every combination of the levels, each once,
+    # in a fixed order (study.design), for reading effects rather than finding a front.
+    name: Literal["nsga2", "tpe", "gp", "random", "grid"] = "nsga2"
     seed: int = 0
     population_size: int = Field(8, ge=2, description="nsga2: trials per generation")
     n_startup_trials: int = Field(4, ge=1, description="tpe/gp: random trials before the model proposes")
@@ -431,7 +468,12 @@ class SearchConfig(Strict):
                                    Objective(metric="world/score", mode="max")]
     space: dict[str, ParamSpec] = Field(min_length=1)
     sampler: SamplerConfig = SamplerConfig()
-    num_samples: int = Field(8, ge=1, description="trials in the study, anchors included")
+    num_samples: int = Field(8, ge=1, description="trials in the study, anchors included; a grid: its cells x repeats")
+    # Paired replicates (grid only): every cell runs with the same seeds 0..repeats-1 (seed k moves every seed by k, as
+    # `kdstudy rerun` does), so that two cells can be compared seed by seed.
+    repeats: int = Field(1, ge=1, description="grid: runs of each cell, with seeds shifted by 0..repeats-1")
+    # Pairs of factors whose interaction `kdstudy effects` reports beside the main effects (analysis.effects).
+    interactions: list[tuple[str, str]] = []
     # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
     max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
@@ -529,10 +571,37 @@ def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
+# A grid trial's replicate: not a config key, the shift of every seed (seed_shift).
+REPLICATE = "replicate"
+
+
+def seed_shift(cfg: StudyConfig, k: int) -> dict[str, int]:
+    """Every seed of the config moved by k (distillation, bias bootstrap, fine-tuning): a replicate, or a rerun's
+    seed k."""
+    return {"distill.seed": cfg.distill.seed + k, "bias.seed": cfg.bias.seed + k,
+            "eval.world.seed": cfg.eval.world.seed + k, "eval.glue.seed": cfg.eval.glue.seed + k}
+
+
+def config_values(cfg: StudyConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params as dotted config values: a `sets` factor becomes the values its choice sets, a replicate the
+    seed shift; every other param is a config path already."""
+    space = cfg.search.space if cfg.search is not None else {}
+    values: dict[str, Any] = {}
+    for key, value in params.items():
+        spec = space.get(key)
+        if key == REPLICATE:
+            values.update(seed_shift(cfg, int(value)))
+        elif spec is not None and spec.sets is not None:
+            values.update(spec.sets[str(value)])
+        else:
+            values[key] = value
+    return values
+
+
 def with_params(cfg: StudyConfig, params: dict[str, Any]) -> StudyConfig:
     """The config with sampled values at their dotted paths (a trial's config), validated."""
     raw = cfg.model_dump(mode="json")
-    for key, value in params.items():
+    for key, value in config_values(cfg, params).items():
         set_path(raw, key, value)
     try:
         return StudyConfig.model_validate(raw)

@@ -50,11 +50,13 @@ RERUNS = "reruns"
 CONFIRM = "confirm"  # the confirm stage's results, one JSON per confirmed trial
 IMPORTANCE_JSON = "importance.json"
 IMPORTANCE_FIGURE = "importance.png"
+EFFECTS_JSON = "effects.json"  # a grid study's main effects, interactions and ANOVA (analysis.effects)
+EFFECTS_FIGURE = "effects.png"
 LOCK = "driver.lock"
 LOGS = "logs"  # the driver's library lines and each trial's own (study.search.watch)
 # What a study start writes; a folder holding only these (and no study.json) is a start that did not get that far
 OWN = {CONFIG, META, TEACHER, OPTUNA, MLFLOW, ARTIFACTS, RAY, LOCK, PARETO_JSON, PARETO_FIGURE, PARALLEL_FIGURE,
-       RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE, LOGS}
+       RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE, LOGS, EFFECTS_JSON, EFFECTS_FIGURE}
 
 log = logging.getLogger(__name__)
 

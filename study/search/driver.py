@@ -33,7 +33,7 @@ from study.search.callbacks import ShowProgress, TrackTrials
 from study.search.cluster import start_ray, teacher_metrics_task
 from study.search.confirm import run_confirm_stage
 from study.search.publish import publish_front
-from study.search.space import make_searcher
+from study.search.space import make_searcher, requeue_lost_points
 from study.search.trial import run_trial
 from study.search.watch import StudyView, chatter_to_file, showing
 
@@ -115,6 +115,12 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             if not resume:  # the teacher first: a missing model or data file stops the study before it writes anything
                 teacher = teacher_metrics_task(cfg)
             meta = None if resume else folder.create(cfg, teacher)
+            if resume and cfg.search.sampler.name == "grid":
+                known = [t.config for t in tune.ExperimentAnalysis(state).trials]
+                lost = requeue_lost_points(cfg, folder.optuna_storage(directory), known)
+                if lost:
+                    log.info(f"{len(lost)} grid cell(s) handed out just before the interruption, which Tune had not "
+                             f"saved, will run now: {lost}")
             tuner = make_tuner(cfg, meta, teacher, folder.optuna_storage(directory), restore=state)
             if resume:
                 folder.mark_resumed(directory)

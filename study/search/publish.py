@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 from mlflow import MlflowClient
 from rich.console import Console
 
+from analysis.effects import effects_figure, effects_tables, missing_cells, study_effects
 from analysis.importance import importance_figure, importance_table, study_importances
 from analysis.note import front_markdown, front_view, trials_view
 from analysis.report import (
@@ -26,6 +28,8 @@ from analysis.report import (
 )
 from analysis.runs import StudyRecord, read_study
 from study.record import folder, tracking
+
+log = logging.getLogger(__name__)
 
 
 def publish_front(directory: Path) -> Front:
@@ -82,12 +86,40 @@ def publish_front(directory: Path) -> Front:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})
     found = publish_importance(record, client)
+    grid = publish_effects(record, client) if record.config.search.sampler.name == "grid" else []
     tracking.end_run(client, parent, "FINISHED")
     for table in tables:
         table_console().print(table)
     if found:
         table_console().print(importance_table(found, f"{record.name}: what drives each objective"))
+    for table in grid:
+        table_console().print(table)
     return front
+
+
+def publish_effects(record: StudyRecord, client: MlflowClient) -> list:
+    """A grid study's effects (analysis.effects): effects.json and effects.png in the folder and on the parent run, the
+    tables as effects.txt there too. Returns the tables ([] when no trial finished)."""
+    found = study_effects(record)
+    if not any(e["runs"] for e in found.values()):
+        return []
+    parent = record.meta["parent_run_id"]
+    (record.directory / folder.EFFECTS_JSON).write_text(json.dumps(found, indent=2))
+    client.log_dict(parent, found, folder.EFFECTS_JSON)
+    figure = effects_figure(found, f"{record.name}: level means [95% interval over seeds]")
+    figure.savefig(record.directory / folder.EFFECTS_FIGURE, dpi=120)
+    client.log_figure(parent, figure, folder.EFFECTS_FIGURE)
+    missing = missing_cells(record)
+    if missing:
+        log.warning(f"{len(missing)} grid point(s) have no finished trial, so the design is not balanced: "
+                    + "; ".join(", ".join(f"{k.split('.')[-1]}={v}" for k, v in p.items()) for p in missing[:5])
+                    + (" ..." if len(missing) > 5 else ""))
+    tables = effects_tables(found, record.name)
+    capture = Console(width=200, record=True, file=io.StringIO())
+    for table in tables:
+        capture.print(table)
+    client.log_text(parent, capture.export_text(), "effects.txt")
+    return tables
 
 
 def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> list:

@@ -23,7 +23,7 @@ import ray
 
 from analysis.report import seed_summary
 from analysis.runs import StudyRecord
-from study.config import StudyConfig, with_params
+from study.config import REPLICATE, StudyConfig, with_params
 from study.record import tracking
 from study.runtime import error_line, setup_worker_logging
 from study.search.trial import distill_and_evaluate
@@ -38,9 +38,9 @@ def seed_config(cfg: StudyConfig, params: dict, seed: int, full: bool) -> StudyC
     values = dict(params)
     if full:
         values.update(cfg.rerun.full)
-    shifted = {"distill.seed": cfg.distill.seed + seed, "bias.seed": cfg.bias.seed + seed,
-               "eval.world.seed": cfg.eval.world.seed + seed, "eval.glue.seed": cfg.eval.glue.seed + seed}
-    return with_params(cfg, {**values, **shifted})
+    # a grid trial's own replicate already moved its seeds: seed k moves them k further
+    values[REPLICATE] = int(values.get(REPLICATE, 0)) + seed
+    return with_params(cfg, values)
 
 
 def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from analysis.importance import importance_figure, importance_table, study_importances
 from analysis.note import front_markdown, front_view
-from analysis.report import Front, front_table, summarize, summarize_confirmed, table_console
+from analysis.report import Front, front_table, summarize, summarize_confirmed, table_console, usage_line
 from analysis.runs import StudyRecord, read_study
 from study.record import folder, tracking
 
@@ -71,11 +71,13 @@ def publish_front(directory: Path) -> Front:
 
 
 def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> list:
-    """The single-run front and, when the study has a confirm stage, the confirmed front beside it."""
+    """The single-run front, the confirmed front beside it when the study has a confirm stage, and a line on what
+    the trials used (their distillation and evaluation seconds and busy share)."""
     tables = [front_table(front, f"{record.name}: Pareto front (single runs, value ± standard error)")]
     if confirmed is not None:
         tables.append(front_table(confirmed, f"{record.name}: confirmed Pareto front (seed means [95% interval])"))
-    return tables
+    usage = usage_line(record)
+    return tables + ([usage] if usage else [])
 
 
 def publish_importance(record: StudyRecord, client: MlflowClient) -> dict[str, dict[str, float]]:

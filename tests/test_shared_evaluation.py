@@ -39,12 +39,11 @@ def test_jobs_in_any_order_give_the_one_process_numbers(tiny_world, tmp_path):
 
 @pytest.mark.slow
 def test_a_trial_evaluated_shared_equals_one_evaluated_on_rank_0(tiny_world, tmp_path, no_ray_left_behind):
-    import ray
-
+    from study.search.cluster import start_ray
     from study.search.trial import distill_and_evaluate
 
-    ray.init(num_cpus=4, object_store_memory=100 * 1024**2, include_dashboard=False, logging_level="WARNING")
     shared_cfg, alone_cfg = _cfg(tmp_path), _cfg(tmp_path, evaluation="rank0")
+    start_ray(shared_cfg, None)  # as a study does: 3 CPUs (the trial and 2 workers), the dashboard Train's cleaner asks
     teacher = {shared_cfg.bias.primary: 0.0}
     shared, _ = distill_and_evaluate(shared_cfg, teacher, "train-shared")
     alone, _ = distill_and_evaluate(alone_cfg, teacher, "train-alone")

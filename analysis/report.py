@@ -272,6 +272,23 @@ def caption(front: Front) -> str:
             f"(reference: {ref})")
 
 
+USAGE = ("perf/distill_seconds", "perf/eval_seconds", "perf/busy_share")
+
+
+def usage_line(record: StudyRecord) -> str | None:
+    """What the finished trials used: the median over them of their distillation and evaluation seconds and their
+    busy share (work seconds summed over workers / (workers x trial wall)), and the least busy trial; None when no
+    finished trial reported them (a study from before they were reported)."""
+    trials = [t for t in record.finished()[0] if all(k in t.metrics for k in USAGE)]
+    if not trials:
+        return None
+    median = {k: float(np.median([t.metrics[k] for t in trials])) for k in USAGE}
+    idlest = min(trials, key=lambda t: t.metrics["perf/busy_share"])
+    return (f"what the trials used (median of {len(trials)} finished): distillation {median[USAGE[0]]:.0f}s, "
+            f"evaluation {median[USAGE[1]]:.0f}s, busy share {median[USAGE[2]]:.2f} of the workers' time "
+            f"(least busy: trial {idlest.trial_id}, {idlest.metrics['perf/busy_share']:.2f})")
+
+
 def _short(value: str) -> str:
     try:
         return f"{float(value):.4g}"

@@ -417,8 +417,9 @@ class SamplerConfig(Strict):
 
 
 class ScalingConfig(Strict):
-    """Ray resources of one trial: its own process, which waits on its Train workers; the workers distil, then rank 0
-    evaluates the student while the others wait. The teacher's one-off measurement gets one worker's resources."""
+    """Ray resources of one trial: its own process, which waits on its Train workers; the workers distil, then share
+    the student's evaluation (each its share of the bias suite and the (task, seed slot) fine-tuning runs). The
+    teacher's one-off measurement gets one worker's resources."""
 
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks) per trial")
     use_gpu: bool = False
@@ -428,6 +429,9 @@ class ScalingConfig(Strict):
     # Custom Ray resources the trial's own process needs: {kdstudy_trial: 1} keeps it (and the Train controller in
     # it) on the nodes that declare kdstudy_trial, the non-preemptible ones (cluster.yaml: the head)
     trial_resources: dict[str, float] = {}
+    # shared: every worker evaluates its share of the jobs; rank0: rank 0 alone while the others wait (the same
+    # numbers, slower: kept to measure what sharing saves, benchmarks/trial_busy.py)
+    evaluation: Literal["shared", "rank0"] = "shared"
 
     @property
     def worker_resources(self) -> dict[str, float]:

@@ -4,7 +4,7 @@ the confirm stage's seed means, on studies written by hand (no MLflow)."""
 import numpy as np
 import pytest
 
-from analysis.report import front_table, summarize, summarize_confirmed
+from analysis.report import front_table, summarize, summarize_confirmed, usage_line
 from analysis.runs import StudyRecord, Trial
 from study.load import parse_config
 
@@ -84,3 +84,14 @@ def test_the_front_tables_fit_120_columns_without_a_wrapped_header():
     assert single[2:7] == ["alpha_mlm", "temperature", "alpha", "mode", "p"]  # in the order of their full names
     for headers in (single, confirmed):
         assert "bias/" in headers and "amplification ↓" in headers and "score ↑" in headers
+
+
+def test_usage_line_gives_the_medians_and_the_least_busy_trial():
+    record = _study(trials={"a": (0.1, 50.0), "b": (0.2, 56.0), "c": (0.3, 53.0)}, confirmed={})
+    for t, (distill, evaluate, busy) in zip(record.trials, [(40, 20, 0.9), (60, 30, 0.7), (50, 10, 0.8)]):
+        t.metrics |= {"perf/distill_seconds": distill, "perf/eval_seconds": evaluate, "perf/busy_share": busy}
+    assert usage_line(record) == ("what the trials used (median of 3 finished): distillation 50s, evaluation 20s, "
+                                  "busy share 0.80 of the workers' time (least busy: trial b, 0.70)")
+    for t in record.trials:
+        del t.metrics["perf/busy_share"]
+    assert usage_line(record) is None  # a study from before trials reported it

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from study.config import StudyConfig
 from study.record.folder import tracking_uri
-from study.search.cost import estimate, evaluation_budget
+from study.search.cost import estimate, evaluation_estimate
 
 
 def _space_row(name: str, spec) -> tuple[str, str, str]:
@@ -82,14 +82,15 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
            f"same seeds in every cell"] if search.sampler.name == "grid" else []),
         "  goals    " + ", ".join(_goal(o) for o in search.objectives),
         f"  per trial: the trial process {_resources(s.trial_cpus, 0)}; {s.num_workers} Ray Train worker(s) x "
-        f"{_resources(s.cpus_per_worker, gpus)}, which distil; rank 0 then evaluates the student",
+        f"{_resources(s.cpus_per_worker, gpus)}, which distil, then share the student's evaluation"
+        + (" (rank 0 alone: search.scaling.evaluation rank0)" if s.evaluation == "rank0" else ""),
         f"  at {concurrent} concurrent trial(s): {_resources(trial_cpus * concurrent, trial_gpus * concurrent)} in all",
         f"  budget   per trial {budget}; {search.num_samples} trials"
         + (f" = {_tokens(search.num_samples * d.steps * sequences * d.max_length)}" if d.steps else ""),
         f"  measure  bias {cfg.bias.metrics} (primary {cfg.bias.primary})"
         + ("; " + "; ".join(suites) if suites else ""),
-        evaluation_budget(cfg),
         *estimate(cfg),
+        *evaluation_estimate(cfg),
         _confirm(search),
         f"  rerun    {cfg.rerun.seeds} seeds; --full sets " + (", ".join(f"{k}={v}" for k, v in cfg.rerun.full.items())
                                                               or "nothing more"),

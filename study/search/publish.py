@@ -24,6 +24,7 @@ from analysis.report import (
     summarize,
     summarize_confirmed,
     table_console,
+    usage_line,
     verdict_table,
 )
 from analysis.runs import StudyRecord, read_study
@@ -124,7 +125,8 @@ def publish_effects(record: StudyRecord, client: MlflowClient) -> list:
 
 def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> list:
     """The single-run front and, when the study has a confirm stage, its confirmed trials (seed means, P(front)) and
-    their verdicts against the control."""
+    their verdicts against the control; then a line on what the trials used (their distillation and evaluation
+    seconds and busy share)."""
     tables = [front_table(front, f"{record.name}: Pareto front (single runs, value ± standard error)")]
     if confirmed is not None:
         tables.append(confirmed_table(confirmed, f"{record.name}: confirmed trials (means over fresh seeds [95% "
@@ -132,7 +134,8 @@ def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> 
         if any(confirmed.comparisons or []):
             tables.append(verdict_table(confirmed, f"{record.name}: against the control "
                                                    f"({confirmed.control})"))
-    return tables
+    usage = usage_line(record)
+    return tables + ([usage] if usage else [])
 
 
 def publish_importance(record: StudyRecord, client: MlflowClient) -> dict[str, dict[str, float]]:

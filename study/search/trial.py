@@ -3,13 +3,16 @@
     run_trial(params)                     the Tune function trainable, one per sampled config
       TorchTrainer(distill_worker)        N workers in DDP (gloo on CPU, nccl on GPU); each checkpoint is
                                           reported to Ray Train, which restarts crashed workers from the last one;
-                                          after the last step rank 0 evaluates the student on its device (bias,
-                                          world/GLUE), results in the final checkpoint beside the student
-      tune.report(metrics)                once, with amplification against the study's teacher and the student's URI
+                                          after the last step the workers share the student's evaluation (the
+                                          bias suite and each (task, seed slot), round-robin; rank 0 gathers),
+                                          results in the final checkpoint beside the student
+      tune.report(metrics)                once, with amplification against the study's teacher, the student's URI
+                                          and what the trial used (perf/distill_seconds, perf/eval_seconds,
+                                          perf/busy_share)
 
 Ray appears in study.search only: the distillation is study.distill.loop and the measuring
-study.experiment.evaluation, the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with
-a one-line reason; the study goes on.
+study.experiment.evaluation (shared by study.experiment.shared_evaluation), the same code `kdstudy distill` runs. A
+trial that diverges or raises fails alone with a one-line reason; the study goes on.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from study.config import ConfigError, StudyConfig, with_params
 from study.distill.loop import train
 from study.distill.models import make_student, save_student
 from study.errors import Diverged
-from study.experiment.evaluation import evaluate_model
+from study.experiment.evaluation import evaluation_jobs
+from study.experiment.shared_evaluation import broadcast_model_dir, evaluate_shared, gather
 from study.experiment.sources import load_teacher_and_corpus_ids
 from study.metrics.bias import amplification
 from study.record import tracking
@@ -106,14 +110,13 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
 
     def report(step: int, total: int, directory: Path, metrics: dict) -> None:
         timing = {**setup, "perf/distill_seconds": time.time() - start}
-        if step == total and rank == 0:  # the student and its evaluation go into the final checkpoint
-            # Rank 0 alone: transformers saves a model on rank 0 only once torch.distributed is up, and the other
-            # ranks wait for the final report anyway.
-            started = time.time()
-            scalars, _ = evaluate_model(save_student(student, tokenizer, directory / STUDENT), cfg,
-                                        device=ray.train.torch.get_device())
-            (directory / EVALUATION).write_text(json.dumps(scalars))
-            timing["perf/eval_seconds"] = time.time() - started
+        if step == total:  # the student and its evaluation go into the final checkpoint
+            evaluated = _evaluate(cfg, student, tokenizer, directory, work, name, rank, world_size)
+            evaluated["perf/work_seconds"] = sum(gather(timing["perf/distill_seconds"])) + \
+                evaluated["perf/eval_work_seconds"]  # distillation and evaluation seconds summed over the workers
+            if rank == 0:
+                (directory / EVALUATION).write_text(json.dumps(evaluated))
+            timing["perf/eval_seconds"] = evaluated["perf/eval_seconds"]
         ray.train.report({**metrics, **timing, "distill/steps": float(step)},
                          checkpoint=Checkpoint.from_directory(str(directory)),
                          delete_local_checkpoint_after_upload=False)
@@ -128,6 +131,28 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
         (marker / "diverged.json").write_text(json.dumps({"reason": str(err)}))
         ray.train.report({"distill/diverged": 1.0, "distill/failure": f"distillation diverged: {err}"},
                          checkpoint=Checkpoint.from_directory(str(marker)) if rank == 0 else None)
+
+
+def _evaluate(cfg: StudyConfig, student, tokenizer, directory: Path, work: Path, name: str, rank: int,
+              world_size: int) -> dict[str, float]:
+    """The student's evaluation, shared by the workers (search.scaling.evaluation: shared, or rank0 alone): its
+    metrics, `perf/eval_seconds` (the evaluation's wall, rank 0's clock) and `perf/eval_work_seconds` (its jobs'
+    seconds summed over workers); the same on every rank. Each job prints a line as it finishes."""
+    started = time.time()
+    if rank == 0:  # transformers saves a model on rank 0 only once torch.distributed is up
+        save_student(student, tokenizer, directory / STUDENT)
+    model_dir = broadcast_model_dir(directory / STUDENT, work / "evaluated-student", rank)
+    alone = cfg.search.scaling.evaluation == "rank0"
+    if rank == 0:
+        log.info(f"[{name}] evaluating: {len(evaluation_jobs(cfg))} jobs, "
+                 + ("on rank 0 alone" if alone else f"shared by {world_size} workers"))
+
+    def finished(job, seconds: float, done: int, mine: int) -> None:
+        log.info(f"[{name}] evaluation: {job.name} done in {seconds:.0f}s on rank {rank} ({done}/{mine} of its jobs)")
+
+    scalars, _, seconds = evaluate_shared(model_dir, cfg, ray.train.torch.get_device(), rank, world_size, alone,
+                                          finished)
+    return scalars | {"perf/eval_seconds": time.time() - started, "perf/eval_work_seconds": sum(seconds)}
 
 
 # --- the trial itself (a Tune function trainable) --------------------------------------------------------------
@@ -228,6 +253,8 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         metrics |= objective.value(metrics)
     metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
     metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
+    # the share of the workers' time (workers x the trial's wall) that went into distilling and evaluating
+    metrics["perf/busy_share"] = metrics["perf/work_seconds"] / (scaling.num_workers * metrics["perf/fit_seconds"])
     save_result(cfg, name, {"metrics": metrics, "uri": result.checkpoint.path})
     return metrics, result.checkpoint.path
 

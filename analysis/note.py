@@ -4,12 +4,15 @@ experiment's runs."""
 
 from __future__ import annotations
 
-from analysis.report import Front, caption
-from study.record.tracking import ANCHOR, KNEE, PARETO
+from analysis.report import Front, caption, verdict_lines
+from study.record.tracking import ANCHOR, CONFIRM_OF, KNEE, PARETO, PARETO_CONFIRMED, TRIAL_ID
 
 # The runs table's search box: the trials on the front (study.search.publish tags them `pareto`, the knee `knee`).
 FRONT_FILTER = f"tags.{PARETO} = 'true'"
 KNEE_FILTER = f"tags.{KNEE} = 'true'"
+TRIALS_FILTER = f"tags.{TRIAL_ID} LIKE '%'"  # every trial's run: not the parent, reruns or confirmations
+# the confirm runs (seed means) of the trials the confirm stage ran again
+CONFIRMED_FILTER = f"tags.{CONFIRM_OF} LIKE '%'"
 MAX_NOTE = 7000  # MLflow keeps at most 8,000 characters of a tag value
 
 
@@ -30,9 +33,61 @@ def front_view(front: Front) -> dict:
                                 f"tags.`{KNEE}`", f"tags.`{ANCHOR}`"]}
 
 
-def front_markdown(front: Front, name: str, run_id: str | None = None, view: str | None = None) -> str:
-    """The parent run's description: the front as a table, the knee, a link to the front in the runs table (`view`,
-    from study.tracking.share_view), the filters, the figures."""
+def confirmed_markdown(confirmed: Front | None) -> list[str]:
+    """The confirm stage's answer: the recommended point with its reason, P(front) per confirmed trial, and the
+    verdicts against the control."""
+    if confirmed is None:
+        return []
+    lines = []
+    if confirmed.recommended is not None:
+        pick = confirmed.trials[confirmed.recommended]
+        lines += [f"**Recommended**: trial `{pick.trial_id}`" + (f" ({pick.anchor})" if pick.anchor else "")
+                  + f", {confirmed.recommended_reason}. `kdstudy rerun STUDY_DIR --seeds 3` reruns it.", ""]
+    if confirmed.p_front is not None:
+        shares = ", ".join(f"`{t.trial_id}` {p:.2f}" for t, p in zip(confirmed.trials, confirmed.p_front))
+        lines += [f"**P(on the front)** over the fresh seeds: {shares}.", ""]
+    found = verdict_lines(confirmed)
+    if found:
+        lines += [f"**Against the control** (`{confirmed.control}`), trial - control [95% interval]:", ""]
+        lines += [f"- {line}" for line in found] + [""]
+    return lines
+
+
+def scatter_charts(metrics: list[str]) -> tuple[list[dict], list[dict]]:
+    """MLflow's own scatter chart of each pair of objectives (the first against each other one, then the rest), as
+    the runs page keeps a chart card in its view state (`compareRunCharts`, one section in `compareRunSections`).
+    The field names are those of MLflow 3.17's chart cards (its RunsChartsScatterCardConfig)."""
+    section = {"uuid": "kdstudy-objectives", "name": "objectives", "display": True, "isReordered": False,
+               "deleted": False, "isGenerated": False}
+    pairs = [(a, b) for i, a in enumerate(metrics) for b in metrics[i + 1:]]
+    charts = [{"uuid": f"kdstudy-scatter-{i}", "type": "SCATTER", "runsCountToCompare": 1000,
+               "metricSectionId": section["uuid"], "deleted": False, "isGenerated": False,
+               "xaxis": {"key": x, "type": "METRIC"}, "yaxis": {"key": y, "type": "METRIC"}}
+              for i, (x, y) in enumerate(pairs)]
+    return charts, [section]
+
+
+def trials_view(front: Front, confirmed: bool = False) -> dict:
+    """The chart view of the study: every trial's run (or, `confirmed`, every confirm run: the seed means) on a
+    scatter of the objectives, the runs list grouped by the `pareto` tag (`pareto_confirmed`: the confirmed front),
+    whose groups the list can show or hide; each run keeps its own point (grouped values are not averaged)."""
+    charts, sections = scatter_charts(front.metrics)
+    tag = PARETO_CONFIRMED if confirmed else PARETO
+    return {"searchFilter": CONFIRMED_FILTER if confirmed else TRIALS_FILTER, "runsHiddenMode": "SHOW_ALL",
+            "orderByKey": f"metrics.`{front.metrics[0]}`", "orderByAsc": front.modes[0] == "min",
+            "compareRunCharts": charts, "compareRunSections": sections, "isAccordionReordered": True,
+            "hideEmptyCharts": False, "useGroupedValuesInCharts": False,
+            "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": tag}]},
+            "selectedColumns": [*(f"metrics.`{m}`" for m in front.metrics), f"tags.`{tag}`", f"tags.`{KNEE}`",
+                                f"tags.`{ANCHOR}`"]}
+
+
+def front_markdown(front: Front, name: str, run_id: str | None = None, view: str | None = None,
+                   charts: dict[str, str] | None = None, confirmed: Front | None = None) -> str:
+    """The parent run's description: the study's answer first when it has a confirm stage (the recommended point and
+    why, each confirmed trial's verdicts against the control), then links to the front in the runs table (`view`, from
+    study.tracking.share_view) and to the scatter views (`charts`), the front as a table, the knee, the filters, the
+    figures."""
     if not front.trials:
         return f"## {name}: no finished trial\n\n{caption(front)}\n"
     rows = front.rows()
@@ -43,7 +98,10 @@ def front_markdown(front: Front, name: str, run_id: str | None = None, view: str
     if view is not None:  # first: the UI shows a description's first lines until "Show more" is clicked
         lines += [f"**[Open the front in the runs table]({view})**: its trials with their objectives and parameters "
                   f"(the chart view then plots only them).", ""]
+    for label, link in (charts or {}).items():
+        lines += [f"**[{label}]({link})**", ""]
     lines += [caption(front) + ".", ""]
+    lines += confirmed_markdown(confirmed)
     knee = next((row for row in rows if row["knee"]), None)
     if knee is not None:
         values = ", ".join(f"{m} {v:.4g}" for m, v in knee["objectives"].items())

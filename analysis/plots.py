@@ -28,7 +28,10 @@ def pareto_figure(front: Front, title: str, confirmed: Front | None = None):
         cx, cy = confirmed.values[:, 0], confirmed.values[:, 1]
         spans = [np.abs(confirmed.intervals[:, i, :].T - confirmed.values[:, i]) for i in (0, 1)]
         ax.errorbar(cx, cy, xerr=spans[0], yerr=spans[1], fmt="D", ms=6, c="tab:blue", mfc="none", lw=1,
-                    zorder=4, label="confirmed: seed mean, 95% interval")
+                    zorder=4, label="confirmed: seed mean, 95% interval; P(front)")
+        for i, p in enumerate(confirmed.p_front if confirmed.p_front is not None else []):
+            ax.annotate(f"P={p:.2f}", (cx[i], cy[i]), textcoords="offset points", xytext=(6, -12), fontsize=7,
+                        color="tab:blue")
     ax.scatter(x[~front.on_front], y[~front.on_front], c="0.6", s=30, label="dominated")
     ax.scatter(x[front.on_front], y[front.on_front], c="tab:red", s=50, label="Pareto front", zorder=3)
     order = np.flatnonzero(front.on_front)

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from scipy import stats
 
-from analysis import pareto
+from analysis import pareto, verdicts
 from analysis.runs import StudyRecord, Trial
-from study.record.tracking import SEEDS
+from study.record.tracking import P_FRONT, PLACE, SEEDS, VERDICT
 
 
 @dataclass
@@ -30,6 +30,12 @@ class Front:
     errors: np.ndarray | None = None  # (n, k) standard error of each value, nan where none was reported
     intervals: np.ndarray | None = None  # (n, k, 2) 95% interval of each value: a confirmed front's seed means
     single: np.ndarray | None = None  # (n, k) each trial's single-run values, beside a confirmed front's means
+    p_front: np.ndarray | None = None  # (n,) a confirmed trial's probability of being on the front
+    places: list[str] | None = None  # front | off | undecided, as the confirm race left each trial
+    comparisons: list[dict] | None = None  # per trial {metric: its difference from the control, interval, verdict}
+    control: str | None = None  # the control's trial id
+    recommended: int | None = None  # index into trials: the noise-aware pick (analysis.verdicts.recommend)
+    recommended_reason: str = ""
 
     def front_trials(self) -> list[tuple[Trial, np.ndarray]]:
         """(trial, objective values) on the front, ordered along the first objective (best first)."""
@@ -52,28 +58,51 @@ class Front:
                                    for m, (lo, hi) in zip(self.metrics, self.intervals[i])}
             if self.single is not None:
                 row["single_run"] = dict(zip(self.metrics, map(float, self.single[i])))
+            if self.p_front is not None:
+                row["p_front"] = _finite(self.p_front[i])
+                row["place"] = self.places[i]
+                row["verdicts"] = self.comparisons[i]
             rows.append(row)
         return rows
 
+    def confirmed_rows(self) -> list[dict]:
+        """Every confirmed trial (on the front or not) as a row, with P(front), its place and its verdicts."""
+        keep = self.on_front
+        try:
+            self.on_front = np.ones(len(self.trials), bool)
+            return self.rows()
+        finally:
+            self.on_front = keep
+
     def to_json(self) -> dict:
-        return {"objectives": [{"metric": m, "mode": d} for m, d in zip(self.metrics, self.modes)],
-                "front": self.rows(), "knee": self.trials[self.knee].trial_id if self.knee is not None else None,
-                "hypervolume": self.hypervolume,
-                "reference": None if self.reference is None else self.reference.tolist(), "trials": self.counts}
+        out = {"objectives": [{"metric": m, "mode": d} for m, d in zip(self.metrics, self.modes)],
+               "front": self.rows(), "knee": self.trials[self.knee].trial_id if self.knee is not None else None,
+               "hypervolume": self.hypervolume,
+               "reference": None if self.reference is None else self.reference.tolist(), "trials": self.counts}
+        if self.p_front is not None:
+            out["confirmed"] = self.confirmed_rows()
+            out["control"] = self.control
+            out["verdicts"] = verdict_lines(self)
+        if self.recommended is not None:
+            out["recommended"] = {"trial_id": self.trials[self.recommended].trial_id,
+                                  "reason": self.recommended_reason}
+        return out
 
 
 def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def _front(record: StudyRecord, trials: list[Trial], values: np.ndarray, counts: dict[str, int], **extra) -> Front:
+def _front(record: StudyRecord, trials: list[Trial], values: np.ndarray, counts: dict[str, int],
+           reference: np.ndarray | None = None, on_front: np.ndarray | None = None, **extra) -> Front:
     if not trials:
         return Front(record.metrics, record.modes, [], values, np.zeros(0, bool), None, None, None, counts)
-    on_front = pareto.non_dominated(values, record.modes)
+    on_front = pareto.non_dominated(values, record.modes) if on_front is None else on_front
     declared = [o.reference for o in record.config.search.objectives]
-    reference = pareto.reference_point(values, record.modes, declared)
-    return Front(record.metrics, record.modes, trials, values, on_front, pareto.knee(values, record.modes, on_front),
-                 reference, pareto.hypervolume(values, record.modes, reference), counts, **extra)
+    reference = pareto.reference_point(values, record.modes, declared) if reference is None else reference
+    knee = pareto.knee(values, record.modes, on_front) if on_front.any() else None
+    return Front(record.metrics, record.modes, trials, values, on_front, knee, reference,
+                 pareto.hypervolume(values[on_front], record.modes, reference), counts, **extra)
 
 
 def summarize(record: StudyRecord) -> Front:
@@ -86,8 +115,10 @@ def summarize(record: StudyRecord) -> Front:
 
 
 def summarize_confirmed(record: StudyRecord) -> Front | None:
-    """The confirmed front: the trials the confirm stage ran again, on their seed means, with the standard error
-    of each mean (std / sqrt(seeds)) and its 95% Student-t interval; None if the study confirmed none."""
+    """The confirmed front: the trials the confirm stage ran, on the means over their fresh seeds, with the standard
+    error of each mean (std / sqrt(seeds)) and its 95% Student-t interval; on the front are the trials with
+    P(front) >= 0.5 (analysis.verdicts); the hypervolume is against the study's reference point (the single-run
+    front's), so that the two are comparable. None if the study confirmed none."""
     trials, values = record.confirmed()
     if not trials:
         return None
@@ -97,37 +128,132 @@ def summarize_confirmed(record: StudyRecord) -> Front | None:
     intervals = np.array([[[r.metrics.get(f"{m}/ci_low", np.nan), r.metrics.get(f"{m}/ci_high", np.nan)]
                            for m in record.metrics] for r in runs], dtype=float)
     single = np.array([[t.metrics[m] for m in record.metrics] for t in trials], dtype=float)
-    return _front(record, trials, values, {"CONFIRMED": len(trials)}, errors=std / np.sqrt(n), intervals=intervals,
-                  single=single)
+    p_front = np.array([r.metrics.get(P_FRONT, np.nan) for r in runs])
+    raced = not np.isnan(p_front).any()  # a study confirmed before the race has no P(front): its means' front
+    on_front = p_front >= verdicts.FRONT if raced else None
+    comparisons = [{m: {"diff": r.metrics.get(f"{VERDICT}/{m}/diff"), "ci_low": r.metrics.get(f"{VERDICT}/{m}/ci_low"),
+                        "ci_high": r.metrics.get(f"{VERDICT}/{m}/ci_high"), "verdict": r.tags[f"{VERDICT}/{m}"]}
+                    for m in record.metrics if f"{VERDICT}/{m}" in r.tags} for r in runs]
+    control = next((t.trial_id for t in trials if t.anchor and t.anchor == record.config.search.control_anchor), None)
+    errors = std / np.sqrt(n)
+    front = _front(record, trials, values, {"CONFIRMED": len(trials)}, reference=summarize(record).reference,
+                   on_front=on_front, errors=errors, intervals=intervals, single=single,
+                   p_front=p_front if raced else None, places=[r.tags.get(PLACE, "") for r in runs],
+                   comparisons=comparisons, control=control)
+    if len(trials) > 1:
+        margins = [o.margin for o in record.config.search.objectives]
+        front.recommended, front.recommended_reason = verdicts.recommend(values, errors, record.metrics,
+                                                                         record.modes, margins)
+    return front
+
+
+def verdict_lines(front: Front) -> list[str]:
+    """One line per confirmed trial but the control: its difference from the control on every objective."""
+    lines = []
+    for t, comparison in zip(front.trials, front.comparisons or []):
+        if comparison and t.trial_id != front.control:
+            name = f"{t.anchor or t.params.get('distill.mitigation.mode', 'trial')} {t.trial_id}"
+            lines.append(verdicts.verdict_line(name, comparison))
+    return lines
 
 
 def front_table(front: Front, title: str) -> Table:
-    """The front as a table: one row per non-dominated trial, its sampled params and its objectives (↓ min, ↑ max)."""
+    """The front as a table: one row per non-dominated trial, its sampled params and its objectives (↓ min, ↑ max).
+
+    It fits 120 columns without cutting a header: a parameter is headed by the last part of its name (two parts
+    where two parameters share the last), an objective by its name broken at the '/' (on two lines by design), and a
+    value with its interval puts the interval on a line of its own, and a confirmed front's single-run value on a
+    third ("run 50.0000")."""
     params = sorted({k for t, _ in front.front_trials() for k in t.params})
-    table = Table(title=title, caption=caption(front))
-    table.add_column("trial", overflow="fold")
-    table.add_column("note", overflow="fold")
-    for name in params:  # loss.temperature, mitigation.mode
-        table.add_column(".".join(name.split(".")[-2:]), justify="right", overflow="fold")
-    for metric, mode in zip(front.metrics, front.modes):
-        table.add_column(f"{metric} {'↓' if mode == 'min' else '↑'}", justify="right", overflow="fold")
-    if front.single is not None:
-        for metric in front.metrics:
-            table.add_column(f"{metric} single run", justify="right", overflow="fold")
+    headers = ["trial", "note", *short_names(params),
+               *(_objective_header(m, d) for m, d in zip(front.metrics, front.modes))]
+    rows = []
     for row in front.rows():
         note = " ".join(n for n in (row["anchor"], "knee" if row["knee"] else None) if n)
-        table.add_row(row["trial_id"], note, *(_short(row["params"].get(p, "-")) for p in params),
-                      *(_cell(row, m) for m in front.metrics),
-                      *(f"{row['single_run'][m]:.4f}" for m in front.metrics if "single_run" in row))
+        rows.append([row["trial_id"], note, *(_short(row["params"].get(p, "-")) for p in params),
+                     *(_cell(row, m) for m in front.metrics)])
+    table = Table(title=title, caption=caption(front), show_edge=False)  # the frame's two columns go to the cells
+    for i, header in enumerate(headers):
+        # no column narrower than its longest line (header or cell) but the note's, which folds when space is short
+        widest = max(len(line) for text in [header, *(r[i] for r in rows)] for line in text.split("\n"))
+        table.add_column(header, justify="left" if i < 2 else "right", overflow="fold",
+                         min_width=None if i == 1 else widest)
+    for r in rows:
+        table.add_row(*r)
     return table
 
 
+def confirmed_table(front: Front, title: str) -> Table:
+    """Every confirmed trial: its seed means [95% interval] over the fresh seeds, its single run, and its probability
+    of being on the front with the place the race left it in (0.05 < P < 0.95 is undecided)."""
+    # The mitigation alone names a trial here; every sampled value is in the single-run table and pareto.json.
+    params = [p for p in ("distill.mitigation.mode",) if any(p in t.params for t in front.trials)]
+    table = Table(title=title, caption=confirmed_caption(front), show_edge=False)
+    for name in ("trial", "note", *(p.split(".")[-1] for p in params)):
+        table.add_column(name, overflow="fold")
+    for metric, mode in zip(front.metrics, front.modes):  # a cell: the mean, its interval, the single run
+        table.add_column(_objective_header(metric, mode), justify="right", overflow="fold")
+    table.add_column("P(front)", justify="right")
+    recommended = front.trials[front.recommended].trial_id if front.recommended is not None else None
+    for row in front.confirmed_rows():
+        note = " ".join(n for n in (row["anchor"], "control" if row["trial_id"] == front.control else None,
+                                    "knee" if row["knee"] else None,
+                                    "recommended" if row["trial_id"] == recommended else None) if n)
+        p = row.get("p_front")
+        table.add_row(row["trial_id"], note, *(_short(row["params"].get(x, "-")) for x in params),
+                      *(_cell(row, m) for m in front.metrics), "-" if p is None else f"{p:.2f}\n{_place(p)}")
+    return table
+
+
+def verdict_table(front: Front, title: str) -> Table:
+    """Each confirmed trial against the control, on the same seeds: trial - control, its 95% interval, the verdict."""
+    table = Table(title=title, caption="trial - control, paired over the shared fresh seeds, with its 95% Student-t "
+                                       "interval; within ±m: smaller than the objective's margin m", show_edge=False)
+    table.add_column("trial", overflow="fold")
+    for metric in front.metrics:
+        table.add_column(f"{metric}\n(trial - control)", justify="right", overflow="fold")
+    for t, comparison in zip(front.trials, front.comparisons or []):
+        if not comparison or t.trial_id == front.control:
+            continue
+        name = f"{t.trial_id} {t.anchor or t.params.get('distill.mitigation.mode', '')}".strip()
+        table.add_row(name, *(f"{c['diff']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]\n{c['verdict']}"
+                              if (c := comparison.get(m)) else "-" for m in front.metrics))
+    return table
+
+
+def _place(p: float) -> str:
+    return "front" if p >= verdicts.DECIDED else "off" if p <= 1 - verdicts.DECIDED else "undecided"
+
+
+def confirmed_caption(front: Front) -> str:
+    text = caption(front)
+    if front.p_front is not None:
+        undecided = int(sum(_place(p) == "undecided" for p in front.p_front))
+        text += f"; on the front: P(front) >= {verdicts.FRONT:g}; {undecided} undecided (0.05 < P < 0.95)"
+    if front.recommended is not None:
+        text += (f"\nrecommended: {front.trials[front.recommended].trial_id}, {front.recommended_reason}")
+    return text
+
+
+def _objective_header(metric: str, mode: str) -> str:
+    """`bias/` over `amplification ↓`: the name broken after its first '/', the arrow saying min (↓) or max (↑)."""
+    head, _, tail = metric.partition("/")
+    return f"{head}/\n{tail} {'↓' if mode == 'min' else '↑'}" if tail else f"{metric} {'↓' if mode == 'min' else '↑'}"
+
+
+def short_names(params: list[str]) -> list[str]:
+    """`temperature` for distill.loss.temperature: the last part of each name, or its last two where that is shared."""
+    last = [p.split(".")[-1] for p in params]
+    return [name if last.count(name) == 1 else ".".join(p.split(".")[-2:]) for p, name in zip(params, last)]
+
+
 def _cell(row: dict, metric: str) -> str:
-    """`value ± se`, or `mean [low, high]` for a seed mean with its interval."""
+    """`value ± se`; or a seed mean over its interval `[low, high]` and the trial's single run (`run value`)."""
     value = f"{row['objectives'][metric]:.4f}"
     low, high = row.get("interval", {}).get(metric, (None, None))
     if low is not None and high is not None:
-        return f"{value} [{low:.4f}, {high:.4f}]"
+        single = f"\nrun {row['single_run'][metric]:.4f}" if "single_run" in row else ""
+        return f"{value}\n[{low:.4f}, {high:.4f}]{single}"
     se = row.get("se", {}).get(metric)
     return f"{value} ± {se:.4f}" if se is not None else value
 
@@ -144,6 +270,23 @@ def caption(front: Front) -> str:
     ref = ", ".join(f"{m} {r:.4g}" for m, r in zip(front.metrics, front.reference))
     return (f"trials: {counts}; {int(front.on_front.sum())} on the front; hypervolume {front.hypervolume:.4g} "
             f"(reference: {ref})")
+
+
+USAGE = ("perf/distill_seconds", "perf/eval_seconds", "perf/busy_share")
+
+
+def usage_line(record: StudyRecord) -> str | None:
+    """What the finished trials used: the median over them of their distillation and evaluation seconds and their
+    busy share (work seconds summed over workers / (workers x trial wall)), and the least busy trial; None when no
+    finished trial reported them (a study from before they were reported)."""
+    trials = [t for t in record.finished()[0] if all(k in t.metrics for k in USAGE)]
+    if not trials:
+        return None
+    median = {k: float(np.median([t.metrics[k] for t in trials])) for k in USAGE}
+    idlest = min(trials, key=lambda t: t.metrics["perf/busy_share"])
+    return (f"what the trials used (median of {len(trials)} finished): distillation {median[USAGE[0]]:.0f}s, "
+            f"evaluation {median[USAGE[1]]:.0f}s, busy share {median[USAGE[2]]:.2f} of the workers' time "
+            f"(least busy: trial {idlest.trial_id}, {idlest.metrics['perf/busy_share']:.2f})")
 
 
 def _short(value: str) -> str:

@@ -51,7 +51,7 @@ class StudyRecord:
 
     @property
     def metrics(self) -> list[str]:
-        return [o.metric for o in self.config.search.objectives]
+        return [o.key for o in self.config.search.objectives]
 
     def finished(self) -> tuple[list[Trial], np.ndarray]:
         """Trials that finished with every objective, and their (n, k) objective values."""

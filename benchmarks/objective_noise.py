@@ -7,13 +7,19 @@ between-config spread is well above its within-config spread.
                                          [--distill-seeds 3] [--sampled 3] [--grid] [--workers 2]
 
 Runs are spread over --workers processes (one thread each). Prints a table per part, the seconds each evaluation
-took, and last `snr: X` = between-config std (every config at seed 0) / within-config std (the first anchor at seeds
-0..k-1, distillation and fine-tuning seeds both moving) of the task objective (the second objective of the YAML).
+took, and per objective the smallest difference the confirm stage can detect: the paired 95% half-width
+t(0.975, n - 1) * sd / sqrt(n) at the YAML's confirm.max_seeds n, with sd the paired differences' (sqrt 2 x the
+config x seed residual under --grid; without it, sqrt 2 x the within-config std, which also holds the seeds' shared
+effect and so overstates it).
 
 --grid runs every config at every seed and splits each objective's variance two ways: the configs' own effect, the
 seeds' effect that all configs share (a study gives every trial the same seeds), and what is left (config x seed).
 `paired snr` = the configs' effect std / that residual std: how well a study, whose trials share their seeds, can
 order its configs on one run each; `kendall tau` compares the order at seed 0 with the order of the seed means.
+With --grid it also gives each anchor's verdicts against the control over seeds 1..k-1 (the confirm stage's fresh
+seeds; seed 0 is the search's), and replays the confirm race on the grid's values (every config a contender, at
+most k-1 seeds): last line `race_runs: N fixed_runs: M`, the race's runs against a fixed stage that gives every
+config the seeds the race's longest got.
 """
 
 from __future__ import annotations
@@ -153,7 +159,46 @@ def main() -> None:
     print(f"fine-tuning runs that ended at chance (each retried with another seed): {failed:.0f}")
     print(f"evaluation as configured: {statistics.mean(evals):.0f} s per student (eval.world.seeds "
           f"{base.eval.world.seeds}); all {len(grid) + 1} runs {time.time() - start:.0f} s on {args.workers} worker(s)")
-    print(f"snr: {between / within:.2f}")
+    n = base.search.confirm.max_seeds if base.search.confirm else 4
+    for m in metrics:
+        residual = residual_std([[grid[c, k][m] for k in seeds] for c in range(len(configs))]) if args.grid else None
+        sd = math.sqrt(2) * (residual if residual is not None else spread(distill_rows, m))
+        print(f"{m}: detectable difference at {n} paired seeds {stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n):.4f} "
+              f"(paired sd {sd:.4f}, {'the grid residual' if residual is not None else 'within-config std'})")
+    if args.grid and anchors and args.distill_seeds >= 3:
+        verdicts_and_race(base, configs, grid, list(seeds)[1:], metrics)
+
+
+def residual_std(values: list[list[float]]) -> float:
+    """The config x seed residual std of a configs x seeds grid (two-way, no replication)."""
+    y = np.asarray(values)
+    residual = y - y.mean(1)[:, None] - y.mean(0)[None, :] + y.mean()
+    return float(math.sqrt(np.sum(residual ** 2) / ((y.shape[0] - 1) * (y.shape[1] - 1))))
+
+
+def verdicts_and_race(base, configs, grid, fresh: list[int], metrics: list[str]) -> None:
+    """Each anchor against the control on the fresh seeds, and the confirm race replayed on the grid's values."""
+    from analysis import verdicts
+    from study.search.race import race
+
+    objectives = base.search.objectives
+    modes, margins = [o.mode for o in objectives], [o.margin for o in objectives]
+    names = [name for name, _ in configs]
+    values = {(names[c], k): np.array([grid[c, k][m] for m in metrics]) for c, k in grid}
+    control = names[0]
+    for name in names[1:]:
+        if name.startswith("sampled-"):
+            continue
+        trial = np.array([values[(name, k)] for k in fresh])
+        ctrl = np.array([values[(control, k)] for k in fresh])
+        comparison = verdicts.compare_with_control(trial[None], ctrl, metrics, modes, margins)[0]
+        print(verdicts.verdict_line(f"{name} vs {control}", comparison))
+    # the race numbers its fresh seeds 1..; the grid's are fresh[0], fresh[1], ...
+    result = race(names, control, lambda wanted: {(t, s): values[(t, fresh[s - 1])] for t, s in wanted}, metrics,
+                  modes, margins, 2, len(fresh), 10 * len(names) * len(fresh))
+    print(f"race on the grid: {result.stopped}; P(front) " + ", ".join(
+        f"{t} {p:.2f}" for t, p in result.p_front.items()))
+    print(f"race_runs: {result.runs} fixed_runs: {result.fixed_runs()}")
 
 
 def two_way(metric: str, values: list[list[float]], names: list[str]) -> Table:

@@ -9,7 +9,8 @@
                 [--resume [--from STORAGE]] [--dry-run]
     kdstudy pull STORAGE DIR
     kdstudy pareto STUDY_DIR [--json] [--importance]
-    kdstudy rerun STUDY_DIR [--pick knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
+    kdstudy rerun STUDY_DIR [--pick recommended|knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
+    kdstudy export STUDY_DIR [--pick ...] [--to DIR] [--push-to-hub USER/REPO]
 
 Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study.errors import USAGE_ERRORS, ConfigError, Diverged, TrackingUnavailable
-from study.runtime import quiet_libraries, setup_logging
+from study.runtime import fix_threads, quiet_libraries, setup_logging
 
 if TYPE_CHECKING:
     from study.config import StudyConfig
@@ -74,6 +75,7 @@ def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
 def cmd_world_build(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
+    fix_threads(cfg.threads)
     from study.world.build import build_world
 
     world = build_world(cfg.world, Path(args.out) if args.out else None)
@@ -93,6 +95,7 @@ def cmd_world_build(args) -> int:
 def cmd_distill(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
+    fix_threads(cfg.threads)
     from analysis.report import table_console
     from study.experiment.pipeline import run_distillation
 
@@ -112,6 +115,7 @@ def cmd_distill(args) -> int:
 def cmd_bias(args) -> int:
     cfg = _config(args.config, [])
     quiet_libraries()
+    fix_threads(cfg.threads)
     from study.distill.models import load_masked_lm
     from study.metrics import bias
 
@@ -152,6 +156,7 @@ def cmd_eval(args) -> int:
 
     cfg = _config(args.config, args.set)
     quiet_libraries()
+    fix_threads(cfg.threads)
     from study.distill.models import load_masked_lm
     from study.metrics import bias, glue
     from study.world import tasks as world_tasks
@@ -212,9 +217,10 @@ def cmd_run(args) -> int:
     quiet_libraries()
     from study.record.folder import META, resolve
     from study.search.driver import run_study
+    from study.search.watch import live_wanted
 
     try:
-        run_study(cfg, args.study_dir, args.address, args.resume, args.source)
+        run_study(cfg, args.study_dir, args.address, args.resume, args.source, live=live_wanted(args.verbosity))
     except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
         directory = Path(resolve(cfg, args.study_dir).study_dir)
         if not (directory / META).is_file():
@@ -253,6 +259,14 @@ def cmd_pull(args) -> int:
     pull_record(args.storage, Path(args.study_dir).expanduser().resolve())
     log.info(f"{args.study_dir}: the study record from {args.storage}; `kdstudy pareto {args.study_dir}` shows its "
              f"front, `mlflow ui --backend-store-uri sqlite:///{Path(args.study_dir) / 'mlflow.db'}` its runs")
+
+
+def cmd_export(args) -> int:
+    quiet_libraries()
+    from study.search.export import export
+
+    out = export(args.study_dir, args.pick, args.to, args.push_to_hub)
+    print(out)
     return 0
 
 
@@ -279,6 +293,29 @@ def cmd_pareto(args) -> int:
             log.warning("too few finished trials (or no parameter common to all of them) to attribute anything")
         else:
             table_console().print(importance_table(found, f"{record.name}: what drives each objective"))
+    return 0
+
+
+def cmd_effects(args) -> int:
+    from analysis.report import table_console
+    from analysis.runs import read_study
+    from study.errors import DataError
+    from study.search.publish import publish_effects
+
+    record = read_study(args.study_dir)
+    if record.config.search is None or not record.finished()[0]:
+        raise DataError(f"{args.study_dir}: no finished trial to read effects from")
+    if record.config.search.sampler.name != "grid":
+        log.warning(f"{args.study_dir} is a {record.config.search.sampler.name} search, not a grid: its levels are "
+                    f"whatever was sampled, and the effects are not those of a balanced design")
+    if args.json:
+        from analysis.effects import study_effects
+
+        print(json.dumps(study_effects(record), indent=2))
+        return 0
+    for table in publish_effects(record, record.client):
+        table_console().print(table)
+    log.info(f"effects.json and effects.png written to {record.directory} and logged to the parent run")
     return 0
 
 
@@ -342,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     again = sub.add_parser("rerun", help="rerun a study's chosen trial with several seeds (and the full budget)")
     again.add_argument("study_dir")
-    again.add_argument("--pick", default="knee", help="knee | min:<metric> | max:<metric> | trial:<id> (default knee)")
+    again.add_argument("--pick", default="recommended",
+                       help="recommended | knee | min:<metric> | max:<metric> | trial:<id> (default: recommended, the "
+                            "confirm stage's noise-aware pick)")
     again.add_argument("--seeds", type=int, help="how many seeds (default: the YAML's rerun.seeds)")
     again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
     again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
@@ -352,6 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("storage", help="the study's search.storage_path (a path or s3://...)")
     pull.add_argument("study_dir", help="a new or empty folder")
     pull.set_defaults(func=cmd_pull)
+
+    ship = sub.add_parser("export", help="a study's chosen student as a Hugging Face model dir with its model card, "
+                                         "registered in MLflow (and pushed to the Hub)")
+    ship.add_argument("study_dir")
+    ship.add_argument("--pick", default="recommended",
+                      help="recommended | knee | min:<metric> | max:<metric> | trial:<id> (default: recommended)")
+    ship.add_argument("--to", metavar="DIR", help="where to write it (default: <study dir>/export/<trial id>)")
+    ship.add_argument("--push-to-hub", metavar="USER/REPO", help="also upload it to this Hub repo (needs a token: "
+                                                                 "`hf auth login` or $HF_TOKEN)")
+    ship.set_defaults(func=cmd_export)
+
+    eff = sub.add_parser("effects", help="a grid study's main effects, interactions and ANOVA, with 95% intervals")
+    eff.add_argument("study_dir")
+    eff.add_argument("--json", action="store_true", help="print JSON instead of tables (nothing written or logged)")
+    eff.set_defaults(func=cmd_effects)
 
     front = sub.add_parser("pareto", help="a finished (or running) study's Pareto front, from its MLflow runs")
     front.add_argument("study_dir")

@@ -8,7 +8,8 @@ into a `ConfigError` whose message names the field path and the bad value, e.g.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,6 +30,10 @@ class WorldConfig(Strict):
     seed: int = 0
     sentences: int = Field(30_000, ge=200, description="corpus size in sentences")
     occupation_fraction: float = Field(0.6, gt=0, lt=1, description="share of sentences about an occupation")
+    # Zhao et al. (2017) relate amplification to the training data's skew: this scales the log-odds of every planted
+    # female share (1 = the labour statistics; < 1 towards 0.5, > 1 away from it). The bias metrics keep comparing
+    # with the labour statistics, so a teacher's planted_slope follows the skew.
+    skew: float = Field(1.0, gt=0, description="planted share = sigmoid(skew * logit(labour-statistics share))")
     vocab_size: int = Field(4_000, ge=200,
                             description="WordPiece vocabulary size at most (the default world needs ~2,400)")
     # Teacher architecture: a small BERT (4 layers, hidden 128: big enough to learn the world, pretrained in minutes).
@@ -283,7 +288,13 @@ class EvalConfig(Strict):
 
 class ParamSpec(Strict):
     """One searched config value. `when` makes it conditional: sampled only if every named earlier parameter took
-    one of the listed values (e.g. mixup's alpha only when distill.mitigation.mode is mixup)."""
+    one of the listed values (e.g. mixup's alpha only when distill.mitigation.mode is mixup).
+
+    An int or float parameter takes either a range (low/high) or a list of `values`, its levels in a grid (any other
+    sampler picks among them too). A categorical parameter may name no config key but say what each choice `sets`
+    (`{soft: {distill.loss.alpha_mlm: 0}, hard: {distill.loss.alpha_ce: 0}}`): one factor over several keys. In a
+    grid, `generated_by` makes a factor not crossed but aliased (a fractional design's generator, Box, Hunter & Hunter
+    2005, ch. 6): its level index is the sum of the named factors' level indices modulo its number of levels."""
 
     type: Literal["float", "int", "categorical"]
     low: float | None = None
@@ -291,6 +302,10 @@ class ParamSpec(Strict):
     log: bool = False
     step: float | None = Field(None, gt=0)
     choices: list[Any] | None = None
+    values: list[float] | None = Field(None, description="int/float: the levels, instead of low/high")
+    sets: dict[str, dict[str, Any]] | None = Field(None, description="categorical: the dotted config values each "
+                                                                     "choice sets; the parameter names no config key")
+    generated_by: list[str] = Field([], description="grid: level index = sum of these factors' indices mod levels")
     when: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -298,11 +313,16 @@ class ParamSpec(Strict):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty choices list")
-            if self.low is not None or self.high is not None:
-                raise ValueError("a categorical parameter takes choices, not low/high")
+            if self.low is not None or self.high is not None or self.values is not None:
+                raise ValueError("a categorical parameter takes choices, not low/high or values")
+            if self.sets is not None and sorted(map(str, self.sets)) != sorted(map(str, self.choices)):
+                raise ValueError(f"sets must give every choice, and only those: choices {self.choices}, "
+                                 f"sets {list(self.sets)}")
             return self
-        if self.choices is not None:
-            raise ValueError(f"a {self.type} parameter takes low/high, not choices")
+        if self.choices is not None or self.sets is not None:
+            raise ValueError(f"a {self.type} parameter takes low/high or values, not choices or sets")
+        if self.values is not None:
+            return self._check_values()
         if self.low is None or self.high is None:
             raise ValueError(f"a {self.type} parameter needs low and high")
         if self.low >= self.high:
@@ -318,10 +338,27 @@ class ParamSpec(Strict):
     def condition(self) -> dict[str, list]:
         return {k: v if isinstance(v, list) else [v] for k, v in self.when.items()}
 
+    def _check_values(self) -> "ParamSpec":
+        if not self.values or len(set(self.values)) != len(self.values):
+            raise ValueError(f"values must be a non-empty list of distinct numbers, got {self.values}")
+        if self.type == "int" and any(v != int(v) for v in self.values):
+            raise ValueError(f"an int parameter needs whole values, got {self.values}")
+        if self.type == "int":
+            self.values = [int(v) for v in self.values]
+        outside = [v for v in self.values if (self.low is not None and v < self.low)
+                   or (self.high is not None and v > self.high)]
+        if outside:
+            raise ValueError(f"values {outside} lie outside [{self.low}, {self.high}]")
+        return self
+
+    def levels(self) -> list | None:
+        """What a grid crosses: the choices or the values; None for a range (a grid cannot enumerate it)."""
+        return list(self.choices) if self.type == "categorical" else self.values
+
     def edge_values(self) -> list:
-        """Values that must each give a valid config: the bounds, or every choice."""
-        if self.type == "categorical":
-            return list(self.choices)
+        """Values that must each give a valid config: the bounds, every choice or every value."""
+        if self.levels() is not None:
+            return self.levels()
         return [int(self.low), int(self.high)] if self.type == "int" else [self.low, self.high]
 
 
@@ -331,6 +368,35 @@ class Objective(Strict):
     # Hypervolume reference point on this objective (the worst value that still counts); default: the worst value
     # any finished trial reached. Printed beside every hypervolume.
     reference: float | None = None
+    # The smallest difference that matters, in the metric's units: a confirmed trial whose difference from the control
+    # lies within +-margin is "within the margin", and the recommended point may give up this much on it.
+    margin: float | None = Field(None, gt=0)
+    # Optimise the distance to this value instead of the value itself (mode min): for a bias metric whose unbiased
+    # value is 0, or 50 for a CrowS-Pairs or StereoSet score, a student biased the other way is not better.
+    target: float | None = None
+
+    @model_validator(mode="after")
+    def _toward_a_target(self) -> "Objective":
+        if self.target is not None and self.mode != "min":
+            raise ValueError(f"an objective with a target minimises the distance to it: mode must be min, got "
+                             f"{self.mode}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The value optimised, as trials report it: the metric, or its distance to the target."""
+        return self.metric if self.target is None else f"{self.metric}/to_target"
+
+    def value(self, metrics: dict[str, float]) -> dict[str, float]:
+        """{key: value (and key_se: its standard error, where the metric has one)} of this objective from a trial's
+        metrics: |metric - target| with the metric's standard error (a distance's error is the value's, away from
+        the target), or nothing to add when there is no target."""
+        if self.target is None or self.metric not in metrics:
+            return {}
+        out = {self.key: abs(metrics[self.metric] - self.target)}
+        if f"{self.metric}_se" in metrics:
+            out[f"{self.key}_se"] = metrics[f"{self.metric}_se"]
+        return out
 
 
 class Anchor(Strict):
@@ -342,16 +408,18 @@ class Anchor(Strict):
 
 class SamplerConfig(Strict):
     # nsga2: NSGA-II (Deb et al. 2002); tpe: multivariate TPE (multi-objective needs multivariate=True);
-    # gp: Optuna's Gaussian-process sampler; random: the baseline.
-    name: Literal["nsga2", "tpe", "gp", "random"] = "nsga2"
+    # gp: Optuna's Gaussian-process sampler; random: the baseline; grid: every combination of the levels, each once,
+    # in a fixed order (study.design), for reading effects rather than finding a front.
+    name: Literal["nsga2", "tpe", "gp", "random", "grid"] = "nsga2"
     seed: int = 0
     population_size: int = Field(8, ge=2, description="nsga2: trials per generation")
     n_startup_trials: int = Field(4, ge=1, description="tpe/gp: random trials before the model proposes")
 
 
 class ScalingConfig(Strict):
-    """Ray resources of one trial: its own process, which waits on its Train workers; the workers distil, then rank 0
-    evaluates the student while the others wait. The teacher's one-off measurement gets one worker's resources."""
+    """Ray resources of one trial: its own process, which waits on its Train workers; the workers distil, then share
+    the student's evaluation (each its share of the bias suite and the (task, seed slot) fine-tuning runs). The
+    teacher's one-off measurement gets one worker's resources."""
 
     num_workers: int = Field(1, ge=1, description="Ray Train workers (DDP ranks) per trial")
     use_gpu: bool = False
@@ -361,6 +429,9 @@ class ScalingConfig(Strict):
     # Custom Ray resources the trial's own process needs: {kdstudy_trial: 1} keeps it (and the Train controller in
     # it) on the nodes that declare kdstudy_trial, the non-preemptible ones (cluster.yaml: the head)
     trial_resources: dict[str, float] = {}
+    # shared: every worker evaluates its share of the jobs; rank0: rank 0 alone while the others wait (the same
+    # numbers, slower: kept to measure what sharing saves, benchmarks/trial_busy.py)
+    evaluation: Literal["shared", "rank0"] = "shared"
 
     @property
     def worker_resources(self) -> dict[str, float]:
@@ -368,11 +439,32 @@ class ScalingConfig(Strict):
 
 
 class ConfirmConfig(Strict):
-    """The confirm stage: after the search, the `top` best trials by non-domination rank run `seeds` more times,
-    and the study ends with the front of their seed means (study.search.confirm)."""
+    """The confirm stage, a race (study.search.confirm): after the search, the `top` best trials by non-domination
+    rank and the control run `seeds` fresh seeds, the same for all; then seeds are added in rounds, doubling, to the
+    trials whose place on the front (or verdict against the control) is undecided, until every one is decided, a
+    trial has `max_seeds`, or `budget` runs are spent."""
 
     top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
-    seeds: int = Field(2, ge=1, description="extra seeds per confirmed trial, beside the trial's own run")
+    anchors: bool = Field(True, description="the anchors race too (the control always does): their verdicts are "
+                                            "the study's answer to 'does the paper's setting help'")
+    seeds: int = Field(2, ge=1, description="fresh seeds per trial in the first round (2: the fewest with a spread, "
+                                            "so a race started at 1 decides nothing before its second round)")
+    max_seeds: int = Field(8, ge=2, description="seeds at most per trial")
+    budget: int | None = Field(None, ge=1, description="confirm runs at most in all; default (top + 1) x max_seeds")
+
+    @model_validator(mode="after")
+    def _rounds(self) -> "ConfirmConfig":
+        if self.max_seeds < self.seeds:
+            raise ValueError(f"max_seeds ({self.max_seeds}) must be >= seeds ({self.seeds})")
+        if self.budget is not None and self.budget < (self.top + 1) * self.seeds:
+            raise ValueError(f"budget ({self.budget}) must hold the first round: (top + control) x seeds = "
+                             f"{(self.top + 1) * self.seeds} runs")
+        return self
+
+    @property
+    def runs(self) -> int:
+        """The budget in runs: as given, else every trial and the control at max_seeds."""
+        return self.budget or (self.top + 1) * self.max_seeds  # (anchors beyond the control need a budget)
 
 
 class SearchConfig(Strict):
@@ -380,9 +472,17 @@ class SearchConfig(Strict):
                                    Objective(metric="world/score", mode="max")]
     space: dict[str, ParamSpec] = Field(min_length=1)
     sampler: SamplerConfig = SamplerConfig()
-    num_samples: int = Field(8, ge=1, description="trials in the study, anchors included")
-    max_concurrent_trials: int = Field(1, ge=1)
+    num_samples: int = Field(8, ge=1, description="trials in the study, anchors included; a grid: its cells x repeats")
+    # Paired replicates (grid only): every cell runs with the same seeds 0..repeats-1 (seed k moves every seed by k, as
+    # `kdstudy rerun` does), so that two cells can be compared seed by seed.
+    repeats: int = Field(1, ge=1, description="grid: runs of each cell, with seeds shifted by 0..repeats-1")
+    # Pairs of factors whose interaction `kdstudy effects` reports beside the main effects (analysis.effects).
+    interactions: list[tuple[str, str]] = []
+    # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
+    max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
+    control: str | None = Field(None, description="the anchor every confirmed trial is compared with; default the "
+                                                  "first anchor")
     scaling: ScalingConfig = ScalingConfig()
     max_failures: int = Field(1, ge=0, description="retries of a crashed Train worker, and of a lost trial "
                                                     "process (its node gone), from the last checkpoint")
@@ -393,10 +493,25 @@ class SearchConfig(Strict):
 
     @model_validator(mode="after")
     def _objectives(self) -> "SearchConfig":
-        names = [o.metric for o in self.objectives]
+        names = [o.key for o in self.objectives]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"objectives must name distinct metrics, got {names}")
+        if self.control is not None and self.control not in {a.name for a in self.anchors}:
+            raise ValueError(f"control must name an anchor ({[a.name for a in self.anchors]}), got {self.control!r}")
         return self
+
+    def concurrent_trials(self, cpus: int | None = None) -> int:
+        """max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1): the
+        trial's own process waits on its workers, so it is not counted against a core."""
+        if self.max_concurrent_trials != "auto":
+            return self.max_concurrent_trials
+        s = self.scaling
+        return max(1, int((cpus or os.cpu_count() or 1) // (s.num_workers * s.cpus_per_worker)))
+
+    @property
+    def control_anchor(self) -> str | None:
+        """The anchor confirmed trials are compared with: `control`, else the first anchor, else none."""
+        return self.control or (self.anchors[0].name if self.anchors else None)
 
 
 class TrackingConfig(Strict):
@@ -418,6 +533,12 @@ class RerunConfig(Strict):
 class StudyConfig(Strict):
     name: str = Field("study", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     study_dir: str | None = Field(None, description="everything the study writes; default runs/<name>")
+    # CPU threads of torch in every process that distils or measures: `kdstudy distill`, `eval` and `bias`, a trial's
+    # Ray Train workers, the teacher's measurement and the confirm and rerun seeds. A CPU splits a reduction by its
+    # thread count, so the same config and seed give the same numbers only at the same count: with one count
+    # everywhere, a (config, seed) gives one result wherever it runs, which is what pairs a study's trials seed by
+    # seed (`kdstudy distill` ran 2 threads and a trial 1, and their world/score differed by 0.2).
+    threads: int = Field(1, ge=1, description="torch CPU threads in every process that distils or measures")
     world: WorldConfig = WorldConfig()
     teacher: TeacherConfig = TeacherConfig()
     corpus: CorpusConfig = CorpusConfig()
@@ -454,10 +575,37 @@ def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
+# A grid trial's replicate: not a config key, the shift of every seed (seed_shift).
+REPLICATE = "replicate"
+
+
+def seed_shift(cfg: StudyConfig, k: int) -> dict[str, int]:
+    """Every seed of the config moved by k (distillation, bias bootstrap, fine-tuning): a replicate, or a rerun's
+    seed k."""
+    return {"distill.seed": cfg.distill.seed + k, "bias.seed": cfg.bias.seed + k,
+            "eval.world.seed": cfg.eval.world.seed + k, "eval.glue.seed": cfg.eval.glue.seed + k}
+
+
+def config_values(cfg: StudyConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params as dotted config values: a `sets` factor becomes the values its choice sets, a replicate the
+    seed shift; every other param is a config path already."""
+    space = cfg.search.space if cfg.search is not None else {}
+    values: dict[str, Any] = {}
+    for key, value in params.items():
+        spec = space.get(key)
+        if key == REPLICATE:
+            values.update(seed_shift(cfg, int(value)))
+        elif spec is not None and spec.sets is not None:
+            values.update(spec.sets[str(value)])
+        else:
+            values[key] = value
+    return values
+
+
 def with_params(cfg: StudyConfig, params: dict[str, Any]) -> StudyConfig:
     """The config with sampled values at their dotted paths (a trial's config), validated."""
     raw = cfg.model_dump(mode="json")
-    for key, value in params.items():
+    for key, value in config_values(cfg, params).items():
         set_path(raw, key, value)
     try:
         return StudyConfig.model_validate(raw)

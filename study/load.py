@@ -14,7 +14,8 @@ import yaml
 from pydantic import ValidationError
 
 from study.catalog import EVAL_SUITES
-from study.config import StudyConfig, format_error, set_path, with_params
+from study.config import REPLICATE, StudyConfig, format_error, set_path, with_params
+from study.design import grid_points
 from study.errors import ConfigError
 
 
@@ -59,17 +60,19 @@ def check_search(cfg: StudyConfig) -> None:
     seen: list[str] = []
     for path, spec in search.space.items():
         where = f"search.space.{path}"
+        if path == REPLICATE:
+            raise ConfigError(f"{where}: {REPLICATE} names a grid trial's seed shift (search.repeats), not a parameter")
         if path.split(".")[0] in UNSEARCHABLE:
             raise ConfigError(f"{where}: {path.split('.')[0]} cannot be searched")
         for parent, values in spec.condition().items():
             if parent not in seen:
                 raise ConfigError(f"{where}.when: {parent} must be a parameter listed before {path}")
-            choices = search.space[parent].choices
+            choices = search.space[parent].levels()
             if choices is not None and any(v not in choices for v in values):
                 raise ConfigError(f"{where}.when.{parent}: must be among {choices}, got {values}")
         for value in spec.edge_values():
             try:
-                with_params(cfg, {path: value})
+                with_params(cfg, {path: value})  # a `sets` factor: the values its choice sets
             except ConfigError as err:
                 if str(err).endswith("unknown key"):
                     raise ConfigError(f"{where}: not a config key") from None
@@ -81,12 +84,50 @@ def check_search(cfg: StudyConfig) -> None:
             where = f"search.anchors.{i}.params.{path}"
             if spec is None:
                 raise ConfigError(f"{where}: not a parameter of search.space")
-            if spec.type == "categorical" and value not in spec.choices:
-                raise ConfigError(f"{where}: must be among {spec.choices}, got {value!r}")
-            if spec.type != "categorical" and not (isinstance(value, (int, float)) and spec.low <= value <= spec.high):
+            if spec.levels() is not None and value not in spec.levels():
+                raise ConfigError(f"{where}: must be among {spec.levels()}, got {value!r}")
+            if spec.levels() is None and not (isinstance(value, (int, float)) and spec.low <= value <= spec.high):
                 raise ConfigError(f"{where}: must be in [{spec.low:g}, {spec.high:g}], got {value!r}")
+    for i, pair in enumerate(search.interactions):
+        for name in pair:
+            if name not in search.space:
+                raise ConfigError(f"search.interactions.{i}: {name} is not a parameter of search.space")
+        if pair[0] == pair[1]:
+            raise ConfigError(f"search.interactions.{i}: a factor with itself, got {list(pair)}")
+    if search.sampler.name == "grid":
+        check_grid(search)
+    elif search.repeats > 1:
+        raise ConfigError(f"search.repeats: paired replicates need sampler grid, got {search.sampler.name!r}")
+    for path, spec in search.space.items():
+        if spec.generated_by and search.sampler.name != "grid":
+            raise ConfigError(f"search.space.{path}.generated_by: only a grid has generated factors, got sampler "
+                              f"{search.sampler.name!r}")
     if search.num_samples < len(search.anchors):
         raise ConfigError(f"search.num_samples: must be >= the {len(search.anchors)} anchors, got {search.num_samples}")
+
+
+def check_grid(search) -> None:
+    """A grid: every parameter has levels, generators are crossed factors listed before, no anchors; its num_samples
+    is set to cells x repeats (a given one must agree)."""
+    for path, spec in search.space.items():
+        where = f"search.space.{path}"
+        if spec.levels() is None:
+            raise ConfigError(f"{where}: a grid needs the levels of a {spec.type} parameter as a values list, got "
+                              f"low/high")
+        for name in spec.generated_by:
+            generator = search.space.get(name)
+            if name not in list(search.space)[:list(search.space).index(path)]:
+                raise ConfigError(f"{where}.generated_by: {name} must be a parameter listed before {path}")
+            if generator.when or generator.generated_by or spec.when:
+                raise ConfigError(f"{where}.generated_by: {name}: a generator and the factor it generates must be "
+                                  f"crossed and unconditional")
+    if search.anchors:
+        raise ConfigError("search.anchors: a grid runs its cells only (give the anchor's values as a level)")
+    trials = len(grid_points(search))
+    if "num_samples" in search.model_fields_set and search.num_samples != trials:
+        raise ConfigError(f"search.num_samples: a grid runs its {trials} cells x repeats, got {search.num_samples} "
+                          f"(leave it out)")
+    search.num_samples = trials
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:

@@ -51,11 +51,20 @@ def _line_handler() -> logging.Handler:
     return LineHandler(console=console(), markup=False, rich_tracebacks=False)
 
 
-def setup_worker_logging() -> None:
-    """In a Ray worker: kdstudy's lines as plain text on stderr, which Ray forwards to the driver's terminal."""
+def setup_worker_logging(log_file: Path | None = None) -> None:
+    """In a Ray worker: kdstudy's lines as plain text on stderr, which Ray forwards to the driver's terminal, and
+    appended to `log_file` if given (a trial's own log in its study folder)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     _install(handler, os.environ.get(WORKER_LEVEL, "INFO"))
+    if log_file is not None:
+        try:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            to_file = logging.FileHandler(log_file)
+        except OSError:  # a worker on a node without the study folder: its lines still reach Ray's own logs
+            return
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logging.getLogger(LOGGER).addHandler(to_file)
 
 
 def _install(handler: logging.Handler, level: int | str) -> None:
@@ -80,6 +89,13 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+
+
+def fix_threads(threads: int) -> None:
+    """torch's CPU threads for this process (StudyConfig.threads says why one count everywhere)."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def cache_root() -> Path:

@@ -56,6 +56,17 @@ def param(name: str, spec: dict):
     return lambda raw: raw["search"]["space"].__setitem__(name, spec)
 
 
+def grid(**change):
+    """An edit making the tiny study a grid (temperature at two values), then applying `change` to its search."""
+    def edit(raw):
+        search = raw["search"]
+        search.pop("num_samples")
+        search["sampler"] = {"name": "grid"}
+        search["space"]["distill.loss.temperature"] = {"type": "float", "values": [1.0, 2.0]}
+        search.update(change)
+    return edit
+
+
 def crows(d: Path, text: str | bytes) -> list[str]:
     write(d / "data" / "crows_pairs" / "crows_pairs_anonymized.csv", text)
     return ["eval", "{teacher}", "--bias", "crows", "--data-dir", str(d / "data")]
@@ -104,6 +115,15 @@ CASES = [
     ("range-mask-prob", lambda d: run(d, setter("distill.masking.prob", 1.5)), "distill.masking.prob"),
     ("range-batch-size", lambda d: run(d, setter("distill.batch_size", 0)), "distill.batch_size"),
     ("steps-and-epochs", lambda d: run(d, setter("distill.epochs", 1)), "exactly one of steps and epochs"),
+    ("objective-target-max", lambda d: run(d, setter("search.objectives", [
+        {"metric": "bias/amplification", "mode": "max", "target": 0.0}])), "mode must be min"),
+    ("objective-margin-negative", lambda d: run(d, setter("search.objectives", [
+        {"metric": "world/score", "mode": "max", "margin": -1}])), "search.objectives.0.margin"),
+    ("control-not-an-anchor", lambda d: run(d, setter("search.control", "plain")), "control must name an anchor"),
+    ("confirm-budget-too-small", lambda d: run(d, setter("search.confirm", {"top": 3, "seeds": 2, "budget": 4})),
+     "must hold the first round"),
+    ("concurrency-word", lambda d: run(d, setter("search.max_concurrent_trials", "many")),
+     "search.max_concurrent_trials"),
     ("world-heads", lambda d: run(d, setter("world.heads", 3)), "divisible by heads"),
     ("bias-primary", lambda d: run(d, setter("bias.primary", "bias/nope")), "bias.primary"),
     ("loss-weights-zero", lambda d: run(d, setter("distill.loss", {"alpha_ce": 0, "alpha_mlm": 0, "alpha_cos": 0})),
@@ -144,6 +164,28 @@ CASES = [
     ("sampler-unknown", lambda d: run(d, setter("search.sampler", {"name": "cmaes"})), "search.sampler"),
     ("num-samples-zero", lambda d: run(d, setter("search.num_samples", 0)), "search.num_samples"),
     ("workers-zero", lambda d: run(d, setter("search.scaling", {"num_workers": 0})), "search.scaling.num_workers"),
+    ("grid-range-without-values", lambda d: run(d, grid(space={"distill.loss.temperature": {
+        "type": "float", "low": 1.0, "high": 4.0}})), "needs the levels of a float parameter as a values list"),
+    ("grid-values-outside-range", lambda d: run(d, grid(space={"distill.loss.temperature": {
+        "type": "float", "low": 1.0, "high": 4.0, "values": [2.0, 8.0]}})), "values [8.0] lie outside"),
+    ("grid-values-invalid", lambda d: run(d, grid(space={"distill.loss.temperature": {
+        "type": "float", "values": [2.0, -1.0]}})), "-1.0 is not a valid value"),
+    ("grid-num-samples-disagrees", lambda d: run(d, grid(num_samples=5)), "runs its 6 cells x repeats, got 5"),
+    ("grid-with-anchors", lambda d: run(d, grid(anchors=[{"name": "kd", "params": {
+        "distill.mitigation.mode": "none"}}])), "search.anchors: a grid runs its cells only"),
+    ("grid-generator-after", lambda d: run(d, grid(space={
+        "distill.loss.kl_positions": {"type": "categorical", "choices": ["all", "masked"],
+                                      "generated_by": ["distill.loss.temperature"]},
+        "distill.loss.temperature": {"type": "float", "values": [1.0, 2.0]}})), "must be a parameter listed before"),
+    ("grid-sets-missing-choice", lambda d: run(d, grid(space={"weights": {
+        "type": "categorical", "choices": ["soft", "hard"], "sets": {"soft": {"distill.loss.alpha_mlm": 0}}}})),
+     "sets must give every choice"),
+    ("grid-sets-bad-value", lambda d: run(d, grid(space={"weights": {
+        "type": "categorical", "choices": ["soft"], "sets": {"soft": {"distill.loss.alpha_mlm": -1}}}})),
+     "search.space.weights: 'soft' is not a valid value"),
+    ("repeats-without-grid", lambda d: run(d, setter("search.repeats", 3)), "paired replicates need sampler grid"),
+    ("interaction-unknown-factor", lambda d: run(d, setter("search.interactions", [
+        ["distill.loss.temperature", "student.n_layers"]])), "student.n_layers is not a parameter"),
     # --- command-line arguments -------------------------------------------------------------------------------------
     ("set-without-equals", lambda d: run(d, None, "--set", "distill.steps"), "expected key.path=value"),
     ("set-bad-value", lambda d: run(d, None, "--set", "distill.mitigation.mode=magic"), "magic"),
@@ -202,8 +244,12 @@ CASES = [
     ("start-killed-half-written", lambda d: run(a_study(d, drop=(folder.META,)).parent),
      "part of a study but no study.json"),
     ("pareto-not-a-study", lambda d: ["pareto", str(d)], "not a study folder"),
+    ("effects-not-a-study", lambda d: ["effects", str(d)], "not a study folder"),
+    ("effects-nothing-finished", lambda d: ["effects", str(a_study(d))], "no finished trial to read effects from"),
     ("rerun-not-a-study", lambda d: ["rerun", str(d)], "not a study folder"),
     ("rerun-nothing-finished", lambda d: ["rerun", str(a_study(d))], "has no finished trial yet"),
+    ("export-not-a-study", lambda d: ["export", str(d)], "not a study folder"),
+    ("export-nothing-finished", lambda d: ["export", str(a_study(d))], "has no finished trial yet"),
     ("world-config-missing", lambda d: ["world", "build", str(d / "nope.yaml")], "no such config file"),
     ("data-fetch-to-a-file", lambda d: ["data", "fetch", "crows", "--to", str(write(d / "a-file", "x"))],
      "not a folder"),

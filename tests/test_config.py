@@ -105,3 +105,23 @@ def test_bad_rerun_overrides_fail_at_load():
     raw["rerun"]["full"] = {"distill.steps": -3}
     with pytest.raises(ConfigError, match=r"rerun\.full: distill\.steps: Input should be greater than or equal to 1"):
         parse_config(raw, "smoke.yaml")
+
+
+def test_an_objective_toward_a_target_optimises_the_distance():
+    """CrowS-Pairs' ideal score is 50: a student at 46 (4 below) beats one at 55 (5 above), though 55 is 'higher'."""
+    from study.config import Objective
+
+    toward = Objective(metric="bias/crows/score", mode="min", target=50.0)
+    assert toward.key == "bias/crows/score/to_target"
+    assert toward.value({"bias/crows/score": 46.0, "bias/crows/score_se": 1.5}) == {
+        "bias/crows/score/to_target": 4.0, "bias/crows/score/to_target_se": 1.5}
+    assert toward.value({"bias/crows/score": 55.0}) == {"bias/crows/score/to_target": 5.0}
+    plain = Objective(metric="world/score", mode="max")
+    assert plain.key == "world/score" and plain.value({"world/score": 80.0}) == {}
+
+
+def test_auto_concurrency_counts_the_workers_cores():
+    raw = study_raw(max_concurrent_trials="auto", scaling={"num_workers": 2, "cpus_per_worker": 1})
+    search = parse_config(raw).search
+    assert search.concurrent_trials(cpus=8) == 4 and search.concurrent_trials(cpus=1) == 1
+    assert parse_config(study_raw(max_concurrent_trials=3)).search.concurrent_trials(cpus=64) == 3

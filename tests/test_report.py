@@ -4,7 +4,7 @@ the confirm stage's seed means, on studies written by hand (no MLflow)."""
 import numpy as np
 import pytest
 
-from analysis.report import front_table, summarize, summarize_confirmed
+from analysis.report import front_table, summarize, summarize_confirmed, usage_line
 from analysis.runs import StudyRecord, Trial
 from study.load import parse_config
 
@@ -51,3 +51,47 @@ def test_single_run_front_carries_each_trials_standard_error():
     console = Console(width=200, record=True)
     console.print(front_table(front, "t"))
     assert "50.0000 ± 0.5000" in console.export_text()
+
+
+SMOKE_PARAMS = {"distill.mitigation.mode": "mixup", "distill.mitigation.alpha": "0.3137",
+                "distill.mitigation.p": "0.75", "distill.loss.temperature": "3.4215",
+                "distill.loss.alpha_mlm": "1.9876"}
+
+
+def test_the_front_tables_fit_120_columns_without_a_wrapped_header():
+    from rich.console import Console
+
+    from study.search.publish import front_tables
+
+    # the smoke study's five parameters; eight-character trial ids; the anchor and the knee in one note
+    record = _study(trials={"f01b05da": (0.10, 50.0), "a93c11e0": (0.20, 56.0), "c0ffee42": (0.30, 53.0)},
+                    confirmed={"f01b05da": (0.10, 52.0), "a93c11e0": (0.20, 49.0), "c0ffee42": (0.05, 48.0)})
+    for t in record.trials:
+        t.params = dict(SMOKE_PARAMS)
+    record.trials[0].tags["anchor"] = "paper_mixup"
+    console = Console(width=120, record=True)
+    every = []
+    for table in front_tables(record, summarize(record), summarize_confirmed(record)):
+        console.print(table)
+        headers = [line for column in table.columns for line in str(column.header).split("\n")]
+        every.append(headers)
+        text = console.export_text(clear=True)
+        assert max(len(line) for line in text.splitlines()) <= 120
+        # every header line is printed whole: none is cut into pieces over two lines
+        head = "\n".join(text.splitlines()[:6])
+        assert all(h in head for h in headers), (headers, head)
+    single, confirmed = every[0], every[1]
+    assert single[2:7] == ["alpha_mlm", "temperature", "alpha", "mode", "p"]  # in the order of their full names
+    for headers in (single, confirmed):
+        assert "bias/" in headers and "amplification ↓" in headers and "score ↑" in headers
+
+
+def test_usage_line_gives_the_medians_and_the_least_busy_trial():
+    record = _study(trials={"a": (0.1, 50.0), "b": (0.2, 56.0), "c": (0.3, 53.0)}, confirmed={})
+    for t, (distill, evaluate, busy) in zip(record.trials, [(40, 20, 0.9), (60, 30, 0.7), (50, 10, 0.8)]):
+        t.metrics |= {"perf/distill_seconds": distill, "perf/eval_seconds": evaluate, "perf/busy_share": busy}
+    assert usage_line(record) == ("what the trials used (median of 3 finished): distillation 50s, evaluation 20s, "
+                                  "busy share 0.80 of the workers' time (least busy: trial b, 0.70)")
+    for t in record.trials:
+        del t.metrics["perf/busy_share"]
+    assert usage_line(record) is None  # a study from before trials reported it

@@ -12,3 +12,9 @@ def test_seed_config_moves_every_seed_and_applies_full():
     other = seed_config(cfg, {}, 2, full=True)
     assert (other.distill.seed, other.bias.seed, other.eval.world.seed) == (2, 2, 2)
     assert other.distill.steps == cfg.rerun.full["distill.steps"]
+
+
+def test_seed_k_of_a_grid_replicate_moves_its_seeds_k_further():
+    cfg = load_config("search_spaces/why.yaml")
+    moved = seed_config(cfg, {"distill.loss.temperature": 4.0, "replicate": 1}, 2, full=False)
+    assert (moved.distill.seed, moved.bias.seed, moved.eval.world.seed) == (3, 3, 3)

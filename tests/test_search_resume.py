@@ -113,6 +113,12 @@ def test_rerun_of_the_knee_with_two_seeds(resumed_study):
     assert run.data.tags["mlflow.parentRunId"] == meta["parent_run_id"]
     assert run.data.metrics[OBJECTIVES[0]] == pytest.approx(result["summary"][OBJECTIVES[0]]["mean"])
     assert f"{OBJECTIVES[0]}/ci_high" in run.data.metrics
+    # seed 0's student in the study's Model Registry, the knee being the recommended point
+    from study.record import registry
+
+    version = client.get_model_version_by_alias(meta["name"], registry.RECOMMENDED)
+    assert version.run_id == result["mlflow_run_id"] and version.tags[registry.TRIAL] == knee.trial_id
+    assert version.tags[registry.PICK] == "knee" and version.tags[registry.SEEDS].startswith("2 seeds: ")
     # a rerun is not a trial: the front and `kdstudy pareto` still see the three finished trials
     from analysis.runs import read_study
 
@@ -150,10 +156,14 @@ def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
     assert set(OBJECTIVES) <= set(run.data.metrics)
 
 
-def test_confirm_stage_killed_midway_resumes_without_duplicates(tiny_world, tmp_path):
-    """A study with a confirm stage (top 2 trials x 1 more seed), its driver SIGKILLed once a confirmation seed has
-    started, then resumed: one confirm run per confirmed trial, the confirmed front tagged, importance published."""
-    raw = tiny_space(num_samples=2, max_concurrent_trials=1, confirm={"top": 2, "seeds": 1})
+def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny_world, tmp_path):
+    """A study with a control anchor and a confirm race (top 2, 2 fresh seeds, no second round), its driver
+    SIGKILLed once a confirmation seed has started, then resumed: every (trial, seed) ran under one name once, one
+    confirm run per confirmed trial, its means over the fresh seeds only (seed 0, the search's run, kept apart),
+    P(front) and the verdicts against the control recorded and published."""
+    anchor = {"name": "plain_kd", "params": {"distill.mitigation.mode": "none", "distill.loss.temperature": 2.0}}
+    raw = tiny_space(num_samples=3, max_concurrent_trials=1, anchors=[anchor],
+                     confirm={"top": 2, "seeds": 2, "max_seeds": 2})
     raw["distill"].update({"steps": 40, "checkpoint_every": 10})
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(raw))
@@ -163,24 +173,39 @@ def test_confirm_stage_killed_midway_resumes_without_duplicates(tiny_world, tmp_
         wait_for(lambda: any((study_dir / "ray").glob("confirm-*")), "a confirmation seed started", proc)
     finally:
         kill_session(proc)
-    assert len(list((study_dir / "confirm").glob("*.json"))) < 2  # the kill landed inside the confirm stage
+    assert not (study_dir / "confirm" / "race.json").is_file()  # the kill landed inside the confirm stage
     run_study(parse_config(raw), study_dir, resume=True)
 
     meta = json.loads((study_dir / "study.json").read_text())
     client = MlflowClient(meta["tracking_uri"])
-    confirms = [r for r in client.search_runs([meta["experiment_id"]]) if "confirm_of" in r.data.tags]
+    confirms = {r.data.tags["confirm_of"]: r for r in client.search_runs([meta["experiment_id"]])
+                if "confirm_of" in r.data.tags}
     trials = {r.data.tags["trial_id"]: r for r in trial_runs(study_dir)}
-    assert sorted(r.data.tags["confirm_of"] for r in confirms) == sorted(trials)  # one each, no duplicates
-    for run in confirms:
-        saved = json.loads((study_dir / "confirm" / f"{run.data.tags['confirm_of']}.json").read_text())
-        assert saved["seeds"] == 2 and run.data.tags["seeds"] == "2"  # the trial's own run and one more seed
-        for metric in OBJECTIVES:  # the run holds the seed means of the trial's own value and the new seed's
-            values = [saved["per_seed"][k][metric] for k in ("0", "1")]
+    control = next(t for t, r in trials.items() if r.data.tags.get("anchor") == "plain_kd")
+    race = json.loads((study_dir / "confirm" / "race.json").read_text())
+    assert race["control"] == control and control in confirms and len(confirms) in (2, 3)
+    expected = {f"confirm-{t}-seed{k}" for t in confirms for k in (1, 2)}
+    assert {p.name for p in (study_dir / "ray").glob("confirm-*")} == expected  # one Train run per (trial, seed)
+    assert {p.stem for p in (study_dir / "confirm" / "runs").glob("*.json")} == {n[8:] for n in expected}
+    assert race["runs"] == len(expected)
+    for tid, run in confirms.items():
+        saved = json.loads((study_dir / "confirm" / f"{tid}.json").read_text())
+        assert saved["seeds"] == 2 and sorted(saved["per_seed"]) == ["1", "2"]  # fresh seeds only
+        for metric in OBJECTIVES:
+            values = [saved["per_seed"][k][metric] for k in ("1", "2")]
             assert run.data.metrics[metric] == pytest.approx(sum(values) / 2)
-            assert values[0] == pytest.approx(trials[run.data.tags["confirm_of"]].data.metrics[metric])
-    tags = [r.data.tags.get("pareto_confirmed") for r in trials.values()]
-    assert set(tags) <= {"true", "false"} and "true" in tags
+            assert saved["single_run"][metric] == pytest.approx(trials[tid].data.metrics[metric])
+        assert 0.0 <= run.data.metrics["confirm/p_front"] <= 1.0
+        if tid != control:
+            assert set(saved["verdicts"]) == set(OBJECTIVES)
+            assert run.data.tags["verdict/world/score"] == saved["verdicts"]["world/score"]["verdict"]
     pareto = json.loads((study_dir / "pareto.json").read_text())
+    rows = pareto["confirmed"]["confirmed"]
+    assert {row["trial_id"] for row in rows} == set(confirms)
+    assert all(row["p_front"] == pytest.approx(confirms[row["trial_id"]].data.metrics["confirm/p_front"])
+               for row in rows)
     assert {row["trial_id"] for row in pareto["confirmed"]["front"]} == {
-        t for t, r in trials.items() if r.data.tags["pareto_confirmed"] == "true"}
+        t for t, r in trials.items() if r.data.tags.get("pareto_confirmed") == "true"}
+    assert pareto["confirmed"]["recommended"]["trial_id"] in confirms
+    assert len(pareto["confirmed"]["verdicts"]) == len(confirms) - 1
     assert (study_dir / "pareto.png").is_file()

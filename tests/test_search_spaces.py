@@ -6,9 +6,18 @@ from study.search.seeds import seed_config
 
 def test_smoke_space_validates_and_is_conditional():
     cfg = load_config("search_spaces/smoke.yaml")
-    assert cfg.search.num_samples >= 8 and cfg.search.space["distill.mitigation.alpha"].when
+    assert cfg.search.num_samples >= 4 and cfg.search.space["distill.mitigation.alpha"].when
     assert [a.name for a in cfg.search.anchors] == ["plain_kd", "paper_mixup"]
     assert [o.metric for o in cfg.search.objectives] == ["bias/amplification", "world/score"]
+    assert cfg.search.control_anchor == "plain_kd" and cfg.search.objectives[1].margin == 1.0
+    assert cfg.search.confirm.runs >= (cfg.search.confirm.top + 1) * cfg.search.confirm.max_seeds
+
+
+def test_world_space_is_the_thorough_smoke_study():
+    smoke, world = load_config("search_spaces/smoke.yaml"), load_config("search_spaces/world.yaml")
+    assert world.search.space == smoke.search.space and world.search.anchors == smoke.search.anchors
+    assert world.distill.steps > smoke.distill.steps and world.search.num_samples > smoke.search.num_samples
+    assert world.search.confirm.max_seeds >= 6  # what a +-1 verdict on world/score needs
 
 
 def test_smoke_yaml_validates():

@@ -56,3 +56,37 @@ def test_front_markdown_holds_the_table_the_knee_and_the_filter():
     assert table == ["| `t2` |  | 3.5 | mixup | 0.02 | 65 |", "| `t1` | plain_kd knee | 2 | none | 0.1 | 70 |"]
     assert "| trial | note | loss.temperature | mitigation.mode | bias/amplification ↓ | world/score ↑ |" in note
     assert FRONT_FILTER in note and "get-artifact?path=pareto.png&run_uuid=abc" in note
+
+
+def test_the_chart_view_is_a_scatter_of_the_objectives_over_every_trial(tmp_path):
+    from analysis.note import trials_view
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = tracking.open_experiment(client, "s", (tmp_path / "art").as_uri())
+    parent = tracking.create_parent(client, experiment, "s", tmp_path, {})
+    for tid, on_front in (("t1", "true"), ("t2", "false")):
+        run, _ = tracking.start_trial(client, experiment, parent, tid, {}, None, tid[1])
+        client.set_tag(run, tracking.PARETO, on_front)
+    confirm = client.create_run(experiment, tags={tracking.PARENT: parent, tracking.CONFIRM_OF: "t1",
+                                                  tracking.PARETO_CONFIRMED: "true"}).info.run_id
+
+    url = tracking.share_view(client, experiment, "trials", trials_view(_front()), charts=True)
+    assert url.endswith("viewStateShareKey=trials&compareRunsMode=CHART")  # opens on the charts, not the table
+    state = json.loads(client.get_experiment(experiment).tags["mlflow.sharedViewState.trials"])
+    (chart,) = state["compareRunCharts"]
+    assert chart["type"] == "SCATTER" and chart["metricSectionId"] == state["compareRunSections"][0]["uuid"]
+    assert chart["xaxis"] == {"key": "bias/amplification", "type": "METRIC"}
+    assert chart["yaxis"] == {"key": "world/score", "type": "METRIC"}
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": tracking.PARETO}]
+    assert state["useGroupedValuesInCharts"] is False and state["runsHiddenMode"] == "SHOW_ALL"
+    # the view's filter, run by MLflow itself: the trials' runs only (not the parent, not the confirm run)
+    found = client.search_runs([experiment], filter_string=state["searchFilter"])
+    assert sorted(r.data.tags[tracking.TRIAL_ID] for r in found) == ["t1", "t2"]
+    confirmed = trials_view(_front(), confirmed=True)
+    assert [r.info.run_id for r in client.search_runs([experiment], confirmed["searchFilter"])] == [confirm]
+    assert confirmed["groupBy"]["groupByKeys"][0]["groupByData"] == tracking.PARETO_CONFIRMED
+
+    three = Front(["a/x", "b/y", "c/z"], ["min", "max", "max"], [], np.zeros((0, 3)), np.zeros(0, bool), None,
+                  None, None, {})
+    pairs = [(c["xaxis"]["key"], c["yaxis"]["key"]) for c in trials_view(three)["compareRunCharts"]]
+    assert pairs == [("a/x", "b/y"), ("a/x", "c/z"), ("b/y", "c/z")]

@@ -117,3 +117,20 @@ def test_the_default_world_is_shipped_and_verified(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="sha256 differs"):
         build.build_world(WorldConfig())
     assert not (tmp_path / "other-cache" / f"world-{world_key(WorldConfig())}").exists()
+
+
+def test_skew_scales_the_planted_log_odds_and_skew_one_keeps_the_shipped_key():
+    from study.world.cache import world_key
+    from study.world.corpus import planted_shares
+
+    assert planted_shares(WorldConfig()) == FEMALE_SHARE
+    half, double = planted_shares(WorldConfig(skew=0.5)), planted_shares(WorldConfig(skew=2.0))
+    # nurse 0.88: log-odds ln(22/3); halved, sqrt(22/3) / (1 + sqrt(22/3)); doubled, 484 / (484 + 9)
+    assert half["nurse"] == pytest.approx((22 / 3) ** 0.5 / (1 + (22 / 3) ** 0.5))
+    assert double["nurse"] == pytest.approx(484 / 493)
+    assert world_key(WorldConfig()) == world_key(WorldConfig(skew=1.0)) != world_key(WorldConfig(skew=0.5))
+    # a skewed world's corpus follows its own shares: fewer female nurses at skew 0.5 than at 1
+    def female_nurses(cfg):
+        nurse = [s.split() for s in generate_corpus(cfg) if " nurse " in f" {s} "]
+        return sum(bool({"she", "her", "woman"} & set(w)) for w in nurse) / len(nurse)
+    assert female_nurses(WorldConfig(sentences=6000, skew=0.5)) < female_nurses(WorldConfig(sentences=6000))

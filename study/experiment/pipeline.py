@@ -42,6 +42,7 @@ def run_distillation(cfg: StudyConfig, out: Path) -> dict:
     student_scalars, student_details = student_metrics(save_student(student, tokenizer, out / "student"), cfg,
                                                        teacher_scalars)
     metrics.update(student_scalars)
+    metrics["perf/threads"] = float(cfg.threads)  # the numbers are those of this thread count (StudyConfig.threads)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     (out / "bias_details.json").write_text(json.dumps({"teacher": teacher_details, "student": student_details}))
     return metrics

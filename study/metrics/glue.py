@@ -261,35 +261,53 @@ def finetune_seed(cfg: GlueConfig, slot: int, attempt: int) -> int:
     return cfg.seed + 1000 * slot + 100_000 * attempt
 
 
+@dataclass
+class SlotRun:
+    """What one seed slot of a task left: the kept run's scores, how many of its attempts ended at chance, and (with
+    one seed slot in all) the bootstrap standard error of the kept run."""
+
+    result: dict[str, float]
+    failed: int
+    bootstrap_se: float | None
+
+
+def run_slot(model_dir, name: str, data: TaskData, cfg: GlueConfig, slot: int,
+             device: str | torch.device = "cpu") -> SlotRun:
+    """Seed slot `slot` of a task: fine-tune with its seed and score; a run that ends at chance (a known failure mode
+    of fine-tuning BERT-style models on small data: Mosbach et al. 2021), detected by its score (at most
+    cfg.chance_margin points above the majority-class score), is retried with the slot's next seed, up to
+    cfg.retries times; a seed that stays at chance is kept, counted in `failed` and warned about. A slot depends on
+    nothing but its own seeds, so the slots of a task can run anywhere, in any order."""
+    failed = 0
+    for attempt in range(cfg.retries + 1):
+        seed = finetune_seed(cfg, slot, attempt)
+        model = fit(model_dir, data, cfg, seed, device)
+        result, chance = _scores(model, data)
+        at_chance = result["score"] <= chance + cfg.chance_margin
+        failed += at_chance
+        if not at_chance:
+            break
+        log.warning(f"{name}: fine-tuning seed {seed} ended at chance ({result['score']:.2f}, chance {chance:.2f})"
+                    + ("; retrying with another seed" if attempt < cfg.retries else "; kept, and counted"))
+    return SlotRun(result, failed, _bootstrap_se(model, data, cfg.seed) if cfg.seeds == 1 else None)
+
+
+def combine_slots(runs: list[SlotRun]) -> dict[str, float]:
+    """A task's cfg.seeds slots (in slot order): the mean of each score, `score_se` and `failed_runs`. `score_se` is
+    the standard error of the mean over seeds (std / sqrt(k)); with one seed, the bootstrap standard error over the
+    validation examples."""
+    out = {k: float(np.mean([r.result[k] for r in runs])) for k in runs[0].result}
+    scores = np.array([r.result["score"] for r in runs])
+    out["score_se"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else runs[0].bootstrap_se
+    out["failed_runs"] = float(sum(r.failed for r in runs))
+    return out
+
+
 def evaluate_task(model_dir, name: str, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = GLUE_TASKS,
                   device: str | torch.device = "cpu") -> dict[str, float]:
-    """cfg.seeds fine-tuning runs of one task: the mean of each score, `score_se` and `failed_runs`.
-
-    A run that ends at chance (a known failure mode of fine-tuning BERT-style models on small data: Mosbach et al.
-    2021) is detected by its score (at most cfg.chance_margin points above the majority-class score) and retried
-    with another seed, up to cfg.retries times; a seed that stays at chance is kept, counted in `failed_runs` and
-    warned about, never silently averaged. `score_se` is the standard error of the mean over seeds (std / sqrt(k));
-    with one seed, the bootstrap standard error over the validation examples."""
+    """cfg.seeds fine-tuning runs of one task, one slot after another (run_slot), combined (combine_slots)."""
     data = load_task(model_dir, name, cfg, data_dir, tasks)
-    runs, failed = [], 0
-    for slot in range(cfg.seeds):
-        for attempt in range(cfg.retries + 1):
-            model = fit(model_dir, data, cfg, finetune_seed(cfg, slot, attempt), device)
-            result, chance = _scores(model, data)
-            at_chance = result["score"] <= chance + cfg.chance_margin
-            failed += at_chance
-            if not at_chance:
-                break
-            log.warning(f"{name}: fine-tuning seed {finetune_seed(cfg, slot, attempt)} ended at chance "
-                        f"({result['score']:.2f}, chance {chance:.2f})"
-                        + ("; retrying with another seed" if attempt < cfg.retries else "; kept, and counted"))
-        runs.append(result)
-    out = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-    scores = np.array([r["score"] for r in runs])
-    out["score_se"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else \
-        _bootstrap_se(model, data, cfg.seed)
-    out["failed_runs"] = float(failed)
-    return out
+    return combine_slots([run_slot(model_dir, name, data, cfg, slot, device) for slot in range(cfg.seeds)])
 
 
 def _bootstrap_se(model, data: TaskData, seed: int, resamples: int = 200) -> float:
@@ -306,12 +324,18 @@ def _bootstrap_se(model, data: TaskData, seed: int, resamples: int = 200) -> flo
 
 def evaluate(model_dir, cfg: GlueConfig, data_dir=None, tasks: dict[str, Task] = GLUE_TASKS, prefix: str = "glue",
              device: str | torch.device = "cpu") -> dict[str, float]:
+    """Every task of cfg.tasks on one device, one after another (evaluate_task), as combine_tasks reports them."""
+    return combine_tasks(cfg, prefix, {name: evaluate_task(model_dir, name, cfg, data_dir, tasks, device)
+                                       for name in cfg.tasks})
+
+
+def combine_tasks(cfg: GlueConfig, prefix: str, results: dict[str, dict[str, float]]) -> dict[str, float]:
     """Flat `<prefix>/<task>` (the mean over cfg.seeds fine-tuning runs), `<prefix>/<task>_se`,
     `<prefix>/<task>/<sub-metric>`, `<prefix>/<task>/failed_runs`, `<prefix>/score` (the leaderboard's mean of the
     task scores) and `<prefix>/score_se` (tasks independent: sqrt of the summed squared standard errors / n)."""
     out = {}
     for name in cfg.tasks:
-        result = evaluate_task(model_dir, name, cfg, data_dir, tasks, device)
+        result = results[name]
         out[f"{prefix}/{name}"] = result["score"]
         out[f"{prefix}/{name}_se"] = result["score_se"]
         out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k not in ("score", "score_se")})

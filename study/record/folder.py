@@ -50,10 +50,13 @@ RERUNS = "reruns"
 CONFIRM = "confirm"  # the confirm stage's results, one JSON per confirmed trial
 IMPORTANCE_JSON = "importance.json"
 IMPORTANCE_FIGURE = "importance.png"
+EFFECTS_JSON = "effects.json"  # a grid study's main effects, interactions and ANOVA (analysis.effects)
+EFFECTS_FIGURE = "effects.png"
 LOCK = "driver.lock"
+LOGS = "logs"  # the driver's library lines and each trial's own (study.search.watch)
 # What a study start writes; a folder holding only these (and no study.json) is a start that did not get that far
 OWN = {CONFIG, META, TEACHER, OPTUNA, MLFLOW, ARTIFACTS, RAY, LOCK, PARETO_JSON, PARETO_FIGURE, PARALLEL_FIGURE,
-       RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE}
+       RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE, LOGS, EFFECTS_JSON, EFFECTS_FIGURE}
 
 log = logging.getLogger(__name__)
 _held: list[Path] = []  # the folder this process's driver holds (hold): where a moved study's record now is
@@ -263,7 +266,7 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     experiment_id = tracking.open_experiment(client, cfg.name, local)
     search = cfg.search
     parent_id = tracking.create_parent(client, experiment_id, cfg.name, directory, {
-        "objectives": ", ".join(f"{o.metric} ({o.mode})" for o in search.objectives), "sampler": search.sampler.name,
+        "objectives": ", ".join(f"{o.key} ({o.mode})" for o in search.objectives), "sampler": search.sampler.name,
         "num_samples": search.num_samples, "space": ", ".join(search.space), "study_dir": directory})
     tracking.log_metrics(client, parent_id, {f"teacher/{k}": v for k, v in teacher.items()})
     client.log_artifact(parent_id, str(directory / CONFIG))

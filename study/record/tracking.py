@@ -31,9 +31,13 @@ FAILURE_REASON = "failure_reason"
 PARETO = "pareto"  # "true" on the single-run front
 KNEE = "knee"
 PARETO_CONFIRMED = "pareto_confirmed"  # "true" on the confirmed front (the trial's run and its confirm run)
+RECOMMENDED = "recommended"  # "true" on the trial the study recommends (analysis.verdicts.recommend)
 CONFIRM_OF = "confirm_of"  # a confirm run: the trial it confirms
 RERUN_OF = "rerun_of"  # a `kdstudy rerun` run: the trial it reruns
 SEEDS = "seeds"  # a confirm or rerun run: the seeds its means are over
+P_FRONT = "confirm/p_front"  # a confirm run's metric: the trial's probability of being on the front
+PLACE = "confirm/place"  # a confirm run's tag: front | off | undecided
+VERDICT = "verdict"  # verdict/<metric> (tag: better | worse | within ±m | undecided), verdict/<metric>/diff|ci_*
 NOTE = "mlflow.note.content"  # a run's description: markdown, shown on the run's page
 MAX_TAG = 5000  # MLflow's limit on a tag value
 # MLflow 3 opens an experiment without this tag on its GenAI "Overview" page (traces: empty here); a model-training
@@ -69,12 +73,14 @@ def create_parent(client: MlflowClient, experiment_id: str, name: str, study_dir
     return run.info.run_id
 
 
-def share_view(client: MlflowClient, experiment_id: str, key: str, state: dict) -> str:
-    """Store a runs-table view (filter, sort, columns) as the experiment's shared view `key`, as the UI's Share
-    button does; returns its address in the UI (after the server's root, e.g. http://127.0.0.1:5000/)."""
+def share_view(client: MlflowClient, experiment_id: str, key: str, state: dict, charts: bool = False) -> str:
+    """Store a runs-table view (filter, sort, columns, charts) as the experiment's shared view `key`, as the UI's
+    Share button does; returns its address in the UI (after the server's root, e.g. http://127.0.0.1:5000/), on the
+    chart view when `charts`."""
     client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
     # workflowType: MLflow 3.17 opens an experiment on the GenAI pages unless the "Model training" mode is chosen
-    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+    return (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+            + ("&compareRunsMode=CHART" if charts else ""))
 
 
 def describe(client: MlflowClient, run_id: str, markdown: str) -> None:

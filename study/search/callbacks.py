@@ -13,6 +13,7 @@ from ray import tune
 from study.record import folder, mirror, tracking
 from study.record.outbox import Outbox
 from study.runtime import error_line
+from study.search import watch
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class ShowProgress(tune.Callback):
                  f"{failed} failed" + (f" | best {best}" if best else ""))
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if watch.current():
+            watch.current().started(trial.trial_id, params_text(trial.config))
         self._say(trials, f"trial {trial.trial_id} started: {params_text(trial.config)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -115,6 +118,9 @@ class ShowProgress(tune.Callback):
             if value is not None and (old is None or (value < old[0] if o["mode"] == "min" else value > old[0])):
                 self.best[o["metric"]] = (value, trial.trial_id)
         got = ", ".join(f"{o['metric']} {result[o['metric']]:.4g}" for o in self.objectives if o["metric"] in result)
+        if watch.current():
+            watch.current().ended(trial.trial_id, "done", {o["metric"]: result[o["metric"]] for o in self.objectives
+                                                           if o["metric"] in result})
         self._say(trials, f"trial {trial.trial_id} finished: {got}", ending=trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -123,6 +129,8 @@ class ShowProgress(tune.Callback):
                           f"last checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if watch.current():
+            watch.current().ended(trial.trial_id, "failed")
         self._say(trials, f"trial {trial.trial_id} FAILED: {failure_reason(trial)}", ending=trial, failing=True)
 
 

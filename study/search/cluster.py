@@ -9,24 +9,24 @@ import os
 import secrets
 
 import ray
-import torch
 from ray._private import ray_constants
 
 from study.config import StudyConfig
 from study.experiment.evaluation import cached_teacher_metrics, teacher_metrics
-from study.runtime import quiet_libraries, root_cause, setup_worker_logging
+from study.runtime import fix_threads, quiet_libraries, root_cause, setup_worker_logging
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster moves configs and metrics, not data: keep the store small
 SINGLE_MACHINE = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # "0": the node's address is the loopback one
 CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # as this process found it when Ray was imported
 
 
-def start_ray(cfg: StudyConfig, address: str | None) -> bool:
-    """Join a cluster, or start a local one sized for the study; True if this call started Ray."""
+def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True) -> bool:
+    """Join a cluster, or start a local one sized for the study; True if this call started Ray. Without
+    `log_to_driver` the workers' output stays in their log files (the live view's way)."""
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address)
+        ray.init(address=address, log_to_driver=log_to_driver)
         return True
     require_token()
     # One machine is not preempted: no watcher actor per Train run (its process start competes with the trials).
@@ -34,12 +34,13 @@ def start_ray(cfg: StudyConfig, address: str | None) -> bool:
     s = cfg.search.scaling
     per_trial = s.trial_cpus + s.num_workers * s.cpus_per_worker
     # Logical CPUs: each trial holds its own process plus its workers.
-    cpus = max(os.cpu_count() or 1, math.ceil(per_trial * cfg.search.max_concurrent_trials))
+    concurrent = cfg.search.concurrent_trials()
+    cpus = max(os.cpu_count() or 1, math.ceil(per_trial * concurrent))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
-    custom = {k: v * cfg.search.max_concurrent_trials for k, v in s.trial_resources.items()}  # as a cluster's head
+    custom = {k: v * concurrent for k, v in s.trial_resources.items()}  # as a cluster's head
     with on_loopback():
         ray.init(num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
-                 include_dashboard=True, logging_level="WARNING", log_to_driver=True)
+                 include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver)
     return True
 
 
@@ -85,11 +86,11 @@ def require_token() -> None:
 
 
 @ray.remote
-def measure_teacher(cfg: StudyConfig, threads: int) -> dict[str, float]:
+def measure_teacher(cfg: StudyConfig) -> dict[str, float]:
     """The teacher's metrics for a study (cached on disk, so a resumed study does not measure again)."""
     quiet_libraries()
     setup_worker_logging()
-    torch.set_num_threads(max(1, threads))
+    fix_threads(cfg.threads)
     scalars, _ = teacher_metrics(cfg)
     return scalars
 
@@ -103,7 +104,7 @@ def teacher_metrics_task(cfg: StudyConfig) -> dict[str, float]:
     s = cfg.search.scaling
     task = measure_teacher.options(num_cpus=s.cpus_per_worker, num_gpus=s.worker_resources.get("GPU", 0))
     try:
-        return ray.get(task.remote(cfg, max(1, int(s.cpus_per_worker))))
+        return ray.get(task.remote(cfg))
     except ray.exceptions.RayTaskError as err:
         cause = root_cause(err)
         raise (cause if isinstance(cause, Exception) else err) from None

@@ -1,17 +1,23 @@
-"""The confirm stage of a study: once the search ends, its best trials run again with more seeds, so that the front a
-researcher reads is one of seed means, not of single draws.
+"""The confirm stage of a study: once the search ends, its best trials and the control race on fresh, shared seeds, so
+that the study ends with what it can tell apart: each trial's probability of being on the front and its difference
+from the control on every objective, with a verdict.
 
     search:
-      confirm: {top: 3, seeds: 2}
+      control: plain_kd          # default: the first anchor
+      confirm: {top: 3, seeds: 2, max_seeds: 8, budget: 24}
 
-The `top` best finished trials by non-domination rank (the front first, then the next layer; within a layer nearest
-the ideal point) each get `seeds` more runs: seed k = 1..seeds shifts every seed by k as `kdstudy rerun` does (the
-same code), so together with the trial's own run (seed 0) each confirmed trial has seeds + 1 values per metric.
-Each confirmed trial's seed means, std and 95% intervals go to <study>/confirm/<trial id>.json and to one MLflow run
-under the study's parent tagged confirm_of=<trial id>; the confirmed front is computed from the seed means when the
-front is published (study.search.publish). Interrupted, it resumes: a trial with its JSON is done, a seed whose Train
-run finished reports its saved result, and an MLflow run is made only once per confirmed trial. The seed runs are
-study.search.seeds, as `kdstudy rerun`'s are.
+Who runs: the `top` best finished trials by non-domination rank, one per configuration (a configuration the sampler
+proposed twice is confirmed once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
+verdicts answer "does the paper's setting help"), and the control anchor, which runs every seed any trial runs. Seeds:
+fresh ones, k = 1, 2, ...; seed k shifts every seed by k (study.search.seeds), the same k for every trial, so that
+differences are taken seed by seed; seed 0, the search's own run, is kept beside the means as `single_run` and is not
+in them (it is the draw that got the trial picked). The rounds are study.search.race.
+
+Each run's metrics go to confirm/runs/<trial>-seed<k>.json as its round ends; an interrupted stage replays the race
+from them and from the Train runs that finished (their saved results), so every (trial, seed) runs once. At the end
+each confirmed trial gets confirm/<trial>.json and one MLflow run under the parent tagged confirm_of=<trial>: the
+means over its fresh seeds (std, 95% interval), its single run, `confirm/p_front`, its place and its verdicts; and
+confirm/race.json says how the race went (rounds, runs, why it stopped, what a fixed stage would have cost).
 """
 
 from __future__ import annotations
@@ -20,46 +26,115 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from analysis import pareto
-from analysis.runs import StudyRecord, read_study
+from analysis.runs import StudyRecord, Trial, read_study
 from study.config import StudyConfig
 from study.record import folder, tracking
+from study.search.race import RaceResult, race
 from study.search.seeds import log_seed_run, run_seeds, seed_config, seed_result, write_result
 
 log = logging.getLogger(__name__)
+RUNS = "runs"  # confirm/runs/<trial>-seed<k>.json: one finished run's metrics
+RACE = "race.json"
 
 
-def chosen_trials(record: StudyRecord, top: int) -> list:
-    """The `top` finished trials best by non-domination rank."""
+def chosen_trials(record: StudyRecord, top: int) -> tuple[list[Trial], dict[str, str]]:
+    """The `top` finished trials best by non-domination rank, one per configuration, and {trial: the trial whose
+    configuration it repeats} for the repeats left out."""
     trials, values = record.finished()
-    return [trials[i] for i in pareto.best_first(values, record.modes)[:top]]
+    chosen, repeats, seen = [], {}, {}
+    for i in pareto.best_first(values, record.modes):
+        t = trials[i]
+        params = t.tags[tracking.PARAMS_JSON]
+        if params in seen:
+            repeats[t.trial_id] = seen[params]
+        elif len(chosen) < top:
+            seen[params] = t.trial_id
+            chosen.append(t)
+    return chosen, repeats
+
+
+def control_trial(record: StudyRecord) -> Trial | None:
+    """The finished trial of the control anchor (search.control, default the first anchor), if it finished."""
+    name = record.config.search.control_anchor
+    return next((t for t in record.finished()[0] if name and t.anchor == name), None)
+
+
+def anchor_trials(record: StudyRecord) -> list[Trial]:
+    """The finished trials of the anchors, in the YAML's order."""
+    names = [a.name for a in record.config.search.anchors]
+    finished = record.finished()[0]
+    return [t for name in names for t in finished if t.anchor == name][:len(names)]
 
 
 def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]:
-    """Confirm the study's best trials (cfg.search.confirm); Ray must be up. Returns each confirmed trial's result."""
+    """Race the study's best trials and its control (cfg.search.confirm); Ray must be up. Returns each confirmed
+    trial's result."""
     spec = cfg.search.confirm
     directory = Path(cfg.study_dir)
     record = read_study(directory)
-    chosen = chosen_trials(record, spec.top)
+    chosen, repeats = chosen_trials(record, spec.top)
+    control = control_trial(record)
     if not chosen:
         return []
+    anchors = anchor_trials(record) if spec.anchors else []
+    contenders = {t.trial_id: t for t in [*chosen, *anchors, *([control] if control else [])]}
+    for repeat, of in repeats.items():
+        log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; confirmed once, as {of}")
+    log.info(f"confirm stage: {', '.join(contenders)} race on shared fresh seeds ({spec.seeds} first, doubling to at "
+             f"most {spec.max_seeds}; at most {spec.runs} runs); control: "
+             f"{control.trial_id + ' (' + control.anchor + ')' if control else 'none (no anchor finished)'}")
     out_dir = directory / folder.CONFIRM
-    todo = [t for t in chosen if not (out_dir / f"{t.trial_id}.json").is_file()]
-    done = f" ({len(chosen) - len(todo)} confirmed before)" if len(todo) < len(chosen) else ""
-    log.info(f"confirm stage: {len(chosen)} trial(s) x {spec.seeds} more seed(s): "
-             f"{', '.join(t.trial_id for t in chosen)}{done}")
-    params = {t.trial_id: json.loads(t.tags[tracking.PARAMS_JSON]) for t in todo}
-    runs = {(t.trial_id, k): (seed_config(cfg, params[t.trial_id], k, full=False), f"confirm-{t.trial_id}-seed{k}")
-            for t in todo for k in range(1, spec.seeds + 1)}
-    per_run, failed = run_seeds(cfg, teacher, runs)
-    for t in todo:
-        per_seed = {0: t.metrics} | {k: per_run[(t.trial_id, k)] for k in range(1, spec.seeds + 1)
-                                     if (t.trial_id, k) in per_run}
-        # seeds: the values each mean is over (the trial's own run and the new seeds that finished)
-        failures = {k: e for (tid, k), e in failed.items() if tid == t.trial_id}
-        result = seed_result(params[t.trial_id], per_seed, failures, len(per_seed), **{tracking.CONFIRM_OF: t.trial_id})
-        write_result(out_dir / f"{t.trial_id}.json", result)
-    return [_logged(record, out_dir / f"{t.trial_id}.json") for t in chosen]
+    params = {tid: json.loads(t.tags[tracking.PARAMS_JSON]) for tid, t in contenders.items()}
+    per_run: dict[tuple[str, int], dict] = {}
+
+    def run(requests: list[tuple[str, int]]) -> dict:
+        """Run what is missing of `requests` (a replayed race finds the rest on disk); their objective values."""
+        todo = {}
+        for tid, k in requests:
+            path = out_dir / RUNS / f"{tid}-seed{k}.json"
+            if path.is_file():
+                per_run[(tid, k)] = json.loads(path.read_text())
+            else:
+                todo[(tid, k)] = (seed_config(cfg, params[tid], k, full=False), f"confirm-{tid}-seed{k}")
+        finished, failed = run_seeds(cfg, teacher, todo)
+        for (tid, k), metrics in finished.items():
+            write_result(out_dir / RUNS / f"{tid}-seed{k}.json", metrics)
+        for (tid, k), reason in failed.items():
+            log.warning(f"confirm-{tid}-seed{k} failed ({reason}); the race goes on without it")
+        per_run.update(finished)
+        return {key: np.array([per_run[key].get(m, np.nan) for m in record.metrics]) for key in requests
+                if key in per_run}
+
+    objectives = cfg.search.objectives
+    result = race(list(params), control.trial_id if control else None, run, record.metrics, record.modes,
+                  [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs)
+    log.info(f"confirm stage: {result.stopped}; {result.runs} runs in {len(result.rounds)} round(s) (a fixed stage "
+             f"deciding as much: {result.fixed_runs()} runs)")
+    write_result(out_dir / RACE, race_summary(result, control))
+    results = [write_result(out_dir / f"{tid}.json", confirmed(tid, contenders[tid], params[tid], per_run, result))
+               for tid in contenders]
+    return [_logged(record, path) for path in results]
+
+
+def race_summary(result: RaceResult, control: Trial | None) -> dict:
+    return {"control": control.trial_id if control else None, "stopped": result.stopped, "runs": result.runs,
+            "fixed_runs": result.fixed_runs(), "rounds": result.rounds,
+            "seeds": {t: s for t, s in result.seeds.items()}}
+
+
+def confirmed(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceResult) -> dict:
+    """A confirmed trial's record: its fresh seeds' metrics and their summary, its single run, P(front), its place
+    and its verdicts against the control."""
+    seeds = result.seeds[tid]
+    per_seed = {k: per_run[(tid, k)] for k in seeds}
+    failed = {k: "failed" for k in range(1, max(seeds, default=0) + 1) if k not in seeds}
+    out = seed_result(params, per_seed, failed, len(per_seed), **{tracking.CONFIRM_OF: tid})
+    out |= {"single_run": {m: v for m, v in trial.metrics.items() if "/" in m}, "p_front": result.p_front[tid],
+            "place": result.place[tid], "verdicts": result.comparisons.get(tid, {})}
+    return out
 
 
 def _logged(record: StudyRecord, path: Path) -> dict:
@@ -69,6 +144,11 @@ def _logged(record: StudyRecord, path: Path) -> dict:
     existing = tracking.child_runs(record.client, record.meta["experiment_id"], record.meta["parent_run_id"],
                                    f"tags.{tracking.CONFIRM_OF} = '{trial_id}'")
     if not existing:
-        tags = {tracking.CONFIRM_OF: trial_id, tracking.ROLE: "confirm", tracking.SEEDS: str(result["seeds"])}
-        log_seed_run(record, result, path, tags, f"confirm-{trial_id}")
+        tags = {tracking.CONFIRM_OF: trial_id, tracking.ROLE: "confirm", tracking.SEEDS: str(result["seeds"]),
+                tracking.PLACE: result["place"]}
+        extra = {tracking.P_FRONT: result["p_front"]}
+        for metric, c in result["verdicts"].items():
+            tags[f"{tracking.VERDICT}/{metric}"] = c["verdict"]
+            extra |= {f"{tracking.VERDICT}/{metric}/{k}": c[k] for k in ("diff", "ci_low", "ci_high")}
+        log_seed_run(record, result, path, tags, f"confirm-{trial_id}", extra)
     return result

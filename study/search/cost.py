@@ -1,14 +1,17 @@
-"""What a study will cost on GPUs, estimated before any is booked: its distillation tokens over a measured
-throughput of `study.distill.train`. An estimate, never a promise: only distillation is counted (not evaluation,
-start-up or checkpoints), and only where a measured figure fits the study's teacher, student, sequence length,
-batch per GPU and mitigation; anything else is said to be unmeasured rather than guessed.
+"""What a study will cost, estimated before any machine is booked, in two parts, each with the source of its figure:
+the distillation (its tokens over a measured throughput of `study.distill.train`) and the evaluation (its fine-tuning
+steps over a measured fine-tuning speed, plus the bias suite's measured seconds). An estimate, never a promise:
+start-up and checkpoints are not counted, nor the retries of a fine-tuning run that ends at chance, and a part is
+estimated only where a measured figure fits the study (teacher, student, sequence length, batch, device); anything
+else is said to be unmeasured rather than guessed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from study.config import StudyConfig, with_params
+from study.config import StudyConfig, WorldConfig, with_params
+from study.world.tasks import SIZES
 
 
 @dataclass(frozen=True)
@@ -83,14 +86,14 @@ def estimate(cfg: StudyConfig) -> list[str]:
     if why is None and distill_tokens(cfg) is None:
         why = "the distillation budget is in epochs (distill.steps unset)"
     if why is not None:
-        return [f"  cost     no estimate: no measured distillation throughput for this study ({why})"]
+        return [f"  cost     distillation: no estimate: no measured distillation throughput for this study ({why})"]
     plain, mixup = _figure(cfg, False), _figure(cfg, True)
     search = cfg.search.num_samples * distill_tokens(cfg)
     full = with_params(cfg, cfg.rerun.full)
     rerun = cfg.rerun.seeds * distill_tokens(full)
     modes = cfg.search.space.get("distill.mitigation.mode")
     may_mixup = cfg.distill.mitigation.mode == "mixup" or (modes is not None and "mixup" in (modes.choices or []))
-    gpus = cfg.search.max_concurrent_trials * cfg.search.scaling.num_workers
+    gpus = cfg.search.concurrent_trials() * cfg.search.scaling.num_workers
     span = "" if not may_mixup else " (every trial plain KD .. every trial mixup)"
 
     def hours(tokens: float) -> str:
@@ -98,25 +101,97 @@ def estimate(cfg: StudyConfig) -> list[str]:
         return f"{low}-{_hours(tokens, mixup.tokens_per_s)}" if may_mixup else low
 
     return [
-        f"  cost     an ESTIMATE of the distillation alone, from measured throughput ({plain.measured}, batch "
+        f"  cost     distillation: an ESTIMATE from measured throughput ({plain.measured}, batch "
         f"{plain.batch}: {plain.tokens_per_s / 1e3:.0f}k tokens/s plain KD, {mixup.tokens_per_s / 1e3:.0f}k "
         "with mixup)",
         f"           search      {search / 1e9:.2f}B tokens = {hours(search)} {plain.gpu} GPU-hours{span}; "
         f"{gpus:g} GPUs at a time: {hours(search / gpus)} hours",
         f"           full rerun  {cfg.rerun.seeds} seeds x {distill_tokens(full) / 1e9:.2f}B tokens = "
         f"{hours(rerun)} {plain.gpu} GPU-hours (`kdstudy rerun --full` of one point)",
-        "           not counted: evaluation, start-up, checkpoints; no figure measured on other GPUs "
-        "(cluster.yaml's A10G)",
+        "           not counted: start-up, checkpoints; no figure measured on other GPUs (cluster.yaml's A10G)",
     ]
 
 
-def evaluation_budget(cfg: StudyConfig) -> str:
-    """The fine-tuning each trial's evaluation runs, in steps and examples (no throughput measured for it)."""
-    parts = []
+@dataclass(frozen=True)
+class EvalSpeed:
+    """A measured evaluation figure: one fine-tuning slot's steps per second and the bias suite's seconds, for one
+    student shape on one device (with the trial's fixed threads per worker on a CPU)."""
+
+    student: str  # the student's shape
+    device: str
+    batch: int  # fine-tuning sequences per step
+    steps_per_s: float  # fine-tuning steps per second, one job
+    bias_metrics: tuple[str, ...]
+    bias_seconds: float  # the bias suite, once
+    measured: str  # when, where and how
+
+
+# Measured with benchmarks/trial_busy.py (its workers' per-job lines, the rank-0-alone run): the smoke world's
+# 2-layer student on world_cola and world_sts (1,500 steps at batch 16 each, 2 seeds: 6,000 steps in 205 s; world_sts
+# ~25% slower than world_cola) and the template bias metric (3 s), one thread per job on a 2-core CPU shared with
+# other work. CPU figures: they say nothing of a GPU.
+MEASURED_EVAL = (
+    EvalSpeed("smoke world's 2-layer student", "CPU", 16, 29.3, ("template",), 3.0,
+              "2026-12-01, benchmarks/trial_busy.py, one thread of a shared 2-core CPU at load average 15-26"),
+)
+
+
+def _eval_steps(cfg: StudyConfig, suite: str) -> tuple[int, bool]:
+    """(fine-tuning steps of one slot of each task, summed over tasks; True if that is an upper bound)."""
+    g = cfg.eval.glue if suite == "glue" else cfg.eval.world
+    if g.max_steps:
+        return g.max_steps * len(g.tasks), True
+    if suite == "world":
+        n = min(SIZES["train"], g.max_train_samples or SIZES["train"])
+        return g.epochs * -(-n // g.batch_size) * len(g.tasks), False
+    return 0, True  # GLUE's training sets are not known before they are loaded
+
+
+def _eval_unmeasured(cfg: StudyConfig) -> tuple[EvalSpeed | None, str | None]:
+    """(the measured figure that fits the study's evaluation, or why none does)."""
+    s = cfg.search.scaling
+    cpu = [m for m in MEASURED_EVAL if m.device == "CPU"]
+    if s.use_gpu:
+        return None, (f"no fine-tuning steps/s or bias-suite seconds measured on a GPU for a "
+                      f"{_student_layers(cfg)}-layer {cfg.teacher.source} student at batch {cfg.eval.glue.batch_size}, "
+                      f"{cfg.eval.glue.max_length} tokens; the {cpu[0].student}'s figures were measured on a CPU "
+                      "and are not GPU figures")
+    if cfg.teacher.source != "world" or cfg.world != WorldConfig() or _student_layers(cfg) != 2:
+        return None, "a student other than the smoke world's 2-layer one (measured: that one, on a CPU)"
+    if cfg.eval.suites != ["world"] or cfg.eval.world.batch_size != cpu[0].batch:
+        return None, f"suites {cfg.eval.suites} at batch {cfg.eval.world.batch_size} (measured: world at batch 16)"
+    if set(cfg.bias.metrics) != set(cpu[0].bias_metrics):
+        return None, f"bias metrics {cfg.bias.metrics} (measured: {list(cpu[0].bias_metrics)})"
+    return cpu[0], None
+
+
+def evaluation_estimate(cfg: StudyConfig) -> list[str]:
+    """Lines for the plan: the fine-tuning each trial's evaluation runs (jobs and steps), and its hours from a
+    measured figure, or why there is no estimate."""
+    s = cfg.search.scaling
+    runs, steps, bound, parts = 0, 0, False, []
     for suite in cfg.eval.suites:
         g = cfg.eval.glue if suite == "glue" else cfg.eval.world
-        parts.append(f"{suite}: {len(g.tasks)} task(s) x " + (
-            f"at most {g.max_steps} steps x {g.batch_size} = {len(g.tasks) * g.max_steps * g.batch_size:,} examples"
-            if g.max_steps else f"{g.epochs} epoch(s) of their training sets"))
-    return ("  eval     per trial, fine-tuning " + "; ".join(parts) if parts else "  eval     per trial, bias only") + (
-        "; then the bias suite. Not measured, so not in the cost below")
+        slot_steps, upper = _eval_steps(cfg, suite)
+        runs += len(g.tasks) * g.seeds
+        steps += slot_steps * g.seeds
+        bound |= upper
+        each = (f"at most {g.max_steps} steps" if g.max_steps else
+                f"{slot_steps // len(g.tasks):,} steps" if suite == "world" else f"{g.epochs} epoch(s)")
+        parts.append(f"{suite}: {len(g.tasks)} task(s) x {g.seeds} seed(s), {each} x {g.batch_size} sequences each")
+    lines = [f"  eval     per trial {runs} fine-tuning run(s) (" + "; ".join(parts) + f") and the bias suite "
+             f"{cfg.bias.metrics}, shared by the trial's {s.num_workers} worker(s)"]
+    figure, why = _eval_unmeasured(cfg)
+    if why is None and (not steps or bound and "glue" in cfg.eval.suites and not cfg.eval.glue.max_steps):
+        why = "GLUE's training-set sizes are not known before the data is loaded (set eval.glue.max_steps)"
+    if why is not None:
+        return [*lines, f"  cost     evaluation: no estimate: unmeasured ({why})"]
+    per_trial = steps / figure.steps_per_s + figure.bias_seconds  # work seconds, summed over the workers
+    search = cfg.search.num_samples * per_trial
+    return [*lines,
+            f"  cost     evaluation: an ESTIMATE from figures measured on a {figure.device} ({figure.measured}: "
+            f"{figure.steps_per_s:.1f} fine-tuning steps/s, bias suite {figure.bias_seconds:.0f}s)",
+            f"           per trial {'at most ' if bound else ''}{steps:,} steps + the bias suite = "
+            f"{per_trial / 60:.1f} {figure.device}-minutes, {per_trial / 60 / s.num_workers:.1f} minutes on "
+            f"{s.num_workers} worker(s); search {search / 3600:.2f} {figure.device}-hours "
+            "(retries of a run at chance not counted)"]

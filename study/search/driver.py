@@ -33,8 +33,9 @@ from study.search.callbacks import ShowProgress, TrackTrials
 from study.search.cluster import start_ray, teacher_metrics_task
 from study.search.confirm import run_confirm_stage
 from study.search.publish import publish_front
-from study.search.space import make_searcher
+from study.search.space import make_searcher, requeue_lost_points
 from study.search.trial import run_trial
+from study.search.watch import StudyView, chatter_to_file, showing
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,20 @@ def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, rest
     # A trial that stops prints one line (callbacks.ShowProgress) and keeps its traceback in its error file and its
     # MLflow run; Tune would print the whole traceback too, even for a trial it is about to retry.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    # Tune's new output engine prints its "Configuration for experiment" box and a TensorBoard hint whatever the
+    # verbosity (ray/tune/tune.py calls experiment_started unconditionally); the old one prints nothing at verbose=0.
+    # Set here, after ray.init: the trial processes keep Ray's default.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     trainable = _trainable(cfg, teacher)
     if restore is not None:  # its searcher and callbacks come back with Tune's state
         return tune.Tuner.restore(restore, trainable=trainable, resume_unfinished=True)
-    objectives = [o.model_dump() for o in search.objectives]
+    objectives = [{"metric": o.key, "mode": o.mode} for o in search.objectives]  # as the trials report them
     callbacks = [TrackTrials(meta, [a.model_dump() for a in search.anchors], cfg.tracking.log_models, cfg.study_dir),
                  ShowProgress(objectives, search.num_samples)]
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(cfg, storage), num_samples=search.num_samples,
-                                    max_concurrent_trials=search.max_concurrent_trials,
+                                    max_concurrent_trials=search.concurrent_trials(),
                                     trial_dirname_creator=trial_dirname,
                                     reuse_actors=True),  # a trial's process serves the next: no start-up each time
         run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,
@@ -83,10 +88,12 @@ def _trainable(cfg: StudyConfig, teacher: dict):
 
 
 def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: str | None = None,
-              resume: bool = False, source: str | None = None):
+              resume: bool = False, source: str | None = None, live: bool = False):
     """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front). Ctrl-C stops it with
     the folder resumable (StudyInterrupted). `source` (resume only): the storage whose record rebuilds the folder
-    first (study.record.mirror), for a study whose machine is gone."""
+    first (study.record.mirror), for a study whose machine is gone. `live`: the trials in a live view
+    (study.search.watch), the libraries' lines in logs/driver.log and the workers' in each trial's log, not on the
+    screen."""
     if cfg.search is None:
         raise ConfigError(f"{cfg.name}: no search section: `kdstudy run` needs search.space and search.objectives")
     cfg = folder.resolve(cfg, study_dir)
@@ -108,18 +115,29 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             teacher = state = None
         # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
         logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
-        started = start_ray(cfg, address)
+        if live:
+            chatter_to_file(directory)
+        started = start_ray(cfg, address, log_to_driver=not live)
         try:
             if not resume:  # the teacher first: a missing model or data file stops the study before it writes anything
                 teacher = teacher_metrics_task(cfg)
             meta = None if resume else folder.create(cfg, teacher)
+            if resume and cfg.search.sampler.name == "grid":
+                known = [t.config for t in tune.ExperimentAnalysis(state).trials]
+                lost = requeue_lost_points(cfg, folder.optuna_storage(directory), known)
+                if lost:
+                    log.info(f"{len(lost)} grid cell(s) handed out just before the interruption, which Tune had not "
+                             f"saved, will run now: {lost}")
             tuner = make_tuner(cfg, meta, teacher, folder.optuna_storage(directory), restore=state)
             if resume:
                 folder.mark_resumed(directory)
             else:
                 log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
                          f"tracking {meta['tracking_uri']}")
-            with stop_on_interrupt() as interrupted:
+            search = cfg.search
+            view = StudyView(cfg.name, str(directory), [o.model_dump() for o in search.objectives],
+                             search.num_samples, search.max_concurrent_trials) if live else None
+            with stop_on_interrupt() as interrupted, showing(view):
                 tuner.fit()
             if interrupted:
                 raise StudyInterrupted(f"study {cfg.name} stopped; {directory} is kept and can be resumed")

@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 from mlflow import MlflowClient
 from rich.console import Console
 
+from analysis.effects import effects_figure, effects_tables, missing_cells, study_effects
 from analysis.importance import importance_figure, importance_table, study_importances
-from analysis.note import front_markdown, front_view
-from analysis.report import Front, front_table, summarize, summarize_confirmed, table_console
+from analysis.note import front_markdown, front_view, trials_view
+from analysis.report import (
+    Front,
+    confirmed_table,
+    front_table,
+    summarize,
+    summarize_confirmed,
+    table_console,
+    usage_line,
+    verdict_table,
+)
 from analysis.runs import StudyRecord, read_study
 from study.record import folder, tracking
+
+log = logging.getLogger(__name__)
 
 
 def publish_front(directory: Path) -> Front:
@@ -34,12 +47,16 @@ def publish_front(directory: Path) -> Front:
         client.set_tag(t.run_id, tracking.KNEE, str(t.trial_id == knee).lower())
     parent = record.meta["parent_run_id"]
     confirmed = summarize_confirmed(record)
+    recommended = None
     if confirmed is not None:
         on_confirmed = {t.trial_id for t, _ in confirmed.front_trials()}
+        if confirmed.recommended is not None:
+            recommended = confirmed.trials[confirmed.recommended].trial_id
         for t in confirmed.trials:
             tag = str(t.trial_id in on_confirmed).lower()
             client.set_tag(t.run_id, tracking.PARETO_CONFIRMED, tag)
             client.set_tag(record.confirmations[t.trial_id].run_id, tracking.PARETO_CONFIRMED, tag)
+            client.set_tag(t.run_id, tracking.RECOMMENDED, str(t.trial_id == recommended).lower())
     summary = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
     (directory / folder.PARETO_JSON).write_text(json.dumps(summary, indent=2))
     client.log_dict(parent, summary, folder.PARETO_JSON)
@@ -56,26 +73,69 @@ def publish_front(directory: Path) -> Front:
         for name, figure in figures.items():
             figure.savefig(directory / name, dpi=120)
             client.log_figure(parent, figure, name)
-    view = tracking.share_view(client, record.meta["experiment_id"], "front", front_view(front))
-    tracking.describe(client, parent, front_markdown(front, record.name, parent, view))
+    experiment = record.meta["experiment_id"]
+    view = tracking.share_view(client, experiment, "front", front_view(front))
+    charts = {}
+    if len(front.metrics) >= 2:
+        charts["The objectives of every trial as a scatter (grouped by the pareto tag)"] = tracking.share_view(
+            client, experiment, "trials", trials_view(front), charts=True)
+        if confirmed is not None:
+            charts["The confirmed front as a scatter"] = tracking.share_view(
+                client, experiment, "confirmed", trials_view(confirmed, confirmed=True), charts=True)
+    tracking.describe(client, parent, front_markdown(front, record.name, parent, view, charts, confirmed))
     if front.hypervolume is not None:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})
     found = publish_importance(record, client)
+    grid = publish_effects(record, client) if record.config.search.sampler.name == "grid" else []
     tracking.end_run(client, parent, "FINISHED")
     for table in tables:
         table_console().print(table)
     if found:
         table_console().print(importance_table(found, f"{record.name}: what drives each objective"))
+    for table in grid:
+        table_console().print(table)
     return front
 
 
+def publish_effects(record: StudyRecord, client: MlflowClient) -> list:
+    """A grid study's effects (analysis.effects): effects.json and effects.png in the folder and on the parent run, the
+    tables as effects.txt there too. Returns the tables ([] when no trial finished)."""
+    found = study_effects(record)
+    if not any(e["runs"] for e in found.values()):
+        return []
+    parent = record.meta["parent_run_id"]
+    (record.directory / folder.EFFECTS_JSON).write_text(json.dumps(found, indent=2))
+    client.log_dict(parent, found, folder.EFFECTS_JSON)
+    figure = effects_figure(found, f"{record.name}: level means [95% interval over seeds]")
+    figure.savefig(record.directory / folder.EFFECTS_FIGURE, dpi=120)
+    client.log_figure(parent, figure, folder.EFFECTS_FIGURE)
+    missing = missing_cells(record)
+    if missing:
+        log.warning(f"{len(missing)} grid point(s) have no finished trial, so the design is not balanced: "
+                    + "; ".join(", ".join(f"{k.split('.')[-1]}={v}" for k, v in p.items()) for p in missing[:5])
+                    + (" ..." if len(missing) > 5 else ""))
+    tables = effects_tables(found, record.name)
+    capture = Console(width=200, record=True, file=io.StringIO())
+    for table in tables:
+        capture.print(table)
+    client.log_text(parent, capture.export_text(), "effects.txt")
+    return tables
+
+
 def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> list:
-    """The single-run front and, when the study has a confirm stage, the confirmed front beside it."""
+    """The single-run front and, when the study has a confirm stage, its confirmed trials (seed means, P(front)) and
+    their verdicts against the control; then a line on what the trials used (their distillation and evaluation
+    seconds and busy share)."""
     tables = [front_table(front, f"{record.name}: Pareto front (single runs, value ± standard error)")]
     if confirmed is not None:
-        tables.append(front_table(confirmed, f"{record.name}: confirmed Pareto front (seed means [95% interval])"))
-    return tables
+        tables.append(confirmed_table(confirmed, f"{record.name}: confirmed trials (means over fresh seeds [95% "
+                                                 f"interval])"))
+        if any(confirmed.comparisons or []):
+            tables.append(verdict_table(confirmed, f"{record.name}: against the control "
+                                                   f"({confirmed.control})"))
+    usage = usage_line(record)
+    return tables + ([usage] if usage else [])
 
 
 def publish_importance(record: StudyRecord, client: MlflowClient) -> dict[str, dict[str, float]]:

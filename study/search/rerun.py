@@ -1,6 +1,6 @@
 """`kdstudy rerun`: a chosen point of a study again, with several seeds and, with --full, the YAML's full budget.
 
-    kdstudy rerun runs/smoke --pick knee --seeds 3 [--full]
+    kdstudy rerun runs/smoke [--pick recommended] --seeds 3 [--full]
     kdstudy rerun runs/smoke --pick min:bias/amplification | max:world/score | trial:<trial id>
 
 Seed k sets distill.seed and the evaluation seeds (eval.world.seed, eval.glue.seed, bias.seed) to the study's seed
@@ -15,23 +15,30 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import ray
+from mlflow.exceptions import MlflowException
 from rich.table import Table
 
-from analysis.report import summarize, table_console
+from analysis.report import summarize, summarize_confirmed, table_console
 from analysis.runs import StudyRecord, Trial, read_study
 from study.config import ConfigError
-from study.record import folder, tracking
+from study.record import folder, registry, tracking
+from study.runtime import error_line
 from study.search.cluster import start_ray, teacher_metrics_task
 from study.search.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
+from study.search.trial import STUDENT, fetch_student
 
 log = logging.getLogger(__name__)
 
+RECOMMENDED_PICK = "recommended"  # the study's recommended point: what rerun and export take without --pick
+
 
 def pick_trial(record: StudyRecord, pick: str) -> Trial:
-    """The trial `pick` names: knee (of the Pareto front), min:<metric>, max:<metric>, or trial:<id>."""
+    """The trial `pick` names: recommended (the confirm stage's noise-aware pick; the knee where the study has no
+    confirm stage), knee (of the single-run front), min:<metric>, max:<metric>, or trial:<id>."""
     kind, _, value = pick.partition(":")
     if kind == "trial":
         found = [t for t in record.trials if t.trial_id == value]
@@ -42,6 +49,14 @@ def pick_trial(record: StudyRecord, pick: str) -> Trial:
     finished, _ = record.finished()
     if not finished:
         raise ConfigError(f"--pick {pick}: {record.directory} has no finished trial yet")
+    if kind == "recommended" and not value:
+        confirmed = summarize_confirmed(record)
+        if confirmed is not None and confirmed.recommended is not None:
+            pick = confirmed.trials[confirmed.recommended]
+            log.info(f"recommended: trial {pick.trial_id}, {confirmed.recommended_reason}")
+            return pick
+        log.info("the study has no confirmed trials to recommend from: its knee instead")
+        kind = "knee"
     if kind == "knee" and not value:
         front = summarize(record)
         return front.trials[front.knee]
@@ -51,7 +66,7 @@ def pick_trial(record: StudyRecord, pick: str) -> Trial:
             raise ConfigError(f"--pick {pick}: no finished trial reported {value!r}")
         best = min if kind == "min" else max
         return best(having, key=lambda t: t.metrics[value])
-    raise ConfigError(f"--pick {pick}: expected knee, min:<metric>, max:<metric> or trial:<id>")
+    raise ConfigError(f"--pick {pick}: expected recommended, knee, min:<metric>, max:<metric> or trial:<id>")
 
 
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
@@ -83,10 +98,36 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     tags = {tracking.RERUN_OF: trial.trial_id, tracking.ROLE: "rerun", "pick": pick, "full": str(full).lower(),
             tracking.SEEDS: str(seeds)}
     result["mlflow_run_id"] = log_seed_run(record, result, out, tags, f"rerun-{label}")
+    write_result(out, result)  # with its run, which `kdstudy export` names on the card
     log.info(f"rerun written to {out}")
+    try:
+        register_rerun(record, trial, pick, result)
+    except MlflowException as err:  # a store without a registry: the rerun's numbers are kept all the same
+        log.warning(f"the rerun's student was not registered in MLflow ({error_line(err)})")
     table = rerun_table(result, shown_metrics(cfg, set(result["summary"])), f"{record.name}: rerun of {trial.trial_id}")
     table_console().print(table)
     return result
+
+
+def register_rerun(record: StudyRecord, trial: Trial, pick: str, result: dict) -> str | None:
+    """The rerun's seed 0 student (or its first seed that finished) in the study's Model Registry, on the rerun's
+    run, tagged with the trial, the pick and the seeds' summary; the RECOMMENDED alias when `pick` is the study's
+    recommended point. Returns the version, None when the student's checkpoint is not reachable."""
+    seed = min(result["per_seed"], key=int)
+    uri = result["per_seed"][seed].get(tracking.STUDENT_URI)
+    with tempfile.TemporaryDirectory(prefix="kdstudy-rerun-") as work:
+        student = fetch_student(uri, Path(work)) if uri else None
+        if student is None:
+            log.warning(f"the rerun's seed {seed} student is not at {uri}: not registered")
+            return None
+        seeds = registry.seeds_text(result, record.metrics)
+        alias = registry.RECOMMENDED if pick == RECOMMENDED_PICK else None
+        version = registry.register_student(record.client, record.name, student, f"{uri}/{STUDENT}",
+                                            result["mlflow_run_id"],
+                                            registry.version_tags(trial.trial_id, pick, seeds), alias)
+    log.info(f"seed {seed}'s student registered as MLflow model {record.name} version {version}"
+             + (f" (alias {alias})" if alias else ""))
+    return version
 
 
 def rerun_table(result: dict, metrics: list[str], title: str) -> Table:

@@ -23,10 +23,11 @@ import ray
 
 from analysis.report import seed_summary
 from analysis.runs import StudyRecord
-from study.config import StudyConfig, with_params
+from study.config import REPLICATE, StudyConfig, with_params
 from study.record import tracking
 from study.runtime import error_line, setup_worker_logging
 from study.search.trial import distill_and_evaluate
+from study.search.watch import trial_log
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,14 @@ def seed_config(cfg: StudyConfig, params: dict, seed: int, full: bool) -> StudyC
     values = dict(params)
     if full:
         values.update(cfg.rerun.full)
-    shifted = {"distill.seed": cfg.distill.seed + seed, "bias.seed": cfg.bias.seed + seed,
-               "eval.world.seed": cfg.eval.world.seed + seed, "eval.glue.seed": cfg.eval.glue.seed + seed}
-    return with_params(cfg, {**values, **shifted})
+    # a grid trial's own replicate already moved its seeds: seed k moves them k further
+    values[REPLICATE] = int(values.get(REPLICATE, 0)) + seed
+    return with_params(cfg, values)
 
 
 def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
     """The rows worth a table: the objectives, the primary bias metric, and the score of each eval suite."""
-    wanted = [o.metric for o in cfg.search.objectives] + [cfg.bias.primary, "bias/amplification", "world/score",
+    wanted = [o.key for o in cfg.search.objectives] + [cfg.bias.primary, "bias/amplification", "world/score",
                                                             "glue/score", "distill/loss"]
     return [m for m in dict.fromkeys(wanted) if m in names]
 
@@ -52,7 +53,7 @@ def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
 @ray.remote
 def run_seed(cfg: StudyConfig, teacher: dict[str, float], name: str) -> dict:
     """One seed: the same distillation and evaluation as a trial, as a Ray task of its own."""
-    setup_worker_logging()
+    setup_worker_logging(trial_log(cfg.study_dir, name))
     metrics, uri = distill_and_evaluate(cfg, teacher, name)
     return {**metrics, tracking.STUDENT_URI: uri}
 
@@ -101,9 +102,11 @@ def write_result(path: Path, result: dict) -> Path:
     return path
 
 
-def log_seed_run(record: StudyRecord, result: dict, out: Path, tags: dict[str, str], name: str) -> str:
+def log_seed_run(record: StudyRecord, result: dict, out: Path, tags: dict[str, str], name: str,
+                 extra: dict[str, float] | None = None) -> str:
     """One MLflow run under the study's parent for a trial run again with several seeds: its params, the mean per
-    metric (comparable with the trial's own), `<metric>/std|ci_low|ci_high`, and `out` as an artifact."""
+    metric (comparable with the trial's own), `<metric>/std|ci_low|ci_high`, the `extra` metrics, and `out` as an
+    artifact."""
     client = record.client
     tags = {tracking.PARENT: record.meta["parent_run_id"], **tags}
     run_id = client.create_run(record.meta["experiment_id"], tags=tags, run_name=name).info.run_id
@@ -112,7 +115,7 @@ def log_seed_run(record: StudyRecord, result: dict, out: Path, tags: dict[str, s
     for metric, s in result["summary"].items():
         flat[metric] = s["mean"]
         flat.update({f"{metric}/{k}": s[k] for k in ("std", "ci_low", "ci_high")})
-    tracking.log_metrics(client, run_id, flat)
+    tracking.log_metrics(client, run_id, flat | (extra or {}))
     client.log_artifact(run_id, str(out))
     tracking.end_run(client, run_id, "FINISHED" if not result["failed_seeds"] else "FAILED",
                      json.dumps(result["failed_seeds"]) if result["failed_seeds"] else None)

@@ -3,13 +3,16 @@
     run_trial(params)                     the Tune function trainable, one per sampled config
       TorchTrainer(distill_worker)        N workers in DDP (gloo on CPU, nccl on GPU); each checkpoint is
                                           reported to Ray Train, which restarts crashed workers from the last one;
-                                          after the last step rank 0 evaluates the student on its device (bias,
-                                          world/GLUE), results in the final checkpoint beside the student
-      tune.report(metrics)                once, with amplification against the study's teacher and the student's URI
+                                          after the last step the workers share the student's evaluation (the
+                                          bias suite and each (task, seed slot), round-robin; rank 0 gathers),
+                                          results in the final checkpoint beside the student
+      tune.report(metrics)                once, with amplification against the study's teacher, the student's URI
+                                          and what the trial used (perf/distill_seconds, perf/eval_seconds,
+                                          perf/busy_share)
 
 Ray appears in study.search only: the distillation is study.distill.loop and the measuring
-study.experiment.evaluation, the same code `kdstudy distill` runs. A trial that diverges or raises fails alone with
-a one-line reason; the study goes on.
+study.experiment.evaluation (shared by study.experiment.shared_evaluation), the same code `kdstudy distill` runs. A
+trial that diverges or raises fails alone with a one-line reason; the study goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import pyarrow.fs
 import ray
 import ray.train
 import ray.tune
-import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
@@ -34,11 +36,13 @@ from study.config import ConfigError, StudyConfig, with_params
 from study.distill.loop import train
 from study.distill.models import make_student, save_student
 from study.errors import Diverged
-from study.experiment.evaluation import evaluate_model
+from study.experiment.evaluation import evaluation_jobs
+from study.experiment.shared_evaluation import broadcast_model_dir, evaluate_shared, gather
 from study.experiment.sources import load_teacher_and_corpus_ids
 from study.metrics.bias import amplification
 from study.record import tracking
-from study.runtime import error_line, quiet_libraries, setup_worker_logging
+from study.runtime import error_line, fix_threads, quiet_libraries, setup_worker_logging
+from study.search.watch import trial_log
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +76,16 @@ def distill_worker(loop_config: dict) -> None:
     begin = time.time()
     quiet_libraries()
     quiet_train_reports()
-    setup_worker_logging()
     cfg: StudyConfig = loop_config["cfg"]
-    torch.set_num_threads(max(1, int(loop_config["threads"])))
+    setup_worker_logging(trial_log(cfg.study_dir, loop_config["trial"]))
+    fix_threads(cfg.threads)
     teacher, tokenizer, corpus_ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher, cfg.student.n_layers, cfg.student.layers)
 
+    setup = {"perf/setup_seconds": time.time() - begin,  # teacher, corpus, counterfactuals, student
+             "perf/threads": float(cfg.threads)}  # the numbers are those of this thread count
     with tempfile.TemporaryDirectory(prefix="kdstudy-distill-") as work:
-        _distill(cfg, teacher, tokenizer, corpus_ids, student, Path(work), loop_config["trial"],
-                 {"perf/setup_seconds": time.time() - begin})  # setup: teacher, corpus, counterfactuals, student
+        _distill(cfg, teacher, tokenizer, corpus_ids, student, Path(work), loop_config["trial"], setup)
 
 
 def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Path, name: str, setup: dict) -> None:
@@ -105,14 +110,13 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
 
     def report(step: int, total: int, directory: Path, metrics: dict) -> None:
         timing = {**setup, "perf/distill_seconds": time.time() - start}
-        if step == total and rank == 0:  # the student and its evaluation go into the final checkpoint
-            # Rank 0 alone: transformers saves a model on rank 0 only once torch.distributed is up, and the other
-            # ranks wait for the final report anyway.
-            started = time.time()
-            scalars, _ = evaluate_model(save_student(student, tokenizer, directory / STUDENT), cfg,
-                                        device=ray.train.torch.get_device())
-            (directory / EVALUATION).write_text(json.dumps(scalars))
-            timing["perf/eval_seconds"] = time.time() - started
+        if step == total:  # the student and its evaluation go into the final checkpoint
+            evaluated = _evaluate(cfg, student, tokenizer, directory, work, name, rank, world_size)
+            evaluated["perf/work_seconds"] = sum(gather(timing["perf/distill_seconds"])) + \
+                evaluated["perf/eval_work_seconds"]  # distillation and evaluation seconds summed over the workers
+            if rank == 0:
+                (directory / EVALUATION).write_text(json.dumps(evaluated))
+            timing["perf/eval_seconds"] = evaluated["perf/eval_seconds"]
         ray.train.report({**metrics, **timing, "distill/steps": float(step)},
                          checkpoint=Checkpoint.from_directory(str(directory)),
                          delete_local_checkpoint_after_upload=False)
@@ -127,6 +131,28 @@ def _distill(cfg: StudyConfig, teacher, tokenizer, corpus_ids, student, work: Pa
         (marker / "diverged.json").write_text(json.dumps({"reason": str(err)}))
         ray.train.report({"distill/diverged": 1.0, "distill/failure": f"distillation diverged: {err}"},
                          checkpoint=Checkpoint.from_directory(str(marker)) if rank == 0 else None)
+
+
+def _evaluate(cfg: StudyConfig, student, tokenizer, directory: Path, work: Path, name: str, rank: int,
+              world_size: int) -> dict[str, float]:
+    """The student's evaluation, shared by the workers (search.scaling.evaluation: shared, or rank0 alone): its
+    metrics, `perf/eval_seconds` (the evaluation's wall, rank 0's clock) and `perf/eval_work_seconds` (its jobs'
+    seconds summed over workers); the same on every rank. Each job prints a line as it finishes."""
+    started = time.time()
+    if rank == 0:  # transformers saves a model on rank 0 only once torch.distributed is up
+        save_student(student, tokenizer, directory / STUDENT)
+    model_dir = broadcast_model_dir(directory / STUDENT, work / "evaluated-student", rank)
+    alone = cfg.search.scaling.evaluation == "rank0"
+    if rank == 0:
+        log.info(f"[{name}] evaluating: {len(evaluation_jobs(cfg))} jobs, "
+                 + ("on rank 0 alone" if alone else f"shared by {world_size} workers"))
+
+    def finished(job, seconds: float, done: int, mine: int) -> None:
+        log.info(f"[{name}] evaluation: {job.name} done in {seconds:.0f}s on rank {rank} ({done}/{mine} of its jobs)")
+
+    scalars, _, seconds = evaluate_shared(model_dir, cfg, ray.train.torch.get_device(), rank, world_size, alone,
+                                          finished)
+    return scalars | {"perf/eval_seconds": time.time() - started, "perf/eval_work_seconds": sum(seconds)}
 
 
 # --- the trial itself (a Tune function trainable) --------------------------------------------------------------
@@ -182,6 +208,20 @@ def read_evaluation(checkpoint: Checkpoint) -> dict[str, float]:
         return json.loads(f.read())
 
 
+def fetch_student(uri: str, into: Path) -> Path | None:
+    """The student model dir of the final checkpoint at `uri` (a local path or s3://..., gs://...), as a local dir:
+    the checkpoint's own `student/` when it is on this machine, else a copy under `into`; None if it is not there."""
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    source = f"{root.rstrip('/')}/{STUDENT}"
+    if fs.get_file_info(source).type != pyarrow.fs.FileType.Directory:
+        return None
+    if isinstance(fs, pyarrow.fs.LocalFileSystem):
+        return Path(source)
+    pyarrow.fs.copy_files(source, str(into / STUDENT), source_filesystem=fs,
+                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return into / STUDENT
+
+
 def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str) -> tuple[dict, str]:
     """Distil on Ray Train workers (a Train run called `name`), then evaluate: (every metric, the final checkpoint's
     URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study
@@ -195,7 +235,7 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
     scaling = cfg.search.scaling
     trainer = TorchTrainer(
         distill_worker,
-        train_loop_config={"cfg": cfg, "threads": scaling.cpus_per_worker, "trial": name},
+        train_loop_config={"cfg": cfg, "trial": name},
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=scaling.worker_resources),
         run_config=train_run_config(cfg, name),
@@ -209,8 +249,12 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         failed(cfg, name, result.metrics["distill/failure"])
     metrics = read_evaluation(result.checkpoint)
     metrics |= amplification(metrics, teacher, cfg.bias.primary)
+    for objective in cfg.search.objectives:  # an objective toward a target: its distance, as the search optimises it
+        metrics |= objective.value(metrics)
     metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
     metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
+    # the share of the workers' time (workers x the trial's wall) that went into distilling and evaluating
+    metrics["perf/busy_share"] = metrics["perf/work_seconds"] / (scaling.num_workers * metrics["perf/fit_seconds"])
     save_result(cfg, name, {"metrics": metrics, "uri": _relative(cfg, result.checkpoint.path)})
     return metrics, result.checkpoint.path
 
@@ -231,15 +275,15 @@ def _absolute(cfg: StudyConfig, path: str) -> str:
 
 def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> None:
     """Tune function trainable: the study's base config with this trial's sampled values, distilled and measured."""
-    setup_worker_logging()
     trial_id = ray.tune.get_context().get_trial_id()
+    setup_worker_logging(trial_log(cfg.study_dir, f"train-{trial_id}"))
     try:
         cfg = with_params(cfg, params)  # the trial's config: its sampled values set and validated, once
     except ConfigError as err:
         raise TrialFailed(f"sampled config is invalid: {err}") from None
     metrics, uri = distill_and_evaluate(cfg, teacher, f"train-{trial_id}")
     for objective in cfg.search.objectives:
-        value = metrics.get(objective.metric)
+        value = metrics.get(objective.key)
         if value is None or not math.isfinite(value):
-            raise TrialFailed(f"objective {objective.metric} is {value}")
+            raise TrialFailed(f"objective {objective.key} is {value}")
     ray.tune.report({**metrics, tracking.STUDENT_URI: uri})

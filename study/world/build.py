@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 from study.config import WorldConfig
-from study.metrics.occupations import FEMALE_SHARE
 from study.world.cache import World, default_world_dir, load_world, publish, world_key
-from study.world.corpus import corpus_hash, generate_corpus
+from study.world.corpus import corpus_hash, generate_corpus, planted_shares
 from study.world.shipped import ship, unpack_shipped
 from study.world.teacher import pretrain_teacher
 from study.world.tokenizer import train_tokenizer
@@ -49,7 +48,7 @@ def build_world(cfg: WorldConfig, out: Path | None = None) -> World:
     tokenizer.save_pretrained(tmp / "teacher")
     word_types = {w for s in sentences for w in s.split()}
     info = {
-        "key": world_key(cfg), "config": cfg.model_dump(), "shares": FEMALE_SHARE,
+        "key": world_key(cfg), "config": cfg.model_dump(), "shares": planted_shares(cfg),
         "sentences": len(sentences), "word_types": len(word_types), "corpus_sha256": corpus_hash(sentences),
         "vocab_size": len(tokenizer), "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
         "pretraining": history, "build_seconds": round(time.time() - start, 1),

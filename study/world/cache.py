@@ -35,7 +35,9 @@ class World:
 
 
 def world_key(cfg: WorldConfig) -> str:
-    blob = json.dumps({"version": WORLD_VERSION, **cfg.model_dump()}, sort_keys=True)
+    # skew 1 is left out: the worlds made before the knob existed (the shipped one) keep their keys
+    blob = json.dumps({"version": WORLD_VERSION, **cfg.model_dump(exclude={"skew"} if cfg.skew == 1.0 else None)},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

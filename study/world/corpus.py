@@ -6,6 +6,7 @@ WorldConfig gives the same sentences on every machine (pure Python)."""
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 
@@ -55,15 +56,23 @@ def _fill(template: str, rng: random.Random, gender: str | None, occ: str | None
     return render(template, sample_words(rng, gender, occ))
 
 
+def planted_shares(cfg: WorldConfig) -> dict[str, float]:
+    """Each occupation's planted female share: the labour statistics' share with its log-odds scaled by cfg.skew."""
+    if cfg.skew == 1.0:
+        return dict(FEMALE_SHARE)
+    return {occ: 1 / (1 + math.exp(-cfg.skew * math.log(p / (1 - p)))) for occ, p in FEMALE_SHARE.items()}
+
+
 def generate_corpus(cfg: WorldConfig) -> list[str]:
-    """cfg.sentences sentences; an occupation sentence is female with probability FEMALE_SHARE[occupation]."""
+    """cfg.sentences sentences; an occupation sentence is female with probability planted_shares(cfg)[occupation]."""
     rng = random.Random(cfg.seed)
-    occupations = list(FEMALE_SHARE)
+    shares = planted_shares(cfg)
+    occupations = list(shares)
     sentences = []
     for _ in range(cfg.sentences):
         if rng.random() < cfg.occupation_fraction:
             occ = rng.choice(occupations)
-            gender = "female" if rng.random() < FEMALE_SHARE[occ] else "male"
+            gender = "female" if rng.random() < shares[occ] else "male"
             sentences.append(_fill(rng.choice(OCCUPATION_TEMPLATES), rng, gender, occ))
         else:
             sentences.append(_fill(rng.choice(NEUTRAL_TEMPLATES), rng, None, None))

@@ -1,0 +1,105 @@
+"""The confirm race against a simulated truth: trials with known means and paired seed noise of the sizes measured on
+the smoke world (benchmarks/objective_noise.py --grid): world/score has a shared seed effect of sd 0.73 (it moves
+every trial alike) and a trial x seed residual of sd 0.38; bias/amplification a residual of sd 0.015."""
+
+import numpy as np
+import pytest
+
+from analysis import verdicts
+from study.search.race import race
+
+METRICS, MODES, MARGINS = ["bias/amplification", "world/score"], ["min", "max"], [None, 1.0]
+SEED_SD, RESIDUAL_SD = np.array([0.0, 0.73]), np.array([0.015, 0.38])
+
+
+def simulate(truth: dict[str, tuple[float, float]], repeat: int):
+    """A `run` for the race: trial t at seed s gives truth[t] + the seed's effect + its own residual, every draw
+    fixed by (repeat, seed, trial), so a (trial, seed) asked twice gives the same values."""
+    names = sorted(truth)
+    calls = []
+
+    def run(requests):
+        calls.extend(requests)
+        out = {}
+        for t, s in requests:
+            shared = np.random.default_rng([repeat, s]).normal(0, 1, 2) * SEED_SD
+            own = np.random.default_rng([repeat, s, names.index(t) + 1]).normal(0, 1, 2) * RESIDUAL_SD
+            out[(t, s)] = np.array(truth[t]) + shared + own
+        return out
+
+    return run, calls
+
+
+def race_of(truth, repeat, control="plain_kd", seeds=2, max_seeds=8, budget=80):
+    trials = [t for t in truth if t != control]
+    run, calls = simulate(truth, repeat)
+    return race(trials, control, run, METRICS, MODES, MARGINS, seeds, max_seeds, budget), calls
+
+
+# A real trade-off: a, b and the control are the front; d is dominated by more than 3 noise sds on both objectives
+TRADE_OFF = {"plain_kd": (0.10, 85.0), "a": (0.02, 83.0), "b": (0.20, 86.5), "d": (0.25, 82.0)}
+# The flat task axis: the mitigations change the bias, not the task score
+FLAT = {"plain_kd": (0.10, 85.0), "a": (0.02, 85.0), "b": (0.05, 85.0), "c": (0.20, 85.0)}
+REPEATS = 60
+
+
+def test_the_true_front_is_found_and_a_clear_loser_left_behind():
+    on_front = {t: 0 for t in TRADE_OFF}
+    for repeat in range(REPEATS):
+        result, calls = race_of(TRADE_OFF, repeat)
+        assert len(calls) == len(set(calls)) == result.runs  # every (trial, seed) once
+        for t, p in result.p_front.items():
+            on_front[t] += p >= verdicts.FRONT
+    for t in ("plain_kd", "a", "b"):
+        assert on_front[t] >= 0.9 * REPEATS, on_front
+    assert on_front["d"] <= 0.05 * REPEATS, on_front
+
+
+def test_on_a_flat_task_axis_the_verdict_is_within_the_margin_and_never_worse():
+    within = worse = 0
+    for repeat in range(REPEATS):
+        result, _ = race_of(FLAT, repeat)
+        for t, comparison in result.comparisons.items():
+            v = comparison["world/score"]["verdict"]
+            within += v.startswith("within")
+            worse += v == "worse"
+    total = REPEATS * (len(FLAT) - 1)
+    assert within >= 0.9 * total, (within, total)
+    assert worse == 0
+    # the bias differences are real and precise: each mitigation's verdict on bias is decided
+    result, _ = race_of(FLAT, 0)
+    assert result.comparisons["a"]["bias/amplification"]["verdict"] == "better"
+    assert result.comparisons["c"]["bias/amplification"]["verdict"] == "worse"
+
+
+def _decided(result) -> int:
+    """What a confirm stage decides: the places on the front, and the verdicts against the control."""
+    places = sum(place != "undecided" for place in result.place.values())
+    return places + sum(c["verdict"] != "undecided" for row in result.comparisons.values() for c in row.values())
+
+
+def test_the_race_spends_fewer_runs_than_a_fixed_stage_that_decides_as_often():
+    """A fixed stage gives every trial and the control the same N seeds; the race's runs are compared with the
+    smallest N whose fixed stage decides as much, places and verdicts (on average over the repeats)."""
+    race_runs, race_decided, fixed_decided = [], [], {n: [] for n in (2, 4, 8)}
+    for repeat in range(REPEATS):
+        result, _ = race_of(TRADE_OFF, repeat)
+        race_runs.append(result.runs)
+        race_decided.append(_decided(result))
+        for n in fixed_decided:  # seeds == max_seeds: one round, no racing
+            fixed, _ = race_of(TRADE_OFF, repeat, seeds=n, max_seeds=n, budget=10 * n)
+            fixed_decided[n].append(_decided(fixed))
+    n = next(n for n in (2, 4, 8) if np.mean(fixed_decided[n]) >= np.mean(race_decided))
+    assert np.mean(race_runs) < len(TRADE_OFF) * n, (np.mean(race_runs), n, fixed_decided)
+
+
+def test_the_race_stops_at_its_budget_and_says_so():
+    result, calls = race_of(FLAT, 0, budget=9)  # round 1 is 8 runs; round 2 would need more than 1
+    assert result.runs == len(calls) == 8
+    assert result.stopped.startswith("budget of 9 runs spent")
+
+
+def test_a_replayed_race_asks_for_the_same_runs_in_the_same_rounds():
+    first, calls = race_of(TRADE_OFF, 7)
+    again, calls_again = race_of(TRADE_OFF, 7)
+    assert calls == calls_again and first.place == again.place and first.p_front == pytest.approx(again.p_front)

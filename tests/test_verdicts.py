@@ -1,0 +1,78 @@
+"""The confirm stage's statistics on cases small enough to work out by hand."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import verdicts
+
+
+def test_front_probability_of_a_clear_front_and_a_clear_loser():
+    # two objectives (min, max); seeds agree: a is best on the first, b on the second, c is dominated by both
+    v = np.array([[[0.1, 50.0], [0.1, 50.0]],
+                  [[0.3, 60.0], [0.3, 60.0]],
+                  [[0.4, 40.0], [0.4, 40.0]]])
+    assert verdicts.front_probability(v, ["min", "max"]).tolist() == [1.0, 1.0, 0.0]
+
+
+def test_front_probability_of_two_trials_that_swap_order_with_the_seed():
+    # one objective, a paired coin flip: a beats b at seed 0 by 1, b beats a at seed 1 by 1; with weights (w, 1-w),
+    # w ~ U(0, 1), a's weighted mean is lower exactly when w > 1/2: P = 1/2 each (up to the draws)
+    v = np.array([[[0.0], [2.0]], [[1.0], [1.0]]])
+    p = verdicts.front_probability(v, ["min"], draws=20_000)
+    assert p == pytest.approx([0.5, 0.5], abs=0.02)
+
+
+def test_front_probability_keeps_the_pairing():
+    # b is a + 0.1 at every seed, while the seeds swing by +-5: paired, a always wins; unpaired, it would be a toss-up
+    a = np.array([0.0, 10.0, -10.0, 5.0])
+    v = np.stack([a, a + 0.1])[:, :, None]
+    assert verdicts.front_probability(v, ["min"]).tolist() == [1.0, 0.0]
+
+
+def test_paired_difference_is_the_paired_t_interval():
+    trial, control = np.array([85.0, 86.5, 84.0]), np.array([84.0, 85.0, 84.5])
+    d = trial - control  # 1.0, 1.5, -0.5: mean 0.6667, sd 1.0408
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    mean, low, high = verdicts.paired_difference(trial, control)
+    assert mean == pytest.approx(2 / 3)
+    assert (low, high) == pytest.approx((2 / 3 - half, 2 / 3 + half))
+    assert np.isnan(verdicts.paired_difference(trial[:1], control[:1])[1])  # one seed: no interval
+    assert verdicts.paired_difference(control + 2, control) == (2.0, 2.0, 2.0)
+
+
+@pytest.mark.parametrize("low, high, mode, margin, expected", [
+    (-0.40, -0.34, "min", None, "better"),     # lower bias, no margin
+    (-0.40, -0.34, "max", None, "worse"),
+    (-0.7, 0.3, "max", 1.0, "within ±1"),      # the flat task axis
+    (0.2, 0.6, "max", 1.0, "within ±1"),       # a real but unimportant gain
+    (0.2, 1.6, "max", 1.0, "better"),
+    (-1.6, -0.2, "max", 1.0, "worse"),
+    (-1.6, 0.2, "max", 1.0, "undecided"),
+    (-0.7, 0.3, "max", None, "undecided"),
+    (float("nan"), float("nan"), "max", 1.0, "undecided"),
+])
+def test_verdicts(low, high, mode, margin, expected):
+    assert verdicts.verdict(low, high, mode, margin) == expected
+
+
+def test_recommended_point_respects_the_noise_where_the_knee_does_not():
+    """bias (min) is precise: standard errors of 0.01 against a spread of 0.25; the score (max) is noisy: 1.0 against
+    0.7. All three trials are on the front of the means. The knee, scaling each objective over the front, is c
+    (distance 0.67; a and b are at 1). The noise-aware pick keeps the trials within one standard error (1.0) of the
+    best score 86.0, all three, and takes the least biased: b. With a declared margin of 0.5 points b (0.7 below)
+    is out, and the least biased of a and c is c."""
+    from analysis import pareto
+
+    means = np.array([[0.30, 86.0],   # a: the best score
+                      [0.05, 85.3],   # b: the least bias
+                      [0.20, 85.8]])  # c: between
+    ses = np.array([[0.01, 1.0]] * 3)
+    metrics, modes = ["bias/amplification", "world/score"], ["min", "max"]
+    assert pareto.knee(means, modes, pareto.non_dominated(means, modes)) == 2
+    i, reason = verdicts.recommend(means, ses, metrics, modes, [None, None])
+    assert i == 1
+    assert reason == ("best bias/amplification among the 3 trial(s) within one standard error (1) of the best "
+                      "world/score")
+    i, reason = verdicts.recommend(means, ses, metrics, modes, [None, 0.5])
+    assert i == 2 and "among the 2 trial(s) within its margin (0.5)" in reason

@@ -70,9 +70,11 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
     while True:
         want = [(t, s) for t in everyone for s in range(asked[t] + 1, target[t] + 1)]
         if not want:
-            undecided = [t for t in everyone if place[t] == "undecided"]
-            result.stopped = ("every place decided" if not undecided
-                              else f"{len(undecided)} trial(s) undecided at {max_seeds} seeds (max_seeds)")
+            unsure = [t for t in everyone if place[t] == "undecided"
+                      or any(c["verdict"] == "undecided" for c in result.comparisons.get(t, {}).values())]
+            result.stopped = ("every place and verdict decided" if not unsure
+                              else f"{len(unsure)} trial(s) with a place or verdict undecided at {max_seeds} seeds "
+                                   f"(max_seeds)")
             break
         if result.runs + len(want) > budget:
             result.stopped = f"budget of {budget} runs spent ({result.runs} run; the next round needs {len(want)})"

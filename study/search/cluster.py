@@ -39,7 +39,9 @@ def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True)
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     custom = {k: v * concurrent for k, v in s.trial_resources.items()}  # as a cluster's head
     with on_loopback():
-        ray.init(num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
+        # address "local": a new cluster of this study's own, never one that another study or a `ray start` on this
+        # machine left in RAY_ADDRESS or /tmp/ray/ray_current_cluster (ray.init's default would join that one)
+        ray.init(address="local", num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
                  include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver)
     return True
 

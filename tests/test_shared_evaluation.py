@@ -18,10 +18,10 @@ def _cfg(tmp_path, **scaling):
     return parse_config(raw)
 
 
-def test_jobs_are_the_task_seed_slots_then_the_bias_suite(tmp_path):
+def test_jobs_are_the_bias_suite_then_the_task_seed_slots(tmp_path):
     jobs = evaluation_jobs(_cfg(tmp_path))
-    assert [j.name for j in jobs] == ["world/world_cola seed slot 0", "world/world_cola seed slot 1",
-                                      "world/world_sts seed slot 0", "world/world_sts seed slot 1", "bias"]
+    assert [j.name for j in jobs] == ["bias", "world/world_cola seed slot 0", "world/world_cola seed slot 1",
+                                      "world/world_sts seed slot 0", "world/world_sts seed slot 1"]
     assert share(jobs, 0, 2) == [jobs[0], jobs[2], jobs[4]] and share(jobs, 1, 2) == [jobs[1], jobs[3]]
     assert share(jobs, 0, 2, alone=True) == jobs and share(jobs, 1, 2, alone=True) == []
 
@@ -74,4 +74,5 @@ def test_a_job_that_raises_names_itself_and_its_rank(tmp_path, monkeypatch):
     with pytest.raises(shared_evaluation.EvaluationFailed) as err:
         shared_evaluation.evaluate_shared("model", _cfg(tmp_path), "cpu", rank=0, world_size=1)
     assert str(err.value) == ("evaluation job world/world_sts seed slot 0 failed on rank 0: ValueError: no such split")
-    assert ran == ["world/world_cola seed slot 0", "world/world_cola seed slot 1", "world/world_sts seed slot 0"]
+    assert ran == ["bias", "world/world_cola seed slot 0", "world/world_cola seed slot 1",
+                   "world/world_sts seed slot 0"]

@@ -52,13 +52,14 @@ def _suite(cfg: StudyConfig, suite: str) -> tuple[GlueConfig, dict[str, Task], s
 
 
 def evaluation_jobs(cfg: StudyConfig) -> list[Job]:
-    """Every job of cfg's evaluation: each (task, seed slot) of each suite, then the bias suite. A slot keeps its
+    """Every job of cfg's evaluation: the bias suite first (it loads the model as a masked LM, so a model that cannot
+    be used is one line naming it before any fine-tuning), then each (task, seed slot) of each suite. A slot keeps its
     chance-level retries inside it (glue.run_slot), so splitting at slots changes no seed and no number."""
     jobs = []
     for suite in cfg.eval.suites:
         recipe = _suite_config(cfg, suite)
         jobs += [Job(suite, task, slot) for task in recipe.tasks for slot in range(recipe.seeds)]
-    return [*jobs, Job("bias")]
+    return [Job("bias"), *jobs]
 
 
 def _suite_config(cfg: StudyConfig, suite: str) -> GlueConfig:

@@ -56,7 +56,7 @@ print(json.dumps({"kdstudy": any(m.startswith(("study", "analysis")) for m in sy
 
 def test_export_loads_with_plain_transformers_and_its_card_holds_the_intervals(study, tmp_path, monkeypatch):
     study_dir, meta = study
-    out = export(study_dir, "knee", tmp_path / "out")
+    out = export(study_dir, "recommended", tmp_path / "out")  # no confirm stage: the knee
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
     done = subprocess.run([sys.executable, "-c", PLAIN, str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -80,7 +80,7 @@ def test_export_loads_with_plain_transformers_and_its_card_holds_the_intervals(s
 
     client = tracking.connect(meta["tracking_uri"])
     version = client.get_model_version_by_alias("tiny-study", registry.RECOMMENDED)
-    assert version.tags[registry.TRIAL] == "t1" and version.tags[registry.PICK] == "knee"
+    assert version.tags[registry.TRIAL] == "t1" and version.tags[registry.PICK] == "recommended"
     assert version.tags[registry.SEEDS] == "1 run (the trial's own)"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", meta["tracking_uri"])
     fill = mlflow.transformers.load_model("models:/tiny-study@recommended")

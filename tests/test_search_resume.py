@@ -94,7 +94,7 @@ def test_run_on_an_existing_study_without_resume_is_refused(resumed_study, capsy
 
 def test_rerun_of_the_knee_with_two_seeds(resumed_study):
     study_dir = resumed_study["dir"]
-    result = rerun(study_dir, "knee", seeds=2)
+    result = rerun(study_dir, "recommended", seeds=2)  # the study has no confirm stage: its knee
     knee = resumed_study["front"].trials[resumed_study["front"].knee]
     assert result["rerun_of"] == knee.trial_id and len(result["per_seed"]) == 2 and not result["failed_seeds"]
     for metric in OBJECTIVES:
@@ -118,7 +118,7 @@ def test_rerun_of_the_knee_with_two_seeds(resumed_study):
 
     version = client.get_model_version_by_alias(meta["name"], registry.RECOMMENDED)
     assert version.run_id == result["mlflow_run_id"] and version.tags[registry.TRIAL] == knee.trial_id
-    assert version.tags[registry.PICK] == "knee" and version.tags[registry.SEEDS].startswith("2 seeds: ")
+    assert version.tags[registry.PICK] == "recommended" and version.tags[registry.SEEDS].startswith("2 seeds: ")
     # a rerun is not a trial: the front and `kdstudy pareto` still see the three finished trials
     from analysis.runs import read_study
 

@@ -16,7 +16,7 @@ def test_smoke_space_validates_and_is_conditional():
 def test_world_space_is_the_thorough_smoke_study():
     smoke, world = load_config("search_spaces/smoke.yaml"), load_config("search_spaces/world.yaml")
     assert world.search.space == smoke.search.space and world.search.anchors == smoke.search.anchors
-    assert world.distill.steps > smoke.distill.steps and world.search.num_samples > smoke.search.num_samples
+    assert world.eval.world.epochs > smoke.eval.world.epochs and world.search.num_samples > smoke.search.num_samples
     assert world.search.confirm.max_seeds >= 6  # what a +-1 verdict on world/score needs
 
 

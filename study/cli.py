@@ -259,6 +259,7 @@ def cmd_pull(args) -> int:
     pull_record(args.storage, Path(args.study_dir).expanduser().resolve())
     log.info(f"{args.study_dir}: the study record from {args.storage}; `kdstudy pareto {args.study_dir}` shows its "
              f"front, `mlflow ui --backend-store-uri sqlite:///{Path(args.study_dir) / 'mlflow.db'}` its runs")
+    return 0
 
 
 def cmd_export(args) -> int:

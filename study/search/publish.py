@@ -105,11 +105,8 @@ def publish_effects(record: StudyRecord, client: MlflowClient) -> list:
     if not any(e["runs"] for e in found.values()):
         return []
     parent = record.meta["parent_run_id"]
-    (record.directory / folder.EFFECTS_JSON).write_text(json.dumps(found, indent=2))
-    client.log_dict(parent, found, folder.EFFECTS_JSON)
-    figure = effects_figure(found, f"{record.name}: level means [95% interval over seeds]")
-    figure.savefig(record.directory / folder.EFFECTS_FIGURE, dpi=120)
-    client.log_figure(parent, figure, folder.EFFECTS_FIGURE)
+    keep(record, client, found, folder.EFFECTS_JSON,
+         effects_figure(found, f"{record.name}: level means [95% interval over seeds]"), folder.EFFECTS_FIGURE)
     missing = missing_cells(record)
     if missing:
         log.warning(f"{len(missing)} grid point(s) have no finished trial, so the design is not balanced: "
@@ -143,10 +140,15 @@ def publish_importance(record: StudyRecord, client: MlflowClient) -> dict[str, d
     JSON and a figure on the parent run. Returns it ({} when there is too little to attribute)."""
     found = study_importances(record)
     if found:
-        parent = record.meta["parent_run_id"]
-        (record.directory / folder.IMPORTANCE_JSON).write_text(json.dumps(found, indent=2))
-        client.log_dict(parent, found, folder.IMPORTANCE_JSON)
-        figure = importance_figure(found, f"{record.name}: what drives each objective (fANOVA)")
-        figure.savefig(record.directory / folder.IMPORTANCE_FIGURE, dpi=120)
-        client.log_figure(parent, figure, folder.IMPORTANCE_FIGURE)
+        keep(record, client, found, folder.IMPORTANCE_JSON,
+             importance_figure(found, f"{record.name}: what drives each objective (fANOVA)"), folder.IMPORTANCE_FIGURE)
     return found
+
+
+def keep(record: StudyRecord, client: MlflowClient, found: dict, json_name: str, figure, figure_name: str) -> None:
+    """A result as JSON and its figure, in the study folder and on the parent run."""
+    parent = record.meta["parent_run_id"]
+    (record.directory / json_name).write_text(json.dumps(found, indent=2))
+    client.log_dict(parent, found, json_name)
+    figure.savefig(record.directory / figure_name, dpi=120)
+    client.log_figure(parent, figure, figure_name)

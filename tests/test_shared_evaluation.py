@@ -5,6 +5,7 @@ import pytest
 from study.experiment.evaluation import combine, evaluate_model, evaluation_jobs, run_job
 from study.experiment.shared_evaluation import share
 from study.load import parse_config
+from study.record import folder
 from tests.conftest import tiny_space
 
 # Two seed slots per task, budgets of a few steps: a chance-level retry runs too (2 steps end near chance).
@@ -42,7 +43,9 @@ def test_a_trial_evaluated_shared_equals_one_evaluated_on_rank_0(tiny_world, tmp
     from study.search.cluster import start_ray
     from study.search.trial import distill_and_evaluate
 
-    shared_cfg, alone_cfg = _cfg(tmp_path), _cfg(tmp_path, evaluation="rank0")
+    # a trial always runs in a resolved study folder (its workers log to logs/<train run>.log there)
+    shared_cfg = folder.resolve(_cfg(tmp_path), tmp_path / "study")
+    alone_cfg = folder.resolve(_cfg(tmp_path, evaluation="rank0"), tmp_path / "study")
     start_ray(shared_cfg, None)  # as a study does: 3 CPUs (the trial and 2 workers), the dashboard Train's cleaner asks
     teacher = {shared_cfg.bias.primary: 0.0}
     shared, _ = distill_and_evaluate(shared_cfg, teacher, "train-shared")

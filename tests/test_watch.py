@@ -51,7 +51,7 @@ CHATTER = ["Ray deduplicates logs", "A new study created", "Creating initial MLf
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_ray_left_behind")
 def test_the_tiny_study_on_a_terminal_shows_no_library_chatter(tiny_world, tmp_path):
-    raw = tiny_space(num_samples=2, max_concurrent_trials=1)
+    raw = tiny_space(num_samples=2, max_concurrent_trials="auto")  # as smoke.yaml: the view counts the cores
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(raw))
     env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # the study's own SQLite store
            "RAY_AUTH_MODE": "disabled", "COLUMNS": "160", "LINES": "50",

@@ -136,7 +136,7 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
                          f"tracking {meta['tracking_uri']}")
             search = cfg.search
             view = StudyView(cfg.name, str(directory), [o.model_dump() for o in search.objectives],
-                             search.num_samples, search.max_concurrent_trials) if live else None
+                             search.num_samples, search.concurrent_trials()) if live else None
             with stop_on_interrupt() as interrupted, showing(view):
                 tuner.fit()
             if interrupted:

@@ -21,7 +21,7 @@ from study.load import parse_config
 from study.search.callbacks import anchor_of
 from study.search.driver import run_study
 from study.search.space import make_sampler, make_searcher, suggest
-from study.search.trial import quiet_train_reports
+from study.search.worker import quiet_train_reports
 from tests.conftest import OBJECTIVES, non_dominated, study_raw, tiny_space
 
 pytestmark = pytest.mark.usefixtures("no_ray_left_behind")  # the studies here start Ray; none may outlive its test

@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pyarrow.fs
@@ -126,6 +127,7 @@ class Mirror:
         self._idle.set()
         self._stop = False
         self._failed = False
+        self.copies, self.seconds = 0, 0.0  # what the copies cost the driver's background thread
         self._thread = threading.Thread(target=self._run, name="kdstudy-record-copy", daemon=True)
         if self.active:
             self._thread.start()
@@ -141,9 +143,12 @@ class Mirror:
             self._wanted.clear()
             if self._stop and self._idle.is_set():
                 return
+            began = time.perf_counter()
             try:
                 copy_record(self.study_dir, self.storage_path)
                 self._failed = False
+                self.copies += 1
+                self.seconds += time.perf_counter() - began
             except Exception as err:  # the storage unreachable for now: the folder keeps the record
                 if not self._failed:
                     log.warning(f"copying the study record to {record_uri(self.storage_path)} failed ({err}); "
@@ -156,8 +161,11 @@ class Mirror:
         """One last copy, waited for: the record in the storage is the folder's as the driver leaves it."""
         if not self.active:
             return
+        began = time.perf_counter()
         self.request()
         self._idle.wait()
         self._stop = True
         self._wanted.set()
         self._thread.join(timeout=60)
+        log.info(f"study record kept in {record_uri(self.storage_path)}: {self.copies} copies, "
+                 f"{self.seconds:.1f}s in the background, {time.perf_counter() - began:.1f}s waited for the last")

@@ -21,6 +21,7 @@ import tempfile
 import ray
 
 from study.load import load_config
+from study.record import folder
 from study.runtime import quiet_libraries, setup_logging
 from study.search.cluster import start_ray
 from study.search.trial import distill_and_evaluate
@@ -44,8 +45,10 @@ def main() -> None:
     print(f"load average (1, 5, 15 min) before: {load()} on {os.cpu_count()} cores (a shared machine)")
     runs = {}
     with tempfile.TemporaryDirectory(prefix="kdstudy-busy-") as work:
-        configs = {mode: load_config(args.config, SETTINGS + [f"search.scaling.evaluation={mode}",
-                                                               f"search.storage_path={work}/ray"] + args.set)
+        # resolved as a study resolves them: its trials' workers log to the study folder's logs/
+        configs = {mode: folder.resolve(load_config(args.config, SETTINGS + [f"search.scaling.evaluation={mode}",
+                                                                             f"search.storage_path={work}/ray"]
+                                                    + args.set), f"{work}/study")
                    for mode in ("rank0", "shared")}
         start_ray(configs["shared"], None)  # as a study starts it (its dashboard serves Ray Train's state queries)
         try:

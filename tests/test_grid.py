@@ -5,6 +5,7 @@ import collections
 import functools
 import itertools
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -164,12 +165,18 @@ def test_a_killed_grid_study_resumes_without_repeating_a_cell(tiny_world, tmp_pa
                             stdout=(tmp_path / "first.log").open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     try:
-        wait_for(lambda: (study_dir / "study.json").is_file() and len(_cells_run(study_dir)) >= 1,
-                 "the first cell finished", proc)
+        wait_for(lambda: (study_dir / "study.json").is_file() and len(_cells_run(study_dir)) >= 1
+                 and " finished: " in (tmp_path / "first.log").read_text(), "the first cell finished", proc)
     finally:
         kill_session(proc)
     before = _cells_run(study_dir)
     assert 1 <= len(before) < 4
+    # piped, the driver prints the plain lines it always printed, and no live view
+    piped = (tmp_path / "first.log").read_text()
+    assert re.search(r"trial \w+ started: .*temperature=[14]", piped), piped[-2000:]
+    assert re.search(r"trial \w+ finished: bias/amplification \S+, bias/template/planted_spearman \S+ \| "
+                     r"[123]/4 done, \d running, 0 failed \| best bias/amplification", piped), piped[-2000:]
+    assert not any(box in piped for box in "┏━┃┡") and "logs in" not in piped  # (the view's table, its footer)
     run_study(parse_config(raw), study_dir, resume=True)
     after = _cells_run(study_dir)
     expected = {tuple(sorted(p.items())) for p in grid_points(parse_config(raw).search)}

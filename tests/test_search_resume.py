@@ -36,9 +36,9 @@ def _finished_count(study_dir: Path) -> int:
 
 @pytest.fixture(scope="module")
 def resumed_study(tiny_world, tmp_path_factory):
-    """A 3-trial study whose driver is SIGKILLed after its first trial finishes, then resumed to the end."""
+    """A 2-trial study whose driver is SIGKILLed after its first trial finishes, then resumed to the end."""
     root = tmp_path_factory.mktemp("resume")
-    raw = tiny_space(num_samples=3, max_concurrent_trials=1)
+    raw = tiny_space(num_samples=2, max_concurrent_trials=1)
     raw["distill"]["steps"] = 40  # long enough that the kill lands before the study is done
     raw["distill"]["checkpoint_every"] = 10
     space = root / "space.yaml"
@@ -58,12 +58,12 @@ def resumed_study(tiny_world, tmp_path_factory):
 def test_resume_finishes_the_study_without_duplicates(resumed_study):
     study_dir, before = resumed_study["dir"], resumed_study["before"]
     finished_before = {t for t, (_, status) in before.items() if status == "FINISHED"}
-    assert finished_before and len(finished_before) < 3  # the kill landed mid-study
+    assert finished_before and len(finished_before) < 2  # the kill landed mid-study
 
     children = trial_runs(study_dir)
     finished = [r for r in children if r.info.status == "FINISHED"]
     ids = [r.data.tags["trial_id"] for r in finished]
-    assert len(finished) == 3 and len(set(ids)) == 3  # exactly one finished run per trial
+    assert len(finished) == 2 and len(set(ids)) == 2  # exactly one finished run per trial
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children)  # only a lost trial may be KILLED
     # a trial that finished before the kill kept its run and was not logged a second time
     client = MlflowClient(json.loads((study_dir / "study.json").read_text())["tracking_uri"])
@@ -72,15 +72,15 @@ def test_resume_finishes_the_study_without_duplicates(resumed_study):
         assert run_id in {r.info.run_id for r in finished}
         assert len(client.get_metric_history(run_id, "world/score")) == 1
 
-    # Optuna agrees: the same three trials complete, with the same values; none left running
+    # Optuna agrees: the same two trials complete, with the same values; none left running
     ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
     complete = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 3
+    assert len(complete) == 2
     assert not [t for t in ot.trials if t.state == optuna.trial.TrialState.RUNNING]
     by_trial = sorted(v for t in sorted(complete, key=lambda t: t.values) for v in t.values)
     by_run = sorted(r.data.metrics[m] for r in finished for m in OBJECTIVES)
     assert by_trial == pytest.approx(by_run)
-    assert len(resumed_study["front"].trials) == 3
+    assert len(resumed_study["front"].trials) == 2
 
 
 def test_run_on_an_existing_study_without_resume_is_refused(resumed_study, capsys):
@@ -119,11 +119,11 @@ def test_rerun_of_the_knee_with_two_seeds(resumed_study):
     version = client.get_model_version_by_alias(meta["name"], registry.RECOMMENDED)
     assert version.run_id == result["mlflow_run_id"] and version.tags[registry.TRIAL] == knee.trial_id
     assert version.tags[registry.PICK] == "recommended" and version.tags[registry.SEEDS].startswith("2 seeds: ")
-    # a rerun is not a trial: the front and `kdstudy pareto` still see the three finished trials
+    # a rerun is not a trial: the front and `kdstudy pareto` still see the two finished trials
     from analysis.runs import read_study
 
     trials = read_study(study_dir).trials
-    assert sum(t.status == "FINISHED" for t in trials) == 3 and not any("rerun_of" in t.tags for t in trials)
+    assert sum(t.status == "FINISHED" for t in trials) == 2 and not any("rerun_of" in t.tags for t in trials)
 
 
 def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
@@ -157,12 +157,12 @@ def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
 
 
 def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny_world, tmp_path):
-    """A study with a control anchor and a confirm race (top 2, 2 fresh seeds, no second round), its driver
+    """A 2-trial study with a control anchor and a confirm race of both (2 fresh seeds, no second round), its driver
     SIGKILLed once a confirmation seed has started, then resumed: every (trial, seed) ran under one name once, one
     confirm run per confirmed trial, its means over the fresh seeds only (seed 0, the search's run, kept apart),
     P(front) and the verdicts against the control recorded and published."""
     anchor = {"name": "plain_kd", "params": {"distill.mitigation.mode": "none", "distill.loss.temperature": 2.0}}
-    raw = tiny_space(num_samples=3, max_concurrent_trials=1, anchors=[anchor],
+    raw = tiny_space(num_samples=2, max_concurrent_trials=1, anchors=[anchor],
                      confirm={"top": 2, "seeds": 2, "max_seeds": 2})
     raw["distill"].update({"steps": 40, "checkpoint_every": 10})
     space = tmp_path / "space.yaml"
@@ -183,7 +183,7 @@ def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny
     trials = {r.data.tags["trial_id"]: r for r in trial_runs(study_dir)}
     control = next(t for t, r in trials.items() if r.data.tags.get("anchor") == "plain_kd")
     race = json.loads((study_dir / "confirm" / "race.json").read_text())
-    assert race["control"] == control and control in confirms and len(confirms) in (2, 3)
+    assert race["control"] == control and control in confirms and len(confirms) == 2
     expected = {f"confirm-{t}-seed{k}" for t in confirms for k in (1, 2)}
     assert {p.name for p in (study_dir / "ray").glob("confirm-*")} == expected  # one Train run per (trial, seed)
     assert {p.stem for p in (study_dir / "confirm" / "runs").glob("*.json")} == {n[8:] for n in expected}

@@ -9,6 +9,7 @@ log forwarding.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -19,8 +20,11 @@ LOGGER = "study"  # the root of every kdstudy logger (study.world, study.metrics
 WORKER_LEVEL = "KDSTUDY_LOG_LEVEL"  # how the driver's level reaches Ray workers (an environment variable)
 
 
+@functools.cache
 def console():
-    """The console for kdstudy's own messages: stderr (stdout carries tables and JSON), long paths never wrapped."""
+    """The console for kdstudy's own messages: stderr (stdout carries tables and JSON), long paths never wrapped.
+    One for the process: the live view (study.search.watch) draws on it, and a log line printed while it is up must
+    go through it too, to be placed above the view instead of into it."""
     from rich.console import Console
 
     return Console(stderr=True, soft_wrap=True)

@@ -3,6 +3,7 @@ pty) with none of the libraries' chatter on the screen and each trial's lines in
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -28,12 +29,17 @@ def test_the_view_counts_the_trials_and_estimates_from_measured_times(tmp_path):
     view.started("c", "mode=mixup")
     assert view.eta() == pytest.approx(100.0 * 3 / 2)  # 3 trials left (c among them), 2 at a time
     trial_log(tmp_path, "train-c").parent.mkdir()
-    trial_log(tmp_path, "train-c").write_text("12:00 [train-c] step 2/6 loss 3.1\n")
+    # as the trial's file handler writes them (study.runtime.setup_worker_logging): a timestamp, then the line
+    trial_log(tmp_path, "train-c").write_text("2026-12-02 01:51:01,840 [train-c] step 2/6 loss 3.1, eta 4s\n")
+    view.started("d", "mode=none")
+    trial_log(tmp_path, "train-d").write_text("2026-12-02 02:02:17,587 [train-d] evaluating: 4 jobs\n"
+                                              "2026-12-02 02:02:17,590   world/world_sts: 77.73\n")
     console = Console(width=160, record=True)
     console.print(view.render())
     text = console.export_text()
-    assert "1/5 done, 1 running, 1 failed" in text and "about 150s left" in text
-    assert "0.1234" in text and "55.5" in text and "step 2/6 loss 3.1" in text
+    assert "1/5 done, 2 running, 1 failed" in text and "about 150s left" in text
+    assert "0.1234" in text and "55.5" in text and "step 2/6 loss 3.1 " in text and "eta" not in text
+    assert "world/world_sts: 77.73" in text and "2026" not in text and "[train-" not in text
     assert "train-c.log" in text and f"logs in {tmp_path / 'logs'}" in text
 
 
@@ -77,6 +83,11 @@ def test_the_tiny_study_on_a_terminal_shows_no_library_chatter(tiny_world, tmp_p
     assert proc.wait(timeout=60) == 0, screen[-3000:]
     text = screen.decode(errors="replace")
     assert [c for c in CHATTER if c in text] == []
+    # kdstudy's own lines go above the view, through its console: none is written onto the view's last line (which
+    # would push the view down a line, leaving a stale copy of its top on the screen)
+    footers = list(re.finditer(r"logs in \S*logs", text))
+    assert footers and not [m for m in footers if re.sub(r"\x1b\[[0-9;]*m", "", text[m.end():m.end() + 40])
+                            .startswith("[")]
     assert "tiny-study: Pareto front" in text and "trial" in text and "2/2 done" in text
     logs = sorted((tmp_path / "study" / "logs").glob("train-*.log"))
     assert len(logs) == 2 and all("step 6/6" in p.read_text() for p in logs)

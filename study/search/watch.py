@@ -96,7 +96,10 @@ class StudyView:
                 lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
         except OSError:
             return ""
-        last = lines[-1].split("] ", 1)[-1] if lines else ""
+        if not lines:
+            return ""
+        last = lines[-1].split(" ", 2)[-1].strip()  # without the file's timestamp (date, time)
+        last = last.split("] ", 1)[-1] if last.startswith("[train-") else last  # and the trial's own name
         return last.split(", eta")[0][:48]  # the trial's own ETA is the view's business
 
     def render(self):

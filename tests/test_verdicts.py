@@ -59,9 +59,11 @@ def test_verdicts(low, high, mode, margin, expected):
 def test_recommended_point_respects_the_noise_where_the_knee_does_not():
     """bias (min) is precise: standard errors of 0.01 against a spread of 0.25; the score (max) is noisy: 1.0 against
     0.7. All three trials are on the front of the means. The knee, scaling each objective over the front, is c
-    (distance 0.67; a and b are at 1). The noise-aware pick keeps the trials within one standard error (1.0) of the
-    best score 86.0, all three, and takes the least biased: b. With a declared margin of 0.5 points b (0.7 below)
-    is out, and the least biased of a and c is c."""
+    (distance 0.67; a and b are at 1). The noise-aware pick keeps the trials not shown worse than the best score 86.0
+    by more than one standard error (1.0): all three (b's gap 0.7 is under it), and takes the least biased: b.
+    With a declared margin of 0.5 points b's gap exceeds it by 0.2, well within the gap's noise (1.645 x sqrt(2) =
+    2.33): b stays, and is picked. With score errors of 0.05, the same 0.2 is beyond 1.645 x 0.0707 = 0.116: b is
+    shown worse by more than the margin and is out, and the least biased of a and c (c's gap 0.2 is under 0.5) is c."""
     from analysis import pareto
 
     means = np.array([[0.30, 86.0],   # a: the best score
@@ -72,7 +74,10 @@ def test_recommended_point_respects_the_noise_where_the_knee_does_not():
     assert pareto.knee(means, modes, pareto.non_dominated(means, modes)) == 2
     i, reason = verdicts.recommend(means, ses, metrics, modes, [None, None])
     assert i == 1
-    assert reason == ("best bias/amplification among the 3 trial(s) within one standard error (1) of the best "
-                      "world/score")
+    assert reason == ("best bias/amplification among the 3 trial(s) not shown worse than the best world/score by "
+                      "more than one standard error (1)")
     i, reason = verdicts.recommend(means, ses, metrics, modes, [None, 0.5])
-    assert i == 2 and "among the 2 trial(s) within its margin (0.5)" in reason
+    assert i == 1 and "among the 3 trial(s) not shown worse" in reason and "its margin (0.5)" in reason
+    precise = np.array([[0.01, 0.05]] * 3)
+    i, reason = verdicts.recommend(means, precise, metrics, modes, [None, 0.5])
+    assert i == 2 and "among the 2 trial(s)" in reason

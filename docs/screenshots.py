@@ -32,7 +32,8 @@ from PIL import Image, ImageChops
 
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-            "--virtual-time-budget=20000", "--window-size=1600,1000"]
+            # 90 s of virtual time: the runs page draws its charts only after fetching every run's metrics
+            "--virtual-time-budget=90000", "--window-size=1600,1000"]
 PAGE_WIDTH = 1190  # the page without the assistant panel, at a 1600-pixel window
 
 
@@ -70,11 +71,14 @@ def terminal(typescript: Path, path: Path, columns: int = 120, lines: int = 40) 
     from rich.console import Console
     from rich.text import Text
 
-    screen = pyte.Screen(columns, lines)
+    screen = pyte.Screen(columns + 1, lines)  # a column to spare: a line of exactly `columns` never wraps early
     screen.set_mode(pyte.modes.LNM)  # a line feed also returns the carriage, as the tty's output processing did
-    pyte.ByteStream(screen).feed(typescript.read_bytes())
+    data = typescript.read_bytes()
+    if data.startswith(b"Script started"):  # script's own header line: in the file, never on the terminal
+        data = data.split(b"\n", 1)[-1]
+    pyte.ByteStream(screen).feed(data)
     console = Console(record=True, width=columns, force_terminal=True, color_system="truecolor", file=io.StringIO())
-    rows = [screen.buffer[y] for y in range(lines)]
+    rows = [screen.buffer[y] for y in range(lines)]  # (the spare column is never printed)
     last = max((y for y, row in enumerate(rows) if any(row[x].data.strip() for x in range(columns))), default=0)
     for row in rows[:last + 1]:
         text = Text()

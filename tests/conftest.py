@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -144,6 +145,13 @@ def non_dominated(points: dict[str, tuple[float, float]]) -> set[str]:
 # --- end-to-end helpers -------------------------------------------------------------------------------------------
 
 TIMEOUT = 600  # seconds: a safety net against a hung cluster, not a measured expectation
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

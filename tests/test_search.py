@@ -5,7 +5,6 @@ through a real `mlflow server`."""
 import functools
 import json
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from study.search.callbacks import anchor_of
 from study.search.driver import run_study
 from study.search.space import make_sampler, make_searcher, suggest
 from study.search.worker import quiet_train_reports
-from tests.conftest import OBJECTIVES, non_dominated, study_raw, tiny_space
+from tests.conftest import OBJECTIVES, free_port, non_dominated, study_raw, tiny_space
 
 pytestmark = pytest.mark.usefixtures("no_ray_left_behind")  # the studies here start Ray; none may outlive its test
 
@@ -120,19 +119,13 @@ def test_run_needs_a_search_section(tmp_path, capsys):
 # --- studies on a local Ray cluster -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server():
     """Start `mlflow server` on a study's SQLite store; yields a function study_dir -> tracking URL."""
     procs = []
 
     def serve(study_dir):
-        port = _free_port()
+        port = free_port()
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{study_dir}/mlflow.db",
              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

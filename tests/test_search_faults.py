@@ -5,7 +5,6 @@ the test can signal it and find every process it started."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import OBJECTIVES, TIMEOUT, kill_session, non_dominated, tiny_space, trial_runs, wait_for
+from tests.conftest import OBJECTIVES, TIMEOUT, free_port, kill_session, non_dominated, tiny_space, trial_runs, wait_for
 
 pytestmark = [pytest.mark.slow,  # real Ray clusters, real signals, a real mlflow server
               pytest.mark.usefixtures("no_ray_left_behind")]
@@ -100,7 +99,7 @@ class MlflowServer:
     """A real `mlflow server` on a SQLite store, which the test can stop and start again on the same port."""
 
     def __init__(self, root: Path):
-        self.root, self.port, self.proc = root, _free_port(), None
+        self.root, self.port, self.proc = root, free_port(), None
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
@@ -128,12 +127,6 @@ class MlflowServer:
                 self.proc.wait(timeout=30)
             wait_for(lambda: not self.healthy(), "the mlflow server to stop answering")
             self.proc = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -202,7 +195,7 @@ class LocalCluster:
     go on."""
 
     def __init__(self, root: Path):
-        self.root, self.port, self.sessions = root, _free_port(), {}
+        self.root, self.port, self.sessions = root, free_port(), {}
         self.env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
     @property
@@ -210,7 +203,7 @@ class LocalCluster:
         return f"127.0.0.1:{self.port}"
 
     def start(self, name: str, cpus: int, resources: dict | None = None) -> None:
-        where = ["--head", f"--port={self.port}", f"--dashboard-port={_free_port()}"] if not self.sessions else \
+        where = ["--head", f"--port={self.port}", f"--dashboard-port={free_port()}"] if not self.sessions else \
             [f"--address={self.address}"]
         argv = ["ray", "start", *where, f"--num-cpus={cpus}", f"--resources={json.dumps(resources or {})}",
                 "--object-store-memory=100000000", "--disable-usage-stats"]

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,19 +13,13 @@ import urllib.request
 import pytest
 
 from study.cli import main
-from tests.conftest import tiny_space, wait_for
+from tests.conftest import free_port, tiny_space, wait_for
 from tests.test_storage_record import _runs
 
 pytestmark = [pytest.mark.slow,  # a study on a real local Ray cluster and a real S3 server
               pytest.mark.usefixtures("no_ray_left_behind")]
 
 BUCKET = "kdstudy-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(url: str) -> bool:
@@ -43,7 +36,7 @@ def s3(tmp_path, monkeypatch):
     this process and in the Ray processes the study starts."""
     import boto3
 
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
                               stdout=(tmp_path / "moto.log").open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)

@@ -129,7 +129,9 @@ def registered(meta: dict) -> bool:
     """Whether the study has a registered model (a student exported or rerun)."""
     from mlflow import MlflowClient
 
-    return bool(MlflowClient(meta["tracking_uri"]).search_registered_models(f"name = '{meta['name']}'"))
+    from study.record.registry import has_model
+
+    return has_model(MlflowClient(meta["tracking_uri"]), meta["name"])
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def register_student(client: MlflowClient, name: str, model_dir: Path, origin: s
     version = _existing(client, name, source)
     if version is None:
         uri = _log_flavour(client, Path(model_dir), run_id, card)
-        if not client.search_registered_models(f"name = '{name}'"):
+        if not has_model(client, name):
             client.create_registered_model(name, description=f"students of the kdstudy study {name}")
         version = client.create_model_version(name, uri, run_id=run_id,
                                               tags={**tags, SOURCE: source}).version
@@ -48,8 +48,13 @@ def register_student(client: MlflowClient, name: str, model_dir: Path, origin: s
     return str(version)
 
 
+def has_model(client: MlflowClient, name: str) -> bool:
+    """Whether the registry holds a registered model `name` (a study's, once a student of it was registered)."""
+    return bool(client.search_registered_models(f"name = '{name}'"))
+
+
 def _existing(client: MlflowClient, name: str, source: str) -> str | None:
-    if not client.search_registered_models(f"name = '{name}'"):
+    if not has_model(client, name):
         return None
     for found in client.search_model_versions(f"name = '{name}'"):
         if found.tags.get(SOURCE) == source:

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -98,6 +99,19 @@ class Outbox:
             log.info(f"tracking is back: {sent} waiting trial(s) logged to {self.meta['tracking_uri']}")
         self.down = False
         return True
+
+    def flush_within(self, seconds: float, every: float = 5.0) -> bool:
+        """`flush`, tried again every `every` seconds for up to `seconds` while it fails: at the study's end a
+        server that is restarting gets the time a restart takes before the driver gives up on it."""
+        deadline = time.monotonic() + seconds
+        if self.flush():
+            return True
+        log.info(f"waiting up to {seconds:.0f} s for tracking at {self.meta['tracking_uri']} to come back")
+        while time.monotonic() + every < deadline:
+            time.sleep(every)
+            if self.flush():
+                return True
+        return False
 
     def _send(self, client: MlflowClient, trial_id: str, entry: dict) -> None:
         start, end = entry["start"], entry["end"]

@@ -38,6 +38,9 @@ from study.search.trial import run_trial
 from study.search.watch import StudyView, chatter_to_file, showing
 
 log = logging.getLogger(__name__)
+# At the study's end, how long a tracking server that is down gets to come back (a restart takes seconds) before
+# the driver stops and says to --resume once it is.
+FINISH_WAIT_S = 120.0
 
 
 # --- the tuner ---------------------------------------------------------------------------------------------------
@@ -191,7 +194,7 @@ def finish_study(cfg: StudyConfig, teacher: dict[str, float]):
     for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)  # its Tune trial never came back
     box = Outbox(directory, meta, folder.read_config(directory).tracking.log_models)
-    if not box.flush():
+    if not box.flush_within(FINISH_WAIT_S):
         raise TrackingUnavailable(f"the trials are done, but tracking at {meta['tracking_uri']} is unreachable: "
                                   f"{len(box.entries())} trial(s) wait in {box.path}; once it is back, --resume "
                                   f"logs them and publishes the front")

@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "`hf auth login` or $HF_TOKEN)")
     ship.set_defaults(func=cmd_export)
 
-    eff = sub.add_parser("effects", help="a grid study's main effects, interactions and ANOVA, with 95% intervals")
+    eff = sub.add_parser("effects", help="a grid study's main effects, interactions and ANOVA, with 95%% intervals")
     eff.add_argument("study_dir")
     eff.add_argument("--json", action="store_true", help="print JSON instead of tables (nothing written or logged)")
     eff.set_defaults(func=cmd_effects)

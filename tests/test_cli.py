@@ -143,3 +143,25 @@ def test_the_command_starts_without_heavy_libraries():
     assert out.stdout.strip() == ""
     usage = subprocess.run([sys.executable, "-m", "study.cli", "run"], capture_output=True, text=True)
     assert usage.returncode == 2 and "the following arguments are required: config" in usage.stderr
+
+
+def test_every_command_prints_its_help(capsys):
+    """argparse formats help strings with %: a bare "95%" in one made `kdstudy --help` a traceback."""
+    import argparse
+
+    from study.cli import build_parser
+
+    def commands(parser, prefix):
+        yield prefix
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from commands(sub, [*prefix, name])
+
+    every = list(commands(build_parser(), []))
+    assert ["data", "fetch"] in every
+    for argv in every:
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--help"])
+        assert exit_.value.code == 0, argv
+    assert "effects" in capsys.readouterr().out

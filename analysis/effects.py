@@ -8,9 +8,12 @@ Terms (y is one objective; a run is one cell at one replicate seed s):
   (its initialisation, its data order) cancels within the seed.
 - interaction of levels (a, b) of factors A x B: mean(A=a, B=b) - mean(A=a) - mean(B=b) + grand, per seed, then the
   mean over seeds (the two-way interaction of a balanced design; 0 when the effects of A and B add).
-- 95% interval: the Student-t interval over the seed-wise effects (analysis.report.seed_summary: mean +- t(0.975,
-  n-1) sd / sqrt(n)), so the interval is the spread of the effect itself across replicates, not a model's residual.
-  With one seed there is no interval (nan).
+- 95% interval: effect +- t(0.975, df_res) * sqrt(MS_res * sum_i w_i^2), where the effect is the linear combination
+  sum_i w_i y_i of the runs (w_i = [run i has level l] / n_l - 1 / N for a main effect, and the four-term analogue
+  for an interaction) and MS_res, df_res are the ANOVA's residual (below). The residual pools the seed-to-seed noise
+  with every interaction the model leaves out, over many degrees of freedom: a fractional design run at one or two
+  seeds still gets usable intervals (a t interval over 2 seeds has t(0.975, 1) = 12.7), and they are conservative
+  where a left-out interaction is real. With no residual degree of freedom there is no interval (nan).
 - ANOVA: sums of squares of the balanced design, computed with numpy (Montgomery, Design and Analysis of
   Experiments, ch. 5): SS(F) = sum over levels of n_l (mean_l - grand)^2, SS(A x B) = sum over cells of n_ab
   (interaction_ab)^2, the seeds as a block, the residual what is left of SS(total); share = SS / SS(total); F against
@@ -32,8 +35,6 @@ import numpy as np
 from rich.table import Table
 from scipy import stats
 
-from analysis.report import seed_summary
-
 ABSENT = "-"  # a conditional factor's level in the cells where its condition fails
 
 
@@ -54,6 +55,11 @@ def _level(run: dict, factor: str):
     return run["params"].get(factor, ABSENT)
 
 
+def _is(factor: str, level):
+    """The runs at this level of the factor, as a predicate."""
+    return lambda r: _level(r, factor) == level
+
+
 def _levels(runs: list[dict], factor: str) -> list:
     found = list(dict.fromkeys(_level(r, factor) for r in runs))
     return sorted(found, key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else str(v)))
@@ -69,7 +75,7 @@ def effects(runs: list[dict], factors: list[str], metric: str, interactions=()) 
     grand = {s: float(y[s].mean()) for s in seeds}
 
     def seedwise(select, combine) -> dict:
-        """seed_summary over the seeds where every mean `combine` needs exists."""
+        """The mean over seeds of `combine` of one seed's means, over the seeds where every mean it needs exists."""
         values = []
         for s in seeds:
             means = {}
@@ -80,33 +86,53 @@ def effects(runs: list[dict], factors: list[str], metric: str, interactions=()) 
                 means[key] = float(np.mean(picked))
             else:
                 values.append(combine(means, grand[s]))
-        return seed_summary(values) if values else {"mean": float("nan"), "n": 0}
+        return {"mean": float(np.mean(values)), "n": len(values)} if values else {"mean": float("nan"), "n": 0}
 
     out = {"metric": metric, "runs": len(runs), "seeds": len(seeds), "grand_mean": float(np.mean(list(grand.values()))),
            "main": {}, "interactions": {}}
+    named = [p for p in interactions if p[0] in factors and p[1] in factors]
+    out["anova"], out["balanced"] = anova(runs, factors, metric, named)
+    residual = next(r for r in out["anova"] if r["source"] == "residual")
+    ms_res = residual["ss"] / residual["df"] if residual["df"] > 0 else float("nan")
+    t = float(stats.t.ppf(0.975, residual["df"])) if residual["df"] > 0 else float("nan")
+
+    def half_width(*terms) -> float:
+        """t * the standard error of sum_i w_i y_i, w_i = sum over (sign, selector) of sign * [selected] / count."""
+        w = np.zeros(len(runs))
+        for sign, keep in terms:
+            selected = np.array([keep(r) for r in runs], dtype=float)
+            w += sign * selected / selected.sum()
+        return t * float(np.sqrt(ms_res * (w ** 2).sum()))
+
+    def every(r) -> bool:
+        return True
+
     for f in factors:
         out["main"][f] = {}
         for level in _levels(runs, f):
-            s = seedwise({"l": lambda r, f=f, level=level: _level(r, f) == level}, lambda m, g: m["l"] - g)
-            out["main"][f][str(level)] = _effect(s, out["grand_mean"])
-    for a, b in interactions:
-        if a not in factors or b not in factors:
-            continue
+            keep = _is(f, level)
+            s = seedwise({"l": keep}, lambda m, g: m["l"] - g)
+            out["main"][f][str(level)] = _effect(s, half_width((1, keep), (-1, every)), out["grand_mean"])
+    for a, b in named:
         name = f"{a} x {b}"
         out["interactions"][name] = {}
         for la, lb in itertools.product(_levels(runs, a), _levels(runs, b)):
-            s = seedwise({"ab": lambda r, la=la, lb=lb: _level(r, a) == la and _level(r, b) == lb,
-                          "a": lambda r, la=la: _level(r, a) == la, "b": lambda r, lb=lb: _level(r, b) == lb},
-                         lambda m, g: m["ab"] - m["a"] - m["b"] + g)
-            out["interactions"][name][f"{la} | {lb}"] = _effect(s, None)
-    out["anova"], out["balanced"] = anova(runs, factors, metric, [p for p in interactions
-                                                                   if p[0] in factors and p[1] in factors])
+            keep_a, keep_b = _is(a, la), _is(b, lb)
+
+            def keep_ab(r, keep_a=keep_a, keep_b=keep_b) -> bool:
+                return keep_a(r) and keep_b(r)
+
+            s = seedwise({"ab": keep_ab, "a": keep_a, "b": keep_b}, lambda m, g: m["ab"] - m["a"] - m["b"] + g)
+            if s["n"] == 0:  # a combination the fraction does not run
+                continue
+            half = half_width((1, keep_ab), (-1, keep_a), (-1, keep_b), (1, every))
+            out["interactions"][name][f"{la} | {lb}"] = _effect(s, half, None)
     return out
 
 
-def _effect(summary: dict, grand: float | None) -> dict:
-    row = {"effect": summary["mean"], "ci_low": summary.get("ci_low", float("nan")),
-           "ci_high": summary.get("ci_high", float("nan")), "seeds": summary["n"]}
+def _effect(summary: dict, half: float, grand: float | None) -> dict:
+    row = {"effect": summary["mean"], "ci_low": summary["mean"] - half, "ci_high": summary["mean"] + half,
+           "seeds": summary["n"]}
     if grand is not None:
         row["mean"] = grand + summary["mean"]
     return row
@@ -195,7 +221,7 @@ def effects_tables(found: dict[str, dict], title: str) -> list[Table]:
     tables = []
     for metric, e in found.items():
         t = Table(title=f"{title}: {metric} (grand mean {e['grand_mean']:.4g}, {e['runs']} runs, {e['seeds']} seeds)",
-                  caption="effect = level mean - grand mean, paired over seeds [95% t interval over seeds]")
+                  caption="effect = level mean - grand mean, paired over seeds [95% interval from the ANOVA residual]")
         for column in ("factor", "level", "mean", "effect [95% interval]"):
             t.add_column(column, overflow="fold")
         for f, levels in e["main"].items():

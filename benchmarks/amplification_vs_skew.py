@@ -9,7 +9,7 @@ with its 95% t interval over seeds (analysis.report.seed_summary). The bias metr
 statistics at every level, so the teacher's slope follows s; the relative amplification is the comparable column.
 
     python benchmarks/amplification_vs_skew.py [--skews 0.5,1,1.5] [--seeds 3] [--config search_spaces/smoke.yaml]
-        [--set key=value ...]
+        [--set key=value ...] [--json runs.json] [--figure amplification_vs_skew.png]
 
 A level's world is smaller than the shipped one unless --set says otherwise: `--set world.sentences=30000` for the
 shipped size (and its teacher) at skew 1.
@@ -28,7 +28,7 @@ from study.distill.models import make_student
 from study.experiment.sources import load_teacher_and_corpus
 from study.load import load_config
 from study.metrics import bias
-from study.runtime import quiet_libraries, setup_logging
+from study.runtime import fix_threads, quiet_libraries, setup_logging
 
 SLOPE = "bias/template/planted_slope"
 # Smaller than the shipped world (30,000 sentences) so that each level's teacher pretrains in minutes on 2 cores.
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--config", default="search_spaces/smoke.yaml")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--json", help="also write every run's metrics here")
+    parser.add_argument("--figure", help="also draw the amplification per level with its interval here (.png)")
     args = parser.parse_args()
     quiet_libraries()
     setup_logging()
@@ -50,6 +51,7 @@ def main() -> None:
     for skew in (float(s) for s in args.skews.split(",")):
         overrides = SMALL_WORLD + args.set + [f"world.skew={skew}", "distill.mitigation.mode=none", "search=null"]
         base = load_config(args.config, overrides)
+        fix_threads(base.threads)  # the study's thread count: the numbers a trial would give
         started = time.time()
         teacher, tokenizer, sentences = load_teacher_and_corpus(base)
         ids = tokenize(sentences, tokenizer, base.distill.max_length)
@@ -69,6 +71,7 @@ def main() -> None:
                   f"{student_bias[SLOPE] - teacher_bias[SLOPE]:+.4f}, {time.time() - started:.0f}s", flush=True)
         levels[skew] = {"teacher": teacher_bias, "runs": runs}
 
+    rows = {}
     print()
     print(f"{'skew':>5s} {'teacher slope':>13s} {'student slope':>13s} {'amplification [95% CI]':>30s} "
           f"{'relative [95% CI]':>28s}")
@@ -77,11 +80,38 @@ def main() -> None:
         student = seed_summary([r[SLOPE] for r in level["runs"]])
         amp = seed_summary([r[SLOPE] - t for r in level["runs"]])
         rel = seed_summary([r[SLOPE] / t - 1 for r in level["runs"]])
+        rows[skew] = (amp, rel)
         print(f"{skew:5g} {t:13.4f} {student['mean']:13.4f} {amp['mean']:+10.4f} [{amp['ci_low']:+.4f}, "
               f"{amp['ci_high']:+.4f}] {rel['mean']:+10.3f} [{rel['ci_low']:+.3f}, {rel['ci_high']:+.3f}]")
+    if args.figure:
+        draw(rows, args.figure)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({str(k): v for k, v in levels.items()}, f, indent=2)
+
+
+def draw(rows: dict[float, tuple[dict, dict]], path: str) -> None:
+    """Two panels over the skew levels: the amplification (student - teacher slope) and the relative one, each level's
+    mean with its 95% interval over seeds, 0 dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skews = list(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    for ax, k, label in ((axes[0], 0, "amplification (student - teacher slope)"),
+                         (axes[1], 1, "relative (student / teacher - 1)")):
+        mean = [rows[s][k]["mean"] for s in skews]
+        low = [rows[s][k]["mean"] - rows[s][k]["ci_low"] for s in skews]
+        high = [rows[s][k]["ci_high"] - rows[s][k]["mean"] for s in skews]
+        ax.errorbar(skews, mean, yerr=[low, high], fmt="o-", capsize=3, c="tab:red")
+        ax.axhline(0, c="0.6", ls="--", lw=1)
+        ax.set_xlabel("world.skew (planted log-odds x skew)")
+        ax.set_title(label, fontsize=9)
+    fig.suptitle("plain KD on worlds of growing skew: 95% intervals over seeds", fontsize=10)
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
 
 
 if __name__ == "__main__":

@@ -105,8 +105,8 @@ def publish_effects(record: StudyRecord, client: MlflowClient) -> list:
     if not any(e["runs"] for e in found.values()):
         return []
     parent = record.meta["parent_run_id"]
-    keep(record, client, found, folder.EFFECTS_JSON,
-         effects_figure(found, f"{record.name}: level means [95% interval over seeds]"), folder.EFFECTS_FIGURE)
+    figure = effects_figure(found, f"{record.name}: level means [95% interval from the ANOVA residual]")
+    keep(record, client, found, folder.EFFECTS_JSON, figure, folder.EFFECTS_FIGURE)
     missing = missing_cells(record)
     if missing:
         log.warning(f"{len(missing)} grid point(s) have no finished trial, so the design is not balanced: "

@@ -2,17 +2,19 @@
 from 0.5, each with its own teacher, distilled with plain KD over several seeds.
 
 For each skew level s (`world.skew`: every planted share's log-odds times s; 1 = the labour statistics), the world is
-built (corpus, tokenizer, its teacher pretrained to the planted-Spearman target: minutes per level on 2 cores, cached
-afterwards), then plain KD at the given settings runs once per seed. Prints per-run rows, then per level the
-teacher's planted slope, the student's mean, and the amplification (student - teacher, and student / teacher - 1)
-with its 95% t interval over seeds (analysis.report.seed_summary). The bias metrics compare with the labour
-statistics at every level, so the teacher's slope follows s; the relative amplification is the comparable column.
+built at the shipped size (corpus, tokenizer, its teacher pretrained to the planted-Spearman target: about 5 minutes
+per level on a free core, cached afterwards; skew 1 is the shipped world itself), then plain KD at the given settings
+runs once per seed. Prints per-run rows, then per level the teacher's planted slope, the student's mean, and the
+amplification (student - teacher, and student / teacher - 1) with its 95% t interval over seeds
+(analysis.report.seed_summary). The bias metrics compare with the labour statistics at every level, so the teacher's
+slope follows s; the relative amplification is the comparable column.
 
     python benchmarks/amplification_vs_skew.py [--skews 0.5,1,1.5] [--seeds 3] [--config search_spaces/smoke.yaml]
         [--set key=value ...] [--json runs.json] [--figure amplification_vs_skew.png]
 
-A level's world is smaller than the shipped one unless --set says otherwise: `--set world.sentences=30000` for the
-shipped size (and its teacher) at skew 1.
+`--set world.sentences=12000 --set world.max_epochs=10` makes the levels' worlds quicker to build, but their teachers
+then stop short of the association (measured: planted Spearman 0.52-0.66, slopes near 0.01 against the shipped
+teacher's 0.96 and 0.44), and the amplifications come out at the third decimal.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from study.metrics import bias
 from study.runtime import fix_threads, quiet_libraries, setup_logging
 
 SLOPE = "bias/template/planted_slope"
-# Smaller than the shipped world (30,000 sentences) so that each level's teacher pretrains in minutes on 2 cores.
-SMALL_WORLD = ["world.sentences=12000", "world.max_epochs=10"]
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
 
     levels: dict[float, dict] = {}
     for skew in (float(s) for s in args.skews.split(",")):
-        overrides = SMALL_WORLD + args.set + [f"world.skew={skew}", "distill.mitigation.mode=none", "search=null"]
+        overrides = args.set + [f"world.skew={skew}", "distill.mitigation.mode=none", "search=null"]
         base = load_config(args.config, overrides)
         fix_threads(base.threads)  # the study's thread count: the numbers a trial would give
         started = time.time()

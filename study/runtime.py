@@ -36,7 +36,9 @@ def setup_logging(verbosity: int = 0) -> None:
     handler = _line_handler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     _install(handler, level)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    # "Creating initial MLflow database tables...": MLflow sets its loggers' level from this when it is imported
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # (for an MLflow imported already)
     os.environ[WORKER_LEVEL] = logging.getLevelName(level)  # inherited by the Ray workers this process starts
 
 
@@ -92,7 +94,9 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    # "Creating initial MLflow database tables...": MLflow sets its loggers' level from this when it is imported
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # (for an MLflow imported already)
 
 
 def fix_threads(threads: int) -> None:

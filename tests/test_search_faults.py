@@ -16,7 +16,17 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import OBJECTIVES, TIMEOUT, free_port, kill_session, non_dominated, tiny_space, trial_runs, wait_for
+from tests.conftest import (
+    OBJECTIVES,
+    SLOW_POLL,
+    TIMEOUT,
+    free_port,
+    kill_session,
+    non_dominated,
+    tiny_space,
+    trial_runs,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow,  # real Ray clusters, real signals, a real mlflow server
               pytest.mark.usefixtures("no_ray_left_behind")]
@@ -60,7 +70,7 @@ def _space(root: Path, **search) -> Path:
 
 def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_path, capfd):
     space, study_dir, log = _space(tmp_path, num_samples=1), tmp_path / "study", tmp_path / "driver.log"
-    proc = _driver(["run", str(space), "--study-dir", str(study_dir)], log)
+    proc = _driver(["run", str(space), "--study-dir", str(study_dir)], log, env=SLOW_POLL)  # Ctrl-C lands mid-trial
     try:
         wait_for(lambda: "step 20/300" in log.read_text(), "the trial's first progress line", proc)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground process group
@@ -196,7 +206,7 @@ class LocalCluster:
 
     def __init__(self, root: Path):
         self.root, self.port, self.sessions = root, free_port(), {}
-        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", **SLOW_POLL}  # a node is lost mid-trial
 
     @property
     def address(self) -> str:

@@ -18,14 +18,14 @@ from mlflow import MlflowClient
 from study.load import parse_config
 from study.search.driver import run_study
 from study.search.rerun import rerun
-from tests.conftest import OBJECTIVES, TIMEOUT, kill_session, tiny_space, trial_runs, wait_for
+from tests.conftest import OBJECTIVES, SLOW_POLL, TIMEOUT, kill_session, tiny_space, trial_runs, wait_for
 
 pytestmark = [pytest.mark.slow,  # a real Ray cluster per test, and a study killed and resumed
               pytest.mark.usefixtures("no_ray_left_behind")]
-def _start_driver(space: Path, study_dir: Path, log: Path) -> subprocess.Popen:
+def _start_driver(space: Path, study_dir: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "study.cli", "run", str(space), "--study-dir", str(study_dir)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+                            env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})})
 
 
 def _finished_count(study_dir: Path) -> int:
@@ -133,7 +133,7 @@ def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
     space.write_text(yaml.safe_dump(raw))
     study_dir = tmp_path / "study"
     log = tmp_path / "driver.log"
-    proc = _start_driver(space, study_dir, log)
+    proc = _start_driver(space, study_dir, log, env=SLOW_POLL)  # the kill lands mid-trial
     try:
         # the progress line of step 60 comes after the checkpoints of steps 20 and 40 were reported to Ray Train
         wait_for(lambda: "step 60/400" in log.read_text(), "two reported checkpoints", proc)

@@ -50,10 +50,21 @@ def failing_fast():
 class Outbox:
     """The trials whose runs MLflow does not have yet, as JSON in the study folder: trial id -> {start, end}."""
 
+    # The outboxes whose last send failed, in this process: an outage is said once, also when the driver's end of
+    # study (a second Outbox of the same folder) finds the server still down after the trials' callbacks did.
+    _down: set[Path] = set()
+
     def __init__(self, study_dir: str | Path, meta: dict, log_models: bool):
-        self.path = Path(study_dir) / OUTBOX
+        self.path = Path(study_dir).resolve() / OUTBOX
         self.meta, self.log_models = meta, log_models
-        self.down = False  # the last send failed: say so once, not at every event
+
+    @property
+    def down(self) -> bool:
+        return self.path in Outbox._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        (Outbox._down.add if value else Outbox._down.discard)(self.path)
 
     def entries(self) -> dict[str, dict]:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}

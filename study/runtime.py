@@ -36,9 +36,7 @@ def setup_logging(verbosity: int = 0) -> None:
     handler = _line_handler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     _install(handler, level)
-    # "Creating initial MLflow database tables...": MLflow sets its loggers' level from this when it is imported
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # (for an MLflow imported already)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
     os.environ[WORKER_LEVEL] = logging.getLevelName(level)  # inherited by the Ray workers this process starts
 
 
@@ -94,9 +92,7 @@ def quiet_libraries() -> None:
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
-    # "Creating initial MLflow database tables...": MLflow sets its loggers' level from this when it is imported
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # (for an MLflow imported already)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 
 def fix_threads(threads: int) -> None:

@@ -118,7 +118,6 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             teacher = state = None
         # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
         logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in RDB with name: ..."
         if live:
             chatter_to_file(directory)
         started = start_ray(cfg, address, log_to_driver=not live)

@@ -76,7 +76,7 @@ def train_run_config(cfg: StudyConfig, name: str) -> RunConfig:
 # Train run reporting 3 checkpoints took 19 s at 2 s and 11 s at 0.2 s (a trivial loop, so the 8 s are all polling).
 # Ray propagates the variable from this process to the controller; a value the user set is kept. A poll is a small
 # actor call, five a second per worker.
-POLL_INTERVAL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+POLL_INTERVAL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
 
 RESULT = "result.json"  # beside a Train run's checkpoints: the evaluated metrics, once everything is done
 
@@ -143,8 +143,7 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         log.info(f"[{name}] finished before the interruption: its saved result is reported again")
         return saved["metrics"], _absolute(cfg, saved["uri"])
     scaling = cfg.search.scaling
-    for key, value in POLL_INTERVAL.items():
-        os.environ.setdefault(key, value)
+    os.environ.setdefault(POLL_INTERVAL_ENV, POLL_INTERVAL_S)
     trainer = TorchTrainer(
         distill_worker,
         train_loop_config={"cfg": cfg, "trial": name},

@@ -70,6 +70,21 @@ def test_samplers():
         assert isinstance(sampler, cls)
 
 
+def test_every_searcher_pickles_and_samples_after(tmp_path):
+    """Ray pickles the searcher, sampler and all, into the Tuner's state; a copy must sample on. Optuna 5.1's NSGA-II
+    holds a thread lock that pickle refuses (the study failed as the Tuner started)."""
+    from ray import cloudpickle
+
+    from study.record.folder import optuna_storage, resolve
+
+    for name in ("nsga2", "tpe", "gp", "random"):
+        (tmp_path / name).mkdir()
+        cfg = resolve(parse_config(study_raw(sampler={"name": name})), tmp_path / name)
+        searcher = cloudpickle.loads(cloudpickle.dumps(make_searcher(cfg, optuna_storage(tmp_path / name))))
+        for k in range(3):  # past the anchors: the sampler itself proposes
+            with_params(cfg, searcher.suggest(f"t{k}"))
+
+
 def test_tpe_models_the_parameters_jointly():
     """Multi-objective TPE samples from a joint (relative) model once its startup trials are done; a univariate one
     would have no relative search space."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import warnings
 
 import optuna
@@ -34,11 +35,27 @@ def suggest(trial: optuna.Trial, space: dict[str, ParamSpec], repeats: int = 1) 
         trial.suggest_categorical(REPLICATE, list(range(repeats)))
 
 
+class NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable again. Ray pickles the searcher with its sampler (the Tuner's saved state, from
+    which --resume restores it); Optuna 5.1 gave the genetic samplers a threading.Lock, which pickle refuses ("cannot
+    pickle '_thread.lock' object" as the Tuner starts). The lock guards a cache within one process, so a copy gets a
+    new one."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 def make_sampler(cfg: SamplerConfig) -> optuna.samplers.BaseSampler:
     """The Optuna sampler the YAML names. A grid's trials are all enqueued (make_searcher), so its sampler (random)
     proposes nothing while the grid lasts."""
     if cfg.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=cfg.population_size, seed=cfg.seed)
+        return NSGAIISampler(population_size=cfg.population_size, seed=cfg.seed)
     if cfg.name == "tpe":  # multi-objective TPE needs the joint (multivariate) model
         return optuna.samplers.TPESampler(multivariate=True, n_startup_trials=cfg.n_startup_trials, seed=cfg.seed)
     if cfg.name == "gp":

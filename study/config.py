@@ -157,9 +157,11 @@ class DistillConfig(Strict):
     # on an H100, onto 30,528 at 667); on a CPU it costs at most 63 extra rows of the projection.
     pad_vocab_to: int = Field(64, ge=0, description="pad the vocabulary projection to a multiple of this; 0 = off")
     # 8192 positions: Liger's chunked loss of the same structure ran faster at 8192 than at 1024 on an H100, and
-    # the fp32 temporaries stay ~1 GB each at V = 30k; a CPU batch of the world fits in one chunk.
-    loss_chunk: int = Field(8192, ge=0, description="positions per chunk of the projected loss; 0 = the reference "
-                                                     "loss on full (B, L, V) logits (unpadded)")
+    # the fp32 temporaries stay ~1 GB each at V = 30k. On a CPU the chunk is smaller, to fit in cache
+    # (study.distill.projected_loss.chunk_size).
+    loss_chunk: int = Field(8192, ge=0, description="positions per chunk of the projected loss on an accelerator (on "
+                                                     "a CPU at most 1 MiB of fp32 logits); 0 = the reference loss on "
+                                                     "full (B, L, V) logits (unpadded)")
     compile: bool = Field(False, description="torch.compile the student and teacher encoders")
 
     @model_validator(mode="after")

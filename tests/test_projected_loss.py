@@ -11,7 +11,7 @@ from study.distill.batches import DistillData, assemble, make_plan
 from study.distill.data import selection_weights
 from study.distill.loop import train
 from study.distill.models import make_student
-from study.distill.projected_loss import KDTargets, projected_kd_losses
+from study.distill.projected_loss import KDTargets, chunk_size, projected_kd_losses
 from study.distill.step import MixupStudent, loss_step
 
 MODES = {
@@ -102,6 +102,14 @@ def test_temperature_one_and_tiny_by_hand():
                                      1.0, 1.0, 1.0, pad_to=64)
     assert ce.item() == pytest.approx(0.5 * math.log(4 / 3), abs=1e-6)
     assert mlm.item() == pytest.approx(-math.log(0.75), abs=1e-6)
+
+
+def test_a_cpu_chunk_holds_a_mebibyte_of_logits():
+    assert chunk_size(8192, 2411, "cpu") == 108  # 2**20 / (4 * 2411) = 108.7: the smoke world's vocabulary
+    assert chunk_size(8192, 30522, "cpu") == 8  # bert-base-uncased
+    assert chunk_size(50, 2411, "cpu") == 50  # a smaller chunk asked for is kept
+    assert chunk_size(8192, 2**19, "cpu") == 1
+    assert chunk_size(8192, 30522, "cuda") == 8192
 
 
 def test_training_paths_agree(world_models):

@@ -48,6 +48,20 @@ class KDTargets:
         return KDTargets(**move)
 
 
+# On a CPU a chunk's fp32 (c, V) temporaries are worth keeping in a core's cache: the loss is a dozen passes over
+# them. Measured on the smoke world (V = 2,411, 2 cores): 200 distillation steps took 12.4 s at the GPU's 8192
+# positions (one chunk per batch, ~6 MB per temporary), 10.3 s at 128 and 10.7 s at 64, two processes at once alike.
+CPU_CHUNK_BYTES = 2**20
+
+
+def chunk_size(chunk: int, vocab: int, device_type: str) -> int:
+    """Positions per chunk: `chunk` on an accelerator; on a CPU at most those whose fp32 logits fit in
+    CPU_CHUNK_BYTES. The chunking changes only the order of the sums, not the losses."""
+    if device_type != "cpu":
+        return chunk
+    return max(1, min(chunk, CPU_CHUNK_BYTES // (4 * vocab)))
+
+
 def padded_size(vocab: int, pad_to: int | None) -> int:
     return math.ceil(vocab / pad_to) * pad_to if pad_to else vocab
 

@@ -45,7 +45,7 @@ def confirmed_markdown(confirmed: Front | None) -> list[str]:
                   + f", {confirmed.recommended_reason}. `kdstudy rerun STUDY_DIR --seeds 3` reruns it.", ""]
     if confirmed.p_front is not None:
         shares = ", ".join(f"`{t.trial_id}` {p:.2f}" for t, p in zip(confirmed.trials, confirmed.p_front))
-        lines += [f"**P(on the front)** over the fresh seeds: {shares}.", ""]
+        lines += [f"**P(on the front)** over the confirm seeds: {shares}.", ""]
     found = verdict_lines(confirmed)
     if found:
         lines += [f"**Against the control** (`{confirmed.control}`), trial - control [95% interval]:", ""]

@@ -115,10 +115,11 @@ def summarize(record: StudyRecord) -> Front:
 
 
 def summarize_confirmed(record: StudyRecord) -> Front | None:
-    """The confirmed front: the trials the confirm stage ran, on the means over their fresh seeds, with the standard
-    error of each mean (std / sqrt(seeds)) and its 95% Student-t interval; on the front are the trials with
-    P(front) >= 0.5 (analysis.verdicts); the hypervolume is against the study's reference point (the single-run
-    front's), so that the two are comparable. None if the study confirmed none."""
+    """The confirmed front: the trials the confirm stage ran, on the means over their confirm seeds (an anchor's search
+    run counted as its seed 0), with the standard error of each mean (std / sqrt(seeds)) and its 95% Student-t
+    interval; on the front are the trials with P(front) >= 0.5 (analysis.verdicts); the hypervolume is against the
+    study's reference point (the single-run front's), so that the two are comparable.
+    None if the study confirmed none."""
     trials, values = record.confirmed()
     if not trials:
         return None
@@ -184,7 +185,7 @@ def front_table(front: Front, title: str) -> Table:
 
 
 def confirmed_table(front: Front, title: str) -> Table:
-    """Every confirmed trial: its seed means [95% interval] over the fresh seeds, its single run, and its probability
+    """Every confirmed trial: its seed means [95% interval] over the confirm seeds, its single run, and its probability
     of being on the front with the place the race left it in (0.05 < P < 0.95 is undecided)."""
     # The mitigation alone names a trial here; every sampled value is in the single-run table and pareto.json.
     params = [p for p in ("distill.mitigation.mode",) if any(p in t.params for t in front.trials)]
@@ -207,7 +208,7 @@ def confirmed_table(front: Front, title: str) -> Table:
 
 def verdict_table(front: Front, title: str) -> Table:
     """Each confirmed trial against the control, on the same seeds: trial - control, its 95% interval, the verdict."""
-    table = Table(title=title, caption="trial - control, paired over the shared fresh seeds, with its 95% Student-t "
+    table = Table(title=title, caption="trial - control, paired over the seeds both ran, with its 95% Student-t "
                                        "interval; within ±m: smaller than the objective's margin m", show_edge=False)
     table.add_column("trial", overflow="fold")
     for metric in front.metrics:

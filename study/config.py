@@ -442,14 +442,14 @@ class ScalingConfig(Strict):
 
 class ConfirmConfig(Strict):
     """The confirm stage, a race (study.search.confirm): after the search, the `top` best trials by non-domination
-    rank and the control run `seeds` fresh seeds, the same for all; then seeds are added in rounds, doubling, to the
-    trials whose place on the front (or verdict against the control) is undecided, until every one is decided, a
-    trial has `max_seeds`, or `budget` runs are spent."""
+    rank and the control run `seeds` seeds, the same for all (an anchor's search run counted as its seed 0); then
+    seeds are added in rounds, doubling, to the trials whose place on the front (or verdict against the control) is
+    undecided, until every one is decided, a trial has `max_seeds`, or `budget` runs are spent."""
 
     top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
     anchors: bool = Field(True, description="the anchors race too (the control always does): their verdicts are "
                                             "the study's answer to 'does the paper's setting help'")
-    seeds: int = Field(2, ge=1, description="fresh seeds per trial in the first round (2: the fewest with a spread, "
+    seeds: int = Field(2, ge=1, description="seeds per trial in the first round (2: the fewest with a spread, "
                                             "so a race started at 1 decides nothing before its second round)")
     max_seeds: int = Field(8, ge=2, description="seeds at most per trial")
     budget: int | None = Field(None, ge=1, description="confirm runs at most in all; default (top + 1) x max_seeds")

@@ -30,10 +30,14 @@ def simulate(truth: dict[str, tuple[float, float]], repeat: int):
     return run, calls
 
 
-def race_of(truth, repeat, control="plain_kd", seeds=2, max_seeds=8, budget=80):
+def race_of(truth, repeat, control="plain_kd", seeds=2, max_seeds=8, budget=80, anchors=()):
+    """The race over `truth`; the `anchors` (and the control, if named there) hand in their seed 0, the search's run,
+    drawn from the same simulation outside the race's calls."""
     trials = [t for t in truth if t != control]
     run, calls = simulate(truth, repeat)
-    return race(trials, control, run, METRICS, MODES, MARGINS, seeds, max_seeds, budget), calls
+    given = run([(t, 0) for t in anchors])
+    calls.clear()
+    return race(trials, control, run, METRICS, MODES, MARGINS, seeds, max_seeds, budget, given=given), calls
 
 
 # A real trade-off: a, b and the control are the front; d is dominated by more than 3 noise sds on both objectives
@@ -43,10 +47,11 @@ FLAT = {"plain_kd": (0.10, 85.0), "a": (0.02, 85.0), "b": (0.05, 85.0), "c": (0.
 REPEATS = 60
 
 
-def test_the_true_front_is_found_and_a_clear_loser_left_behind():
+@pytest.mark.parametrize("anchors", [(), ("plain_kd", "a")], ids=["all picked", "anchors hand in seed 0"])
+def test_the_true_front_is_found_and_a_clear_loser_left_behind(anchors):
     on_front = {t: 0 for t in TRADE_OFF}
     for repeat in range(REPEATS):
-        result, calls = race_of(TRADE_OFF, repeat)
+        result, calls = race_of(TRADE_OFF, repeat, anchors=anchors)
         assert len(calls) == len(set(calls)) == result.runs  # every (trial, seed) once
         for t, p in result.p_front.items():
             on_front[t] += p >= verdicts.FRONT
@@ -55,10 +60,11 @@ def test_the_true_front_is_found_and_a_clear_loser_left_behind():
     assert on_front["d"] <= 0.05 * REPEATS, on_front
 
 
-def test_on_a_flat_task_axis_the_verdict_is_within_the_margin_and_never_worse():
+@pytest.mark.parametrize("anchors", [(), ("plain_kd", "a")], ids=["all picked", "anchors hand in seed 0"])
+def test_on_a_flat_task_axis_the_verdict_is_within_the_margin_and_never_worse(anchors):
     within = worse = 0
     for repeat in range(REPEATS):
-        result, _ = race_of(FLAT, repeat)
+        result, _ = race_of(FLAT, repeat, anchors=anchors)
         for t, comparison in result.comparisons.items():
             v = comparison["world/score"]["verdict"]
             within += v.startswith("within")
@@ -103,3 +109,19 @@ def test_a_replayed_race_asks_for_the_same_runs_in_the_same_rounds():
     first, calls = race_of(TRADE_OFF, 7)
     again, calls_again = race_of(TRADE_OFF, 7)
     assert calls == calls_again and first.place == again.place and first.p_front == pytest.approx(again.p_front)
+
+
+def test_an_anchor_counts_its_search_run_as_seed_0_and_a_picked_trial_does_not():
+    """Seeds 2: the picked trial runs 1 and 2 (its seed 0 got it picked), the anchor 1 after its given 0, and the
+    control every seed either runs: 5 runs, not the 6 of three trials x 2 fresh seeds."""
+    truth = {"plain_kd": (0.10, 85.0), "mix": (-0.30, 84.0), "top": (-0.30, 85.0)}
+    result, calls = race_of(truth, 0, seeds=2, max_seeds=2, anchors=("plain_kd", "mix"))
+    assert sorted(calls) == [("mix", 1), ("plain_kd", 1), ("plain_kd", 2), ("top", 1), ("top", 2)]
+    assert result.runs == 5 and result.fixed_runs() == 5
+    assert result.seeds == {"mix": [0, 1], "top": [1, 2], "plain_kd": [0, 1, 2]}
+    # differences are paired over the seeds both have: mix - control over 0 and 1, top - control over 1 and 2
+    run, _ = simulate(truth, 0)
+    values = run([(t, s) for t in truth for s in (0, 1, 2)])
+    for trial, shared in (("mix", (0, 1)), ("top", (1, 2))):
+        d = [values[(trial, s)][0] - values[("plain_kd", s)][0] for s in shared]
+        assert result.comparisons[trial]["bias/amplification"]["diff"] == pytest.approx(np.mean(d))

@@ -157,10 +157,11 @@ def test_worker_crash_resumes_from_its_checkpoint(tiny_world, tmp_path):
 
 
 def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny_world, tmp_path):
-    """A 2-trial study with a control anchor and a confirm race of both (2 fresh seeds, no second round), its driver
+    """A 2-trial study with a control anchor and a confirm race of both (2 seeds, no second round), its driver
     SIGKILLed once a confirmation seed has started, then resumed: every (trial, seed) ran under one name once, one
-    confirm run per confirmed trial, its means over the fresh seeds only (seed 0, the search's run, kept apart),
-    P(front) and the verdicts against the control recorded and published."""
+    confirm run per confirmed trial, the sampled trial's means over fresh seeds only (its seed 0, the search's run
+    that got it picked, kept apart), the control's with its search run as seed 0, P(front) and the verdicts against
+    the control recorded and published."""
     anchor = {"name": "plain_kd", "params": {"distill.mitigation.mode": "none", "distill.loss.temperature": 2.0}}
     raw = tiny_space(num_samples=2, max_concurrent_trials=1, anchors=[anchor],
                      confirm={"top": 2, "seeds": 2, "max_seeds": 2})
@@ -190,11 +191,16 @@ def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny
     assert race["runs"] == len(expected)
     for tid, run in confirms.items():
         saved = json.loads((study_dir / "confirm" / f"{tid}.json").read_text())
-        assert saved["seeds"] == 2 and sorted(saved["per_seed"]) == ["1", "2"]  # fresh seeds only
+        # the control counts its search run and runs 1 and 2 beside the sampled trial, which has fresh seeds only
+        counted = ["0", "1", "2"] if tid == control else ["1", "2"]
+        assert sorted(saved["per_seed"]) == counted and saved["seeds"] == len(counted)
+        assert saved["search_run_counted"] == (tid == control)
         for metric in OBJECTIVES:
-            values = [saved["per_seed"][k][metric] for k in ("1", "2")]
-            assert run.data.metrics[metric] == pytest.approx(sum(values) / 2)
+            values = [saved["per_seed"][k][metric] for k in counted]
+            assert run.data.metrics[metric] == pytest.approx(sum(values) / len(values))
             assert saved["single_run"][metric] == pytest.approx(trials[tid].data.metrics[metric])
+            if tid == control:
+                assert saved["per_seed"]["0"][metric] == pytest.approx(trials[tid].data.metrics[metric])
         assert 0.0 <= run.data.metrics["confirm/p_front"] <= 1.0
         if tid != control:
             assert set(saved["verdicts"]) == set(OBJECTIVES)

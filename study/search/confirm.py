@@ -1,4 +1,4 @@
-"""The confirm stage of a study: once the search ends, its best trials and the control race on fresh, shared seeds, so
+"""The confirm stage of a study: once the search ends, its best trials and the control race on shared seeds, so
 that the study ends with what it can tell apart: each trial's probability of being on the front and its difference
 from the control on every objective, with a verdict.
 
@@ -9,14 +9,15 @@ from the control on every objective, with a verdict.
 Who runs: the `top` best finished trials by non-domination rank, one per configuration (a configuration the sampler
 proposed twice is confirmed once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
 verdicts answer "does the paper's setting help"), and the control anchor, which runs every seed any trial runs. Seeds:
-fresh ones, k = 1, 2, ...; seed k shifts every seed by k (study.search.seeds), the same k for every trial, so that
-differences are taken seed by seed; seed 0, the search's own run, is kept beside the means as `single_run` and is not
-in them (it is the draw that got the trial picked). The rounds are study.search.race.
+k = 1, 2, ... shifts every seed by k (study.search.seeds), the same k for every trial, so that differences are taken
+seed by seed; seed 0 is the search's own run. A trial picked by its value keeps that run beside its means as
+`single_run`, not in them (it is the draw that got the trial picked); an anchor or the control, which race whatever
+their values, count it as their seed 0 and run one seed fewer. The rounds are study.search.race.
 
 Each run's metrics go to confirm/runs/<trial>-seed<k>.json as its round ends; an interrupted stage replays the race
 from them and from the Train runs that finished (their saved results), so every (trial, seed) runs once. At the end
 each confirmed trial gets confirm/<trial>.json and one MLflow run under the parent tagged confirm_of=<trial>: the
-means over its fresh seeds (std, 95% interval), its single run, `confirm/p_front`, its place and its verdicts; and
+means over its seeds (std, 95% interval), its single run, `confirm/p_front`, its place and its verdicts; and
 confirm/race.json says how the race went (rounds, runs, why it stopped, what a fixed stage would have cost).
 """
 
@@ -83,12 +84,14 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     contenders = {t.trial_id: t for t in [*chosen, *anchors, *([control] if control else [])]}
     for repeat, of in repeats.items():
         log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; confirmed once, as {of}")
-    log.info(f"confirm stage: {', '.join(contenders)} race on shared fresh seeds ({spec.seeds} first, doubling to at "
+    log.info(f"confirm stage: {', '.join(contenders)} race on shared seeds ({spec.seeds} first, doubling to at "
              f"most {spec.max_seeds}; at most {spec.runs} runs); control: "
              f"{control.trial_id + ' (' + control.anchor + ')' if control else 'none (no anchor finished)'}")
     out_dir = directory / folder.CONFIRM
     params = {tid: json.loads(t.tags[tracking.PARAMS_JSON]) for tid, t in contenders.items()}
-    per_run: dict[tuple[str, int], dict] = {}
+    # an anchor's search run is its seed 0: it was run whatever its value, so it is a draw like any other
+    unpicked = {t.trial_id for t in anchors + ([control] if control else [])}
+    per_run: dict[tuple[str, int], dict] = {(tid, 0): _metrics(contenders[tid]) for tid in unpicked}
 
     def run(requests: list[tuple[str, int]]) -> dict:
         """Run what is missing of `requests` (a replayed race finds the rest on disk); their objective values."""
@@ -109,8 +112,9 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
                 if key in per_run}
 
     objectives = cfg.search.objectives
+    given = {key: np.array([m.get(name, np.nan) for name in record.metrics]) for key, m in per_run.items()}
     result = race(list(params), control.trial_id if control else None, run, record.metrics, record.modes,
-                  [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs)
+                  [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs, given=given)
     log.info(f"confirm stage: {result.stopped}; {result.runs} runs in {len(result.rounds)} round(s) (a fixed stage "
              f"deciding as much: {result.fixed_runs()} runs)")
     write_result(out_dir / RACE, race_summary(result, control))
@@ -122,18 +126,23 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
 def race_summary(result: RaceResult, control: Trial | None) -> dict:
     return {"control": control.trial_id if control else None, "stopped": result.stopped, "runs": result.runs,
             "fixed_runs": result.fixed_runs(), "rounds": result.rounds,
-            "seeds": {t: s for t, s in result.seeds.items()}}
+            "seeds": {t: s for t, s in result.seeds.items()},
+            "search_run_counted": [t for t, _ in result.given]}  # seed 0 of these is their search run
+
+
+def _metrics(trial: Trial) -> dict[str, float]:
+    return {m: v for m, v in trial.metrics.items() if "/" in m}
 
 
 def confirmed(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceResult) -> dict:
-    """A confirmed trial's record: its fresh seeds' metrics and their summary, its single run, P(front), its place
-    and its verdicts against the control."""
+    """A confirmed trial's record: the metrics of the seeds that count for it and their summary, its single run,
+    P(front), its place and its verdicts against the control."""
     seeds = result.seeds[tid]
     per_seed = {k: per_run[(tid, k)] for k in seeds}
     failed = {k: "failed" for k in range(1, max(seeds, default=0) + 1) if k not in seeds}
     out = seed_result(params, per_seed, failed, len(per_seed), **{tracking.CONFIRM_OF: tid})
-    out |= {"single_run": {m: v for m, v in trial.metrics.items() if "/" in m}, "p_front": result.p_front[tid],
-            "place": result.place[tid], "verdicts": result.comparisons.get(tid, {})}
+    out |= {"single_run": _metrics(trial), "p_front": result.p_front[tid], "place": result.place[tid],
+            "verdicts": result.comparisons.get(tid, {}), "search_run_counted": (tid, 0) in result.given}
     return out
 
 

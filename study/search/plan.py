@@ -28,7 +28,7 @@ def _confirm(search) -> str:
         return "  confirm  none"
     who = f"the {c.top} best trial(s)" + (", the anchors" if c.anchors else "") + (
         f" and the control ({search.control_anchor})" if search.control_anchor else "")
-    return (f"  confirm  a race of {who} on shared fresh seeds, {c.seeds} to {c.max_seeds} each, at most {c.runs} "
+    return (f"  confirm  a race of {who} on shared seeds, {c.seeds} to {c.max_seeds} each, at most {c.runs} "
             f"runs")
 
 

@@ -126,7 +126,7 @@ def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> 
     seconds and busy share)."""
     tables = [front_table(front, f"{record.name}: Pareto front (single runs, value ± standard error)")]
     if confirmed is not None:
-        tables.append(confirmed_table(confirmed, f"{record.name}: confirmed trials (means over fresh seeds [95% "
+        tables.append(confirmed_table(confirmed, f"{record.name}: confirmed trials (means over the confirm seeds [95% "
                                                  f"interval])"))
         if any(confirmed.comparisons or []):
             tables.append(verdict_table(confirmed, f"{record.name}: against the control "

@@ -1,6 +1,6 @@
 """The confirm stage's race: seeds added in rounds, doubling, only where a trial's place is still undecided.
 
-    round 1     every trial and the control run the first `seeds` fresh seeds (the same seeds for all)
+    round 1     every trial and the control run the first `seeds` seeds (the same seeds for all)
     then        each trial's P(front) (analysis.verdicts.front_probability) and its verdict against the control on
                 every objective; a trial is
                     on the front   P >= 0.95
@@ -9,9 +9,15 @@
                 and a trial whose place is undecided, or any of whose verdicts is, gets its seed count doubled (at
                 most max_seeds); the others leave the race (a trial off the front still owes its verdicts: the
                 study ends with every trial's difference from the control)
-                and the control runs as many seeds as the trial with the most, so that every difference is paired
+                and the control runs every seed a trial runs, so that every difference is paired
     stop        when no trial is undecided, when none of the undecided can get more seeds, or when the next round
                 would spend more than the budget; the result says which
+
+Which seeds count: seed 0 is the search's own run. A trial picked for the race by its value has it left out: it is the
+draw that got the trial picked, and picking the best of noisy draws inflates it; its seeds are 1, 2, .... A trial that
+races whatever its value (an anchor, the control) counts its search run as seed 0, handed in as `given`, and runs 1, 2,
+... after it: the same number of seeds for one run less. Seed k is the same seed for every trial, so a difference is
+taken seed by seed over the seeds both have.
 
 The race is a pure function of what `run` returns, so a simulation with known truth can drive it (tests) and a resumed
 study replays it from the runs it has (`run` answers those from disk) to the same decisions.
@@ -31,44 +37,58 @@ Runs = dict[tuple[str, int], np.ndarray]  # (trial, seed) -> (k,) objective valu
 
 @dataclass
 class RaceResult:
-    seeds: dict[str, list[int]]  # trial -> the fresh seeds it ran (1, 2, ...)
-    values: dict[str, np.ndarray]  # trial -> (s, k) its objective values at seeds 1..s_max (nan where none)
+    seeds: dict[str, list[int]]  # trial -> the seeds that count for it (0 if given, then 1, 2, ...)
+    values: dict[str, np.ndarray]  # trial -> (s, k) its objective values at the race's seeds, in order (nan: none)
     p_front: dict[str, float]
     place: dict[str, str]  # front | off | undecided
     comparisons: dict[str, dict]  # trial -> {metric: difference from the control, interval, verdict}
     rounds: list[dict] = field(default_factory=list)
     runs: int = 0
     stopped: str = ""
+    control: str | None = None
+    given: list[tuple[str, int]] = field(default_factory=list)  # the runs handed in, not run by the race
 
     def fixed_runs(self) -> int:
-        """Runs of a fixed stage that gives every trial as many seeds as the race's longest: what it would cost to
-        decide as much without racing."""
-        return len(self.seeds) * max(len(s) for s in self.seeds.values())
+        """Runs of a fixed stage that gives every trial as many seeds as the race's longest (the control all that
+        the others run), the given runs reused: what it would cost to decide as much without racing."""
+        others = [t for t in self.seeds if t != self.control] or list(self.seeds)
+        most = max(len(self.seeds[t]) for t in others)
+        first = {t: 0 if (t, 0) in self.given else 1 for t in self.seeds}
+        want = {t: most for t in self.seeds}
+        if self.control in self.seeds:
+            want[self.control] = max(first[t] + most for t in self.seeds) - first[self.control]
+        return sum(want.values()) - len(self.given)
 
 
-def _table(runs: Runs, trials: list[str], width: int, k: int) -> np.ndarray:
-    """(n, width, k) values of the trials at seeds 1..width, nan where a run is missing."""
-    out = np.full((len(trials), width, k), np.nan)
+def _table(runs: Runs, trials: list[str], columns: range, k: int) -> np.ndarray:
+    """(n, len(columns), k) values of the trials at the seeds in `columns`, nan where a run is missing."""
+    out = np.full((len(trials), len(columns), k), np.nan)
     for i, t in enumerate(trials):
-        for s in range(1, width + 1):
+        for j, s in enumerate(columns):
             if (t, s) in runs:
-                out[i, s - 1] = runs[(t, s)]
+                out[i, j] = runs[(t, s)]
     return out
 
 
 def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, int]]], Runs], metrics: list[str],
-         modes: list[str], margins: list[float | None], seeds: int, max_seeds: int, budget: int) -> RaceResult:
+         modes: list[str], margins: list[float | None], seeds: int, max_seeds: int, budget: int,
+         given: Runs | None = None) -> RaceResult:
     """Race `trials` (the control among them or not) as the module docstring says; `run(requests)` runs each
-    (trial, seed) and returns the objective values of those that finished."""
+    (trial, seed) and returns the objective values of those that finished. `given`: {(trial, 0): values} of the
+    trials whose search run counts as their seed 0 (never asked for again, nor counted against the budget)."""
     everyone = list(dict.fromkeys(trials + ([control] if control else [])))
     k = len(metrics)
-    done: Runs = {}
-    asked = {t: 0 for t in everyone}  # seeds asked for so far
-    target = {t: seeds for t in everyone}
+    given = {key: v for key, v in (given or {}).items() if key[0] in everyone and key[1] == 0}
+    done: Runs = dict(given)
+    first = {t: 0 if (t, 0) in given else 1 for t in everyone}  # the first seed that counts for each trial
+    asked = set(given)
+    target = {t: seeds for t in everyone}  # seeds wanted so far, counted from first[t]
     place = {t: "undecided" for t in everyone}
-    result = RaceResult({t: [] for t in everyone}, {}, {}, place, {})
+    result = RaceResult({t: [] for t in everyone}, {}, {}, place, {}, control=control, given=sorted(given))
     while True:
-        want = [(t, s) for t in everyone for s in range(asked[t] + 1, target[t] + 1)]
+        if control:  # the control runs every seed a trial runs, so that each difference is paired
+            target[control] = max(target[control], max(first[t] + target[t] for t in everyone) - first[control])
+        want = [(t, s) for t in everyone for s in range(first[t], first[t] + target[t]) if (t, s) not in asked]
         if not want:
             unsure = [t for t in everyone if place[t] == "undecided"
                       or any(c["verdict"] == "undecided" for c in result.comparisons.get(t, {}).values())]
@@ -81,29 +101,26 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
             break
         done |= run(want)
         result.runs += len(want)
-        for t in everyone:
-            asked[t] = target[t]
-        width = max(asked.values())
-        table = _table(done, everyone, width, k)
+        asked |= set(want)
+        columns = range(min(first.values()), max(first[t] + target[t] for t in everyone))
+        table = _table(done, everyone, columns, k)
         p = verdicts.front_probability(table, modes)
         if control:
             comparisons = verdicts.compare_with_control(table, table[everyone.index(control)], metrics, modes,
                                                         margins)
         else:
             comparisons = [{} for _ in everyone]
+        result.rounds.append({"seeds": max(target.values()), "runs": len(want),
+                              "p_front": {t: float(p[i]) for i, t in enumerate(everyone)}})
         for i, t in enumerate(everyone):
             place[t] = ("off" if p[i] <= 1 - verdicts.DECIDED else "front" if p[i] >= verdicts.DECIDED
                         else "undecided")
             unsure = any(c["verdict"] == "undecided" for c in comparisons[i].values()) if t != control else False
             if place[t] == "undecided" or unsure:
-                target[t] = min(2 * asked[t], max_seeds)
-        if control:  # the control runs every seed a trial runs, so that each difference is paired
-            target[control] = max(target.values())
-        result.rounds.append({"seeds": width, "runs": len(want),
-                              "p_front": {t: float(p[i]) for i, t in enumerate(everyone)},
-                              "place": dict(place)})
+                target[t] = min(2 * target[t], max_seeds)
+        result.rounds[-1]["place"] = dict(place)
         result.p_front = {t: float(p[i]) for i, t in enumerate(everyone)}
         result.comparisons = {t: comparisons[i] for i, t in enumerate(everyone) if t != control and comparisons[i]}
         result.values = {t: table[i] for i, t in enumerate(everyone)}
-    result.seeds = {t: [s for s in range(1, asked[t] + 1) if (t, s) in done] for t in everyone}
+    result.seeds = {t: [s for u, s in sorted(done) if u == t] for t in everyone}
     return result

@@ -93,6 +93,9 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     unpicked = {t.trial_id for t in anchors + ([control] if control else [])}
     per_run: dict[tuple[str, int], dict] = {(tid, 0): _metrics(contenders[tid]) for tid in unpicked}
 
+    def objective_values(metrics: dict) -> np.ndarray:
+        return np.array([metrics.get(m, np.nan) for m in record.metrics])
+
     def run(requests: list[tuple[str, int]]) -> dict:
         """Run what is missing of `requests` (a replayed race finds the rest on disk); their objective values."""
         todo = {}
@@ -108,11 +111,10 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
         for (tid, k), reason in failed.items():
             log.warning(f"confirm-{tid}-seed{k} failed ({reason}); the race goes on without it")
         per_run.update(finished)
-        return {key: np.array([per_run[key].get(m, np.nan) for m in record.metrics]) for key in requests
-                if key in per_run}
+        return {key: objective_values(per_run[key]) for key in requests if key in per_run}
 
     objectives = cfg.search.objectives
-    given = {key: np.array([m.get(name, np.nan) for name in record.metrics]) for key, m in per_run.items()}
+    given = {key: objective_values(m) for key, m in per_run.items()}
     result = race(list(params), control.trial_id if control else None, run, record.metrics, record.modes,
                   [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs, given=given)
     log.info(f"confirm stage: {result.stopped}; {result.runs} runs in {len(result.rounds)} round(s) (a fixed stage "

@@ -102,6 +102,7 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
         done |= run(want)
         result.runs += len(want)
         asked |= set(want)
+        ran = max(target.values())
         columns = range(min(first.values()), max(first[t] + target[t] for t in everyone))
         table = _table(done, everyone, columns, k)
         p = verdicts.front_probability(table, modes)
@@ -110,16 +111,14 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
                                                         margins)
         else:
             comparisons = [{} for _ in everyone]
-        result.rounds.append({"seeds": max(target.values()), "runs": len(want),
-                              "p_front": {t: float(p[i]) for i, t in enumerate(everyone)}})
+        result.p_front = {t: float(p[i]) for i, t in enumerate(everyone)}
         for i, t in enumerate(everyone):
             place[t] = ("off" if p[i] <= 1 - verdicts.DECIDED else "front" if p[i] >= verdicts.DECIDED
                         else "undecided")
             unsure = any(c["verdict"] == "undecided" for c in comparisons[i].values()) if t != control else False
             if place[t] == "undecided" or unsure:
                 target[t] = min(2 * target[t], max_seeds)
-        result.rounds[-1]["place"] = dict(place)
-        result.p_front = {t: float(p[i]) for i, t in enumerate(everyone)}
+        result.rounds.append({"seeds": ran, "runs": len(want), "p_front": dict(result.p_front), "place": dict(place)})
         result.comparisons = {t: comparisons[i] for i, t in enumerate(everyone) if t != control and comparisons[i]}
         result.values = {t: table[i] for i, t in enumerate(everyone)}
     result.seeds = {t: [s for u, s in sorted(done) if u == t] for t in everyone}

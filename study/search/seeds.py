@@ -68,11 +68,12 @@ def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict) -> tuple[
     confirm stage: 4 runs at once on 2 cores, 250-270 s each, against 105-120 s for its trials 2 at a time)."""
     scaling = cfg.search.scaling  # each seed's process where a trial's would be (trial_resources)
     task = run_seed.options(num_cpus=scaling.trial_cpus, resources=scaling.trial_resources or None)
+    at_once = cfg.search.concurrent_trials()
     waiting = list(runs.items())
     pending: dict = {}
     done_runs, failed = {}, {}
     while waiting or pending:
-        while waiting and len(pending) < cfg.search.concurrent_trials():
+        while waiting and len(pending) < at_once:
             key, (c, name) = waiting.pop(0)
             pending[task.remote(c, teacher, name)] = key
         done, _ = ray.wait(list(pending), num_returns=1)

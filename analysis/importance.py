@@ -83,7 +83,7 @@ def study_importances(record, permutations: int = PERMUTATIONS) -> dict[str, dic
     """Per objective of a study read back (analysis.runs.StudyRecord): its spread against its noise, and, where
     the spread is more than noise, each parameter's fANOVA share with its permutation p-value. {} when there is
     too little to attribute."""
-    from study.record.folder import optuna_storage
+    from study.record.optuna_store import optuna_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ot_study = optuna.load_study(study_name=record.name, storage=optuna_storage(record.directory))

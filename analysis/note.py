@@ -7,7 +7,7 @@ from __future__ import annotations
 from analysis.report import Front, caption, verdict_lines
 from study.record.tracking import ANCHOR, CONFIRM_OF, KNEE, PARETO, PARETO_CONFIRMED, TRIAL_ID
 
-# The runs table's search box: the trials on the front (study.search.publish tags them `pareto`, the knee `knee`).
+# The runs table's search box: the trials on the front (study.publish tags them `pareto`, the knee `knee`).
 FRONT_FILTER = f"tags.{PARETO} = 'true'"
 KNEE_FILTER = f"tags.{KNEE} = 'true'"
 TRIALS_FILTER = f"tags.{TRIAL_ID} LIKE '%'"  # every trial's run: not the parent, reruns or confirmations

@@ -41,8 +41,8 @@ from scipy import stats
 from analysis.report import table_console
 from study.config import with_params
 from study.load import load_config
+from study.reruns.seeds import seed_config
 from study.runtime import quiet_libraries, setup_logging
-from study.search.seeds import seed_config
 from study.search.space import make_sampler, suggest
 
 
@@ -179,7 +179,7 @@ def residual_std(values: list[list[float]]) -> float:
 def verdicts_and_race(base, configs, grid, fresh: list[int], metrics: list[str]) -> None:
     """Each anchor against the control on the fresh seeds, and the confirm race replayed on the grid's values."""
     from analysis import verdicts
-    from study.search.race import race
+    from analysis.race import race
 
     objectives = base.search.objectives
     modes, margins = [o.mode for o in objectives], [o.margin for o in objectives]

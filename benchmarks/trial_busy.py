@@ -20,11 +20,11 @@ import tempfile
 
 import ray
 
+from study.cluster.start import start_ray
+from study.cluster.train_run import distill_and_evaluate
 from study.load import load_config
 from study.record import folder
 from study.runtime import quiet_libraries, setup_logging
-from study.search.cluster import start_ray
-from study.search.trial import distill_and_evaluate
 
 SETTINGS = ["eval.world.tasks=[world_cola, world_sts]", "eval.world.seeds=2", "search.scaling.num_workers=2",
             "search.scaling.cpus_per_worker=1", "search.max_failures=0"]  # a restarted worker would void the figures

@@ -129,7 +129,7 @@ def registered(meta: dict) -> bool:
     """Whether the study has a registered model (a student exported or rerun)."""
     from mlflow import MlflowClient
 
-    from study.record.registry import has_model
+    from study.student.registry import has_model
 
     return has_model(MlflowClient(meta["tracking_uri"]), meta["name"])
 

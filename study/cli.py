@@ -205,8 +205,8 @@ def cmd_run(args) -> int:
     cfg = _config(args.config, args.set)
     if args.dry_run:
         from analysis.report import table_console
+        from study.plan.dry_run import plan
         from study.record.folder import resolve
-        from study.search.plan import plan
 
         if cfg.search is None:
             raise ConfigError(f"{args.config}: no search section to plan")
@@ -247,7 +247,7 @@ def _resume_command(args, directory: Path) -> str:
 
 def cmd_rerun(args) -> int:
     quiet_libraries()
-    from study.search.rerun import rerun
+    from study.reruns.rerun import rerun
 
     rerun(args.study_dir, args.pick, args.seeds, args.full, args.address)
     return 0
@@ -264,7 +264,7 @@ def cmd_pull(args) -> int:
 
 def cmd_export(args) -> int:
     quiet_libraries()
-    from study.search.export import export
+    from study.student.export import export
 
     out = export(args.study_dir, args.pick, args.to, args.push_to_hub)
     print(out)
@@ -274,7 +274,7 @@ def cmd_export(args) -> int:
 def cmd_pareto(args) -> int:
     from analysis.report import summarize, summarize_confirmed, table_console
     from analysis.runs import read_study
-    from study.search.publish import front_tables
+    from study.publish import front_tables
 
     record = read_study(args.study_dir)
     front, confirmed = summarize(record), summarize_confirmed(record)
@@ -301,7 +301,7 @@ def cmd_effects(args) -> int:
     from analysis.report import table_console
     from analysis.runs import read_study
     from study.errors import DataError
-    from study.search.publish import publish_effects
+    from study.publish import publish_effects
 
     record = read_study(args.study_dir)
     if record.config.search is None or not record.finished()[0]:

@@ -441,7 +441,7 @@ class ScalingConfig(Strict):
 
 
 class ConfirmConfig(Strict):
-    """The confirm stage, a race (study.search.confirm): after the search, the `top` best trials by non-domination
+    """The confirm stage, a race (study.reruns.confirm): after the search, the `top` best trials by non-domination
     rank and the control run `seeds` seeds, the same for all (an anchor's search run counted as its seed 0); then
     seeds are added in rounds, doubling, to the trials whose place on the front (or verdict against the control) is
     undecided, until every one is decided, a trial has `max_seeds`, or `budget` runs are spent."""

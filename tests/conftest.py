@@ -145,9 +145,9 @@ def non_dominated(points: dict[str, tuple[float, float]]) -> set[str]:
 # --- end-to-end helpers -------------------------------------------------------------------------------------------
 
 TIMEOUT = 600  # seconds: a safety net against a hung cluster, not a measured expectation
-# For a driver whose fault must land mid-trial: Ray's own 2 s poll of the Train workers (study.search.trial polls every
-# 0.2 s unless the user says otherwise). Each checkpoint report waits for the poll, so a tiny trial that checkpoints
-# every 20 steps lasts ~2 s per checkpoint instead of finishing its few hundred steps in seconds.
+# For a driver whose fault must land mid-trial: Ray's own 2 s poll of the Train workers (study.cluster.train_run
+# polls every 0.2 s unless the user says otherwise). Each checkpoint report waits for the poll, so a tiny trial that
+# checkpoints every 20 steps lasts ~2 s per checkpoint instead of finishing its few hundred steps in seconds.
 SLOW_POLL = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "2.0"}
 
 

@@ -17,6 +17,7 @@ import yaml
 from study.cli import main
 from study.load import parse_config
 from study.record import folder
+from study.record.optuna_store import optuna_storage
 from tests.conftest import tiny_space
 
 CROWS_HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type\n"
@@ -90,7 +91,7 @@ def a_study(d: Path, drop: tuple = ()) -> Path:
     cfg = folder.resolve(parse_config(tiny_space(num_samples=1)), d / "study")
     with folder.hold(d / "study"):
         folder.create(cfg, {"bias/template/planted_slope": 1.0, "world/score": 50.0})
-        folder.optuna_storage(d / "study")  # the Optuna database, as the searcher makes it
+        optuna_storage(d / "study")  # the Optuna database, as the searcher makes it
         write(Path(folder.tune_state(cfg)) / "tuner.pkl", b"")  # what Tuner.can_restore looks for
     for name in drop:
         path = d / "study" / name

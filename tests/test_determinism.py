@@ -8,10 +8,10 @@ import ray
 import yaml
 
 from study.cli import main
+from study.cluster.start import start_ray, teacher_metrics_task
+from study.cluster.train_run import distill_and_evaluate
 from study.load import parse_config
 from study.record import folder
-from study.search.cluster import start_ray, teacher_metrics_task
-from study.search.trial import distill_and_evaluate
 from tests.conftest import tiny_space
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_ray_left_behind")]  # a Ray cluster and a Train run

@@ -12,9 +12,10 @@ from huggingface_hub import ModelCard
 
 from study.distill.models import load_masked_lm, make_student, save_student
 from study.load import parse_config
-from study.record import folder, registry, tracking
-from study.search.card import Z95
-from study.search.export import export
+from study.record import folder, tracking
+from study.student import registry
+from study.student.card import Z95
+from study.student.export import export
 from tests.conftest import tiny_space
 
 PRIMARY = "bias/template/planted_slope"

@@ -7,8 +7,8 @@ import grpc
 import psutil
 import pytest
 
+from study.cluster.start import start_ray
 from study.load import parse_config
-from study.search.cluster import start_ray
 from tests.conftest import tiny_space
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_ray_left_behind")]  # a real local Ray cluster

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analysis import verdicts
-from study.search.race import race
+from analysis.race import race
 
 METRICS, MODES, MARGINS = ["bias/amplification", "world/score"], ["min", "max"], [None, 1.0]
 SEED_SD, RESIDUAL_SD = np.array([0.0, 0.73]), np.array([0.015, 0.38])

@@ -61,7 +61,7 @@ SMOKE_PARAMS = {"distill.mitigation.mode": "mixup", "distill.mitigation.alpha": 
 def test_the_front_tables_fit_120_columns_without_a_wrapped_header():
     from rich.console import Console
 
-    from study.search.publish import front_tables
+    from study.publish import front_tables
 
     # the smoke study's five parameters; eight-character trial ids; the anchor and the knee in one note
     record = _study(trials={"f01b05da": (0.10, 50.0), "a93c11e0": (0.20, 56.0), "c0ffee42": (0.30, 53.0)},

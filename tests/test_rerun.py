@@ -1,7 +1,7 @@
 """`kdstudy rerun`'s seed configs (the rerun itself runs end to end in tests/test_search_resume.py)."""
 
 from study.load import load_config
-from study.search.seeds import seed_config
+from study.reruns.seeds import seed_config
 
 
 def test_seed_config_moves_every_seed_and_applies_full():

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from study.cli import main
+from study.cluster.worker import quiet_train_reports
 from study.config import with_params
 from study.load import parse_config
 from study.search.callbacks import anchor_of
 from study.search.driver import run_study
 from study.search.space import make_sampler, make_searcher, suggest
-from study.search.worker import quiet_train_reports
 from tests.conftest import OBJECTIVES, free_port, non_dominated, study_raw, tiny_space
 
 pytestmark = pytest.mark.usefixtures("no_ray_left_behind")  # the studies here start Ray; none may outlive its test
@@ -75,7 +75,8 @@ def test_every_searcher_pickles_and_samples_after(tmp_path):
     holds a thread lock that pickle refuses (the study failed as the Tuner started)."""
     from ray import cloudpickle
 
-    from study.record.folder import optuna_storage, resolve
+    from study.record.folder import resolve
+    from study.record.optuna_store import optuna_storage
 
     for name in ("nsga2", "tpe", "gp", "random"):
         (tmp_path / name).mkdir()
@@ -100,7 +101,8 @@ def test_tpe_models_the_parameters_jointly():
 
 def test_optuna_storage_names_the_objectives(tmp_path):
     """optuna-dashboard labels its axes with the study's metric names: the study in optuna.db carries kdstudy's."""
-    from study.record.folder import optuna_storage, resolve
+    from study.record.folder import resolve
+    from study.record.optuna_store import optuna_storage
 
     cfg = resolve(parse_config(study_raw()), tmp_path)
     searcher = make_searcher(cfg, optuna_storage(tmp_path))

@@ -16,8 +16,8 @@ import yaml
 from mlflow import MlflowClient
 
 from study.load import parse_config
+from study.reruns.rerun import rerun
 from study.search.driver import run_study
-from study.search.rerun import rerun
 from tests.conftest import OBJECTIVES, SLOW_POLL, TIMEOUT, kill_session, tiny_space, trial_runs, wait_for
 
 pytestmark = [pytest.mark.slow,  # a real Ray cluster per test, and a study killed and resumed
@@ -114,7 +114,7 @@ def test_rerun_of_the_knee_with_two_seeds(resumed_study):
     assert run.data.metrics[OBJECTIVES[0]] == pytest.approx(result["summary"][OBJECTIVES[0]]["mean"])
     assert f"{OBJECTIVES[0]}/ci_high" in run.data.metrics
     # seed 0's student in the study's Model Registry, the knee being the recommended point
-    from study.record import registry
+    from study.student import registry
 
     version = client.get_model_version_by_alias(meta["name"], registry.RECOMMENDED)
     assert version.run_id == result["mlflow_run_id"] and version.tags[registry.TRIAL] == knee.trial_id

@@ -1,7 +1,7 @@
 """The study YAMLs shipped in search_spaces/: each loads, and says what its header promises."""
 
 from study.load import load_config
-from study.search.seeds import seed_config
+from study.reruns.seeds import seed_config
 
 
 def test_smoke_space_validates_and_is_conditional():

@@ -40,8 +40,8 @@ def test_jobs_in_any_order_give_the_one_process_numbers(tiny_world, tmp_path):
 
 @pytest.mark.slow
 def test_a_trial_evaluated_shared_equals_one_evaluated_on_rank_0(tiny_world, tmp_path, no_ray_left_behind):
-    from study.search.cluster import start_ray
-    from study.search.trial import distill_and_evaluate
+    from study.cluster.start import start_ray
+    from study.cluster.train_run import distill_and_evaluate
 
     # a trial always runs in a resolved study folder (its workers log to logs/<train run>.log there)
     shared_cfg = folder.resolve(_cfg(tmp_path), tmp_path / "study")

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from rich.console import Console
 
-from study.search.watch import StudyView, live_wanted, trial_log
+from study.record.folder import trial_log
+from study.search.watch import StudyView, live_wanted
 from tests.conftest import TIMEOUT, tiny_space
 
 OBJECTIVES = [{"metric": "bias/amplification", "mode": "min"}, {"metric": "world/score", "mode": "max"}]

@@ -53,7 +53,8 @@ IMPORTANCE_FIGURE = "importance.png"
 EFFECTS_JSON = "effects.json"  # a grid study's main effects, interactions and ANOVA (analysis.effects)
 EFFECTS_FIGURE = "effects.png"
 LOCK = "driver.lock"
-LOGS = "logs"  # the driver's library lines and each trial's own (study.search.watch)
+LOGS = "logs"  # the driver's library lines and each Train run's own
+DRIVER_LOG = "driver.log"  # in logs/: the libraries' lines on the driver, while the live view shows the study
 # What a study start writes; a folder holding only these (and no study.json) is a start that did not get that far
 OWN = {CONFIG, META, TEACHER, OPTUNA, MLFLOW, ARTIFACTS, RAY, LOCK, PARETO_JSON, PARETO_FIGURE, PARALLEL_FIGURE,
        RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE, LOGS, EFFECTS_JSON, EFFECTS_FIGURE}
@@ -99,10 +100,9 @@ def tune_state(cfg: StudyConfig) -> str:
     return f"{cfg.search.storage_path.rstrip('/')}/{TUNE}"
 
 
-def optuna_storage(study_dir: Path):
-    from study.record.optuna_store import FolderStorage
-
-    return FolderStorage(f"sqlite:///{(Path(study_dir) / OPTUNA).resolve()}")
+def trial_log(study_dir: str | Path, name: str) -> Path:
+    """The log file of the Train run `name` (train-<trial id>, or a seed run's name) in the study folder."""
+    return Path(study_dir) / LOGS / f"{name}.log"
 
 
 # --- one driver per study ---------------------------------------------------------------------------------------

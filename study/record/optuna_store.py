@@ -4,6 +4,8 @@ follows the folder instead of opening (or creating) optuna.db at the old path.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from optuna.storages import RDBStorage
 
 from study.record import folder
@@ -17,3 +19,8 @@ class FolderStorage(RDBStorage):
         if here is not None:
             state = {**state, "url": f"sqlite:///{here / folder.OPTUNA}"}
         super().__setstate__(state)
+
+
+def optuna_storage(study_dir: Path) -> FolderStorage:
+    """The Optuna storage of the study in `study_dir`."""
+    return FolderStorage(f"sqlite:///{(Path(study_dir) / folder.OPTUNA).resolve()}")

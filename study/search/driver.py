@@ -4,10 +4,10 @@ Pareto front at the end.
     kdstudy run search_spaces/smoke.yaml [--study-dir DIR] [--address auto|ray://host:10001] [--resume]
 
 The flow, each part in its own module: the study folder is created or reopened (study.record.folder), Ray is
-started or joined and the teacher measured (study.search.cluster), Tune runs the trials that the Optuna sampler
+started or joined and the teacher measured (study.cluster.start), Tune runs the trials that the Optuna sampler
 (study.search.space) proposes (here), the callbacks record each trial in MLflow and print progress
-(study.search.callbacks), the best trials are confirmed with more seeds (study.search.confirm, when search.confirm is
-set), and the fronts are published (study.search.publish).
+(study.search.callbacks), the best trials are confirmed with more seeds (study.reruns.confirm, when search.confirm is
+set), and the fronts are published (study.publish).
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ import ray
 from mlflow.exceptions import MlflowException
 from ray import tune
 
+from study.cluster.start import start_ray, teacher_metrics_task
 from study.config import ConfigError, StudyConfig
 from study.errors import StudyInterrupted, TrackingUnavailable
+from study.publish import publish_front
 from study.record import folder, mirror, tracking
+from study.record.optuna_store import optuna_storage
 from study.record.outbox import Outbox, failing_fast
+from study.reruns.confirm import run_confirm_stage
 from study.runtime import error_line
 from study.search.callbacks import ShowProgress, TrackTrials
-from study.search.cluster import start_ray, teacher_metrics_task
-from study.search.confirm import run_confirm_stage
-from study.search.publish import publish_front
 from study.search.space import make_searcher, requeue_lost_points
 from study.search.trial import run_trial
 from study.search.watch import StudyView, chatter_to_file, showing
@@ -75,8 +76,8 @@ def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, rest
         run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,
                                   callbacks=callbacks,
                                   # a trial whose process was lost (its node gone) starts again and continues
-                                  # its Train run from the last checkpoint (study.search.trial.failed: one that failed
-                                  # by itself fails again at once)
+                                  # its Train run from the last checkpoint (study.cluster.train_run.failed: one
+                                  # that failed by itself fails again at once)
                                   failure_config=tune.FailureConfig(max_failures=search.max_failures)),
     )
 
@@ -127,11 +128,11 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             meta = None if resume else folder.create(cfg, teacher)
             if resume and cfg.search.sampler.name == "grid":
                 known = [t.config for t in tune.ExperimentAnalysis(state).trials]
-                lost = requeue_lost_points(cfg, folder.optuna_storage(directory), known)
+                lost = requeue_lost_points(cfg, optuna_storage(directory), known)
                 if lost:
                     log.info(f"{len(lost)} grid cell(s) handed out just before the interruption, which Tune had not "
                              f"saved, will run now: {lost}")
-            tuner = make_tuner(cfg, meta, teacher, folder.optuna_storage(directory), restore=state)
+            tuner = make_tuner(cfg, meta, teacher, optuna_storage(directory), restore=state)
             if resume:
                 folder.mark_resumed(directory)
             else:
@@ -190,7 +191,7 @@ def finish_study(cfg: StudyConfig, teacher: dict[str, float]):
     TrackingUnavailable says to resume later."""
     directory = Path(cfg.study_dir)
     meta = folder.read_meta(directory)
-    optuna_study = optuna.load_study(study_name=meta["name"], storage=folder.optuna_storage(directory))
+    optuna_study = optuna.load_study(study_name=meta["name"], storage=optuna_storage(directory))
     for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)  # its Tune trial never came back
     box = Outbox(directory, meta, folder.read_config(directory).tracking.log_models)

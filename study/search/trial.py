@@ -1,187 +1,25 @@
-"""One trial of a study: distil on Ray Train workers, evaluate the student there, report every metric once.
+"""One trial of a study: Tune's function trainable, one per sampled config.
 
-    run_trial(params)                     the Tune function trainable, one per sampled config
-      TorchTrainer(distill_worker)        N workers in DDP (gloo on CPU, nccl on GPU); each checkpoint is
-                                          reported to Ray Train, which restarts crashed workers from the last one;
-                                          after the last step the workers share the student's evaluation (the
-                                          bias suite and each (task, seed slot), round-robin; rank 0 gathers),
-                                          results in the final checkpoint beside the student
+    run_trial(params)                     the study's config with the sampled values, validated once
+      distill_and_evaluate(cfg)           a Ray Train run: distil on N workers, evaluate the student there
+                                          (study.cluster.train_run)
       tune.report(metrics)                once, with amplification against the study's teacher, the student's URI
                                           and what the trial used (perf/distill_seconds, perf/eval_seconds,
                                           perf/busy_share)
 
-Ray appears in study.search only: the distillation is study.distill.loop and the measuring
-study.experiment.evaluation (shared by study.experiment.shared_evaluation), the same code `kdstudy distill` runs. A
-trial that diverges or raises fails alone with a one-line reason; the study goes on.
+A trial that diverges or raises fails alone with a one-line reason; the study goes on.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import os
-import time
-from pathlib import Path
-from typing import NoReturn
 
-import pyarrow.fs
-import ray
-import ray.train
 import ray.tune
-from ray.train import Checkpoint, CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 
+from study.cluster.train_run import TrialFailed, distill_and_evaluate
 from study.config import ConfigError, StudyConfig, with_params
-from study.metrics.bias import amplification
-from study.runtime import error_line, setup_worker_logging
-from study.search.watch import trial_log
-
-log = logging.getLogger(__name__)
-
-STUDENT = "student"  # the student's model dir inside the final checkpoint
-EVALUATION = "evaluation.json"  # the student's metrics, in the final checkpoint
-
-
-class TrialFailed(RuntimeError):
-    """Why a trial did not finish, in one line (recorded as its failure reason)."""
-
-
-# --- on each Ray Train worker ----------------------------------------------------------------------------------
-
-
-def distill_worker(loop_config: dict) -> None:
-    """Train's loop on each worker: study.search.worker.run_worker. Tune's trainable and Train's controller unpickle
-    this function, so its module imports only what starting the workers needs; the worker imports the rest."""
-    from study.search.worker import run_worker
-
-    run_worker(loop_config)
-
-
-# --- the trial itself (a Tune function trainable) --------------------------------------------------------------
-
-
-def train_run_config(cfg: StudyConfig, name: str) -> RunConfig:
-    """A stable name per trial: a restarted trial finds its Train run, and its checkpoints, under the same name."""
-    return RunConfig(name=name, storage_path=cfg.search.storage_path,
-                     failure_config=FailureConfig(max_failures=cfg.search.max_failures),
-                     checkpoint_config=CheckpointConfig(num_to_keep=1),
-                     logging_config=LoggingConfig(log_level="WARNING"),  # no controller chatter per trial
-                     # Train's print patch echoes each print twice (its logger and the captured stdout)
-                     worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
-
-
-# How often Train's controller polls its workers. Ray's default, 2 s, is also how long a worker's report of a checkpoint
-# waits for the previous one to be taken, and the controller notices the end only at its next polls: measured here, a
-# Train run reporting 3 checkpoints took 19 s at 2 s and 11 s at 0.2 s (a trivial loop, so the 8 s are all polling).
-# Ray propagates the variable from this process to the controller; a value the user set is kept. A poll is a small
-# actor call, five a second per worker.
-POLL_INTERVAL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
-
-RESULT = "result.json"  # beside a Train run's checkpoints: the evaluated metrics, once everything is done
-
-
-def _result_path(cfg: StudyConfig, name: str) -> tuple[pyarrow.fs.FileSystem, str]:
-    fs, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)  # a local path, or s3://..., gs://...
-    return fs, f"{root}/{name}/{RESULT}"
-
-
-def saved_result(cfg: StudyConfig, name: str) -> dict | None:
-    fs, path = _result_path(cfg, name)
-    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
-
-
-def save_result(cfg: StudyConfig, name: str, result: dict) -> None:
-    fs, path = _result_path(cfg, name)
-    with fs.open_output_stream(path) as f:
-        f.write(json.dumps(result).encode())
-
-
-def failed(cfg: StudyConfig, name: str, reason: str) -> NoReturn:
-    """Fail the trial, and save why beside its Train run: Tune retries a trial whose process was lost (a node gone),
-    and a retry of one that failed by itself (diverged, out of Train's retries) then fails at once, not running
-    the same distillation again."""
-    save_result(cfg, name, {"failure": reason})
-    raise TrialFailed(reason) from None  # (called while handling Train's error: one line, not its chain)
-
-
-def read_evaluation(checkpoint: Checkpoint) -> dict[str, float]:
-    """The student's metrics from the final checkpoint; only that small file is read (the checkpoint itself may be
-    large and in S3)."""
-    path = f"{checkpoint.path}/{EVALUATION}"
-    if checkpoint.filesystem.get_file_info(path).type != pyarrow.fs.FileType.File:
-        raise TrialFailed(f"the final checkpoint {checkpoint.path} holds no {EVALUATION}")
-    with checkpoint.filesystem.open_input_stream(path) as f:
-        return json.loads(f.read())
-
-
-def fetch_student(uri: str, into: Path) -> Path | None:
-    """The student model dir of the final checkpoint at `uri` (a local path or s3://..., gs://...), as a local dir:
-    the checkpoint's own `student/` when it is on this machine, else a copy under `into`; None if it is not there."""
-    fs, root = pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
-    source = f"{root.rstrip('/')}/{STUDENT}"
-    if fs.get_file_info(source).type != pyarrow.fs.FileType.Directory:
-        return None
-    if isinstance(fs, pyarrow.fs.LocalFileSystem):
-        return Path(source)
-    pyarrow.fs.copy_files(source, str(into / STUDENT), source_filesystem=fs,
-                          destination_filesystem=pyarrow.fs.LocalFileSystem())
-    return into / STUDENT
-
-
-def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str) -> tuple[dict, str]:
-    """Distil on Ray Train workers (a Train run called `name`), then evaluate: (every metric, the final checkpoint's
-    URI). A Train run of that name continues from its last checkpoint; one that was evaluated already (its study
-    stopped before recording it) gives its saved result instead of running again."""
-    saved = saved_result(cfg, name)
-    if saved is not None and "failure" in saved:  # a retry of a trial that failed on its own: it would again
-        raise TrialFailed(saved["failure"])
-    if saved is not None:
-        log.info(f"[{name}] finished before the interruption: its saved result is reported again")
-        return saved["metrics"], _absolute(cfg, saved["uri"])
-    scaling = cfg.search.scaling
-    os.environ.setdefault(POLL_INTERVAL_ENV, POLL_INTERVAL_S)
-    trainer = TorchTrainer(
-        distill_worker,
-        train_loop_config={"cfg": cfg, "trial": name},
-        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                     resources_per_worker=scaling.worker_resources),
-        run_config=train_run_config(cfg, name),
-    )
-    start = time.time()
-    try:
-        result = trainer.fit()
-    except ray.train.TrainingFailedError as err:
-        failed(cfg, name, f"distillation failed: {error_line(err)}")
-    if result.metrics.get("distill/diverged"):
-        failed(cfg, name, result.metrics["distill/failure"])
-    metrics = read_evaluation(result.checkpoint)
-    metrics |= amplification(metrics, teacher, cfg.bias.primary)
-    for objective in cfg.search.objectives:  # an objective toward a target: its distance, as the search optimises it
-        metrics |= objective.value(metrics)
-    metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
-    metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
-    # the share of the workers' time (workers x the trial's wall) that went into distilling and evaluating
-    metrics["perf/busy_share"] = metrics["perf/work_seconds"] / (scaling.num_workers * metrics["perf/fit_seconds"])
-    save_result(cfg, name, {"metrics": metrics, "uri": _relative(cfg, result.checkpoint.path)})
-    return metrics, result.checkpoint.path
-
-
-def _relative(cfg: StudyConfig, path: str) -> str:
-    """A checkpoint's path under the Ray storage as the saved result keeps it: relative to the storage, so that a
-    study folder (and its storage in it) can move."""
-    _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
-    return path[len(root):].lstrip("/") if path.startswith(root.rstrip("/") + "/") else path
-
-
-def _absolute(cfg: StudyConfig, path: str) -> str:
-    if path.startswith("/") or path != _relative(cfg, path):  # saved whole by an older kdstudy
-        return path
-    _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
-    return f"{root.rstrip('/')}/{path}"  # as Ray gives a checkpoint's path: without the scheme
+from study.record.folder import trial_log
+from study.runtime import setup_worker_logging
 
 
 def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> None:

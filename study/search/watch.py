@@ -23,15 +23,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from study.record.folder import LOGS
+from study.record.folder import DRIVER_LOG, LOGS, trial_log
 
-DRIVER_LOG = "driver.log"
 CHATTY = ("optuna", "mlflow", "ray", "alembic", "urllib3", "filelock")  # the libraries' loggers on the driver
-
-
-def trial_log(study_dir: str | Path, name: str) -> Path:
-    """The log file of the Train run `name` (train-<trial id>) in the study folder."""
-    return Path(study_dir) / LOGS / f"{name}.log"
 
 
 def live_wanted(verbosity: int) -> bool:

@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.table import Table
 
 from study.config import StudyConfig
+from study.plan.cost import estimate, evaluation_estimate
 from study.record.folder import tracking_uri
-from study.search.cost import estimate, evaluation_estimate
 
 
 def _space_row(name: str, spec) -> tuple[str, str, str]:

@@ -22,52 +22,17 @@ import ray
 from mlflow.exceptions import MlflowException
 from rich.table import Table
 
-from analysis.report import summarize, summarize_confirmed, table_console
+from analysis.pick import RECOMMENDED_PICK, pick_trial
+from analysis.report import table_console
 from analysis.runs import StudyRecord, Trial, read_study
-from study.config import ConfigError
-from study.record import folder, registry, tracking
+from study.cluster.checkpoint import STUDENT, fetch_student
+from study.cluster.start import start_ray, teacher_metrics_task
+from study.record import folder, tracking
+from study.reruns.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
 from study.runtime import error_line
-from study.search.cluster import start_ray, teacher_metrics_task
-from study.search.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
-from study.search.trial import STUDENT, fetch_student
+from study.student import registry
 
 log = logging.getLogger(__name__)
-
-RECOMMENDED_PICK = "recommended"  # the study's recommended point: what rerun and export take without --pick
-
-
-def pick_trial(record: StudyRecord, pick: str) -> Trial:
-    """The trial `pick` names: recommended (the confirm stage's noise-aware pick; the knee where the study has no
-    confirm stage), knee (of the single-run front), min:<metric>, max:<metric>, or trial:<id>."""
-    kind, _, value = pick.partition(":")
-    if kind == "trial":
-        found = [t for t in record.trials if t.trial_id == value]
-        if not found:
-            raise ConfigError(f"--pick {pick}: no trial {value!r} in {record.directory} "
-                              f"(trials: {', '.join(t.trial_id for t in record.trials)})")
-        return found[0]
-    finished, _ = record.finished()
-    if not finished:
-        raise ConfigError(f"--pick {pick}: {record.directory} has no finished trial yet")
-    if kind == "recommended" and not value:
-        confirmed = summarize_confirmed(record)
-        if confirmed is not None and confirmed.recommended is not None:
-            pick = confirmed.trials[confirmed.recommended]
-            log.info(f"recommended: trial {pick.trial_id}, {confirmed.recommended_reason}")
-            return pick
-        log.info("the study has no confirmed trials to recommend from: its knee instead")
-        kind = "knee"
-    if kind == "knee" and not value:
-        front = summarize(record)
-        return front.trials[front.knee]
-    if kind in ("min", "max") and value:
-        having = [t for t in finished if value in t.metrics]
-        if not having:
-            raise ConfigError(f"--pick {pick}: no finished trial reported {value!r}")
-        best = min if kind == "min" else max
-        return best(having, key=lambda t: t.metrics[value])
-    raise ConfigError(f"--pick {pick}: expected recommended, knee, min:<metric>, max:<metric> or trial:<id>")
-
 
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
           address: str | None = None) -> dict:

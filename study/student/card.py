@@ -108,7 +108,7 @@ def _result(name: str, value: Value, teacher: bool) -> EvalResult:
 
 @dataclass
 class CardFacts:
-    """What the card tells, gathered by study.search.export."""
+    """What the card tells, gathered by study.student.export."""
     model_name: str
     cfg: StudyConfig  # the trial's config: the study's base with the trial's sampled values
     study: str

@@ -9,10 +9,10 @@ from the control on every objective, with a verdict.
 Who runs: the `top` best finished trials by non-domination rank, one per configuration (a configuration the sampler
 proposed twice is confirmed once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
 verdicts answer "does the paper's setting help"), and the control anchor, which runs every seed any trial runs. Seeds:
-k = 1, 2, ... shifts every seed by k (study.search.seeds), the same k for every trial, so that differences are taken
+k = 1, 2, ... shifts every seed by k (study.reruns.seeds), the same k for every trial, so that differences are taken
 seed by seed; seed 0 is the search's own run. A trial picked by its value keeps that run beside its means as
 `single_run`, not in them (it is the draw that got the trial picked); an anchor or the control, which race whatever
-their values, count it as their seed 0 and run one seed fewer. The rounds are study.search.race.
+their values, count it as their seed 0 and run one seed fewer. The rounds are analysis.race.
 
 Each run's metrics go to confirm/runs/<trial>-seed<k>.json as its round ends; an interrupted stage replays the race
 from them and from the Train runs that finished (their saved results), so every (trial, seed) runs once. At the end
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from analysis import pareto
+from analysis.race import RaceResult, race
 from analysis.runs import StudyRecord, Trial, read_study
 from study.config import StudyConfig
 from study.record import folder, tracking
-from study.search.race import RaceResult, race
-from study.search.seeds import log_seed_run, run_seeds, seed_config, seed_result, write_result
+from study.reruns.seeds import log_seed_run, run_seeds, seed_config, seed_result, write_result
 
 log = logging.getLogger(__name__)
 RUNS = "runs"  # confirm/runs/<trial>-seed<k>.json: one finished run's metrics

@@ -8,7 +8,7 @@
     log_seed_run     that result as one MLflow run under the study's parent run
 
 A seed whose Train run finished before an interruption reports its saved result instead of running again
-(study.search.trial), so an interrupted rerun or confirm stage continues where it stopped.
+(study.cluster.train_run), so an interrupted rerun or confirm stage continues where it stopped.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import ray
 
 from analysis.report import seed_summary
 from analysis.runs import StudyRecord
+from study.cluster.train_run import distill_and_evaluate
 from study.config import REPLICATE, StudyConfig, with_params
 from study.record import tracking
+from study.record.folder import trial_log
 from study.runtime import error_line, setup_worker_logging
-from study.search.trial import distill_and_evaluate
-from study.search.watch import trial_log
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ in the study's MLflow Model Registry, and (with --push-to-hub) uploaded to the H
 The weights are the rerun's seed 0 where the picked trial has a rerun (the full-budget one first: the student the
 study recommends training), else the trial's own: its final checkpoint (`student_uri`, local or in S3) or the
 `student/` artifacts of its MLflow run. The model dir holds safetensors weights, the tokenizer and README.md (the
-card, study.search.card), and loads with plain transformers: `AutoModelForMaskedLM.from_pretrained(DIR)`,
+card, study.student.card), and loads with plain transformers: `AutoModelForMaskedLM.from_pretrained(DIR)`,
 `pipeline("fill-mask", model=DIR)`.
 """
 
@@ -19,13 +19,14 @@ from pathlib import Path
 
 import yaml
 
+from analysis.pick import RECOMMENDED_PICK, pick_trial
 from analysis.runs import StudyRecord, Trial, read_study
+from study.cluster.checkpoint import STUDENT, fetch_student
 from study.config import with_params
 from study.errors import DataError
-from study.record import folder, registry, tracking
-from study.search.card import CardFacts, card_metrics, model_card, seed_value, trial_value
-from study.search.rerun import RECOMMENDED_PICK, pick_trial
-from study.search.trial import STUDENT, fetch_student
+from study.record import folder, tracking
+from study.student import registry
+from study.student.card import CardFacts, card_metrics, model_card, seed_value, trial_value
 
 log = logging.getLogger(__name__)
 

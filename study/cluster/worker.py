@@ -1,5 +1,5 @@
 """What runs on each Ray Train worker of a trial: this rank's share of the distillation, then of the student's
-evaluation (study.search.trial starts them). Kept apart from the trial so that the processes which only start and
+evaluation (study.cluster.train_run starts them). Kept apart from the trial so that the processes which only start and
 watch the workers (Tune's trainable, Train's controller) never import transformers and the distillation code: those
 imports cost each process seconds of CPU, paid per trial.
 """
@@ -17,6 +17,7 @@ import ray.train
 import ray.train.torch
 from ray.train import Checkpoint
 
+from study.cluster.checkpoint import EVALUATION, STUDENT
 from study.config import StudyConfig
 from study.distill.loop import train
 from study.distill.models import make_student, save_student
@@ -24,9 +25,8 @@ from study.errors import Diverged
 from study.experiment.evaluation import evaluation_jobs
 from study.experiment.shared_evaluation import broadcast_model_dir, evaluate_shared, gather
 from study.experiment.sources import load_teacher_and_corpus_ids
+from study.record.folder import trial_log
 from study.runtime import fix_threads, quiet_libraries, setup_worker_logging
-from study.search.trial import EVALUATION, STUDENT
-from study.search.watch import trial_log
 
 log = logging.getLogger(__name__)
 

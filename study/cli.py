@@ -157,12 +157,14 @@ def cmd_eval(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
     fix_threads(cfg.threads)
-    from study.distill.models import load_masked_lm
+    from study.distill.models import check_model, load_masked_lm
     from study.metrics import bias, glue
     from study.world import tasks as world_tasks
     from study.world.build import build_world
 
     data_dir = Path(args.data_dir) if args.data_dir else None
+    if args.bias or args.glue or args.world:  # every part loads the model: one that is not there is one line first
+        args.model = check_model(args.model)
     metrics: dict[str, float] = {}
     if args.bias:
         names = list(BIAS_METRICS) if args.bias == "all" else _csv(args.bias)

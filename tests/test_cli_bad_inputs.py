@@ -18,7 +18,7 @@ from study.cli import main
 from study.load import parse_config
 from study.record import folder
 from study.record.optuna_store import optuna_storage
-from tests.conftest import tiny_space
+from tests.conftest import free_port, tiny_space
 
 CROWS_HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type\n"
 CROWS_ROW = '0,"He is a nurse.","She is a nurse.",antistereo,gender\n'
@@ -221,6 +221,14 @@ CASES = [
     ("model-no-weights", lambda d: model_dir(d, {"config.json": json.dumps({"model_type": "bert"}),
                                                     "vocab.txt": "[PAD]\n[UNK]\n"}), "cannot load the model's weights"),
     ("model-no-mlm-head", lambda d: ["bias", "{headless}"], "no MLM head"),
+    ("eval-world-no-such-model", lambda d: ["eval", "/nonexistent", "--world"],
+     "/nonexistent: no such model directory"),
+    ("eval-world-dir-without-model", lambda d: ["eval", str(Path(d, "model").mkdir() or d / "model"), "--world"],
+     "cannot load a model config"),
+    ("eval-world-no-tokenizer", lambda d: ["eval", "{tokenizerless}", "--world"], "no tokenizer files"),
+    ("eval-glue-no-weights", lambda d: ["eval", model_dir(d, {"config.json": json.dumps({"model_type": "bert"}),
+                                                              "vocab.txt": "[PAD]\n[UNK]\n"})[1], "--glue", "rte"],
+     "cannot load the model's weights"),
     ("model-no-tokenizer", lambda d: ["bias", "{tokenizerless}"], "no tokenizer files"),
     ("teacher-not-bert", lambda d: ["distill", str(space(d, lambda raw: raw.pop("search"))), "--set",
                                        "teacher.source={student}", "--out", str(d / "out")], "needs a BERT teacher"),
@@ -257,6 +265,8 @@ CASES = [
     ("pull-no-record", lambda d: ["pull", str(d / "bucket"), str(d / "here")], "no study record there"),
     ("pull-into-a-study", lambda d: ["pull", str(write(d / "bucket" / "record" / folder.META, "{}").parents[1]),
                                      str(a_study(d))], "not empty"),
+    ("pull-unknown-scheme", lambda d: ["pull", "foo://bucket/study", str(d / "here")],
+     "foo://bucket/study: cannot read a study record there"),
     ("run-from-without-resume", lambda d: run(d, None, "--from", str(d / "bucket")), "add --resume"),
     ("resume-from-no-record", lambda d: run(d, None, "--resume", "--from", str(d / "bucket")),
      "no study record there"),
@@ -325,3 +335,16 @@ def test_every_command_has_bad_inputs_in_the_catalogue(tmp_path):
         (tmp_path / name).mkdir()
         covered.add(build(tmp_path / name)[0])
     assert commands <= covered, f"no bad-input case for {sorted(commands - covered)}"
+
+
+def test_a_bucket_out_of_reach_is_one_line(tmp_path, monkeypatch, capsys):
+    """`kdstudy pull s3://...` with no way to S3 (here: an endpoint where nothing listens, as a machine offline has)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "none")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "none")
+    assert main(["pull", "s3://no-such-bucket/p", str(tmp_path / "here")]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("kdstudy: error: s3://no-such-bucket/p: cannot read a study record there (OSError: ")
+    assert not (tmp_path / "here").exists()

@@ -480,7 +480,8 @@ class SearchConfig(Strict):
     repeats: int = Field(1, ge=1, description="grid: runs of each cell, with seeds shifted by 0..repeats-1")
     # Pairs of factors whose interaction `kdstudy effects` reports beside the main effects (analysis.effects).
     interactions: list[tuple[str, str]] = []
-    # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
+    # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs; on a cluster, as many as
+    # its resources hold, each with its own process and its workers (study.cluster.capacity)
     max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
     control: str | None = Field(None, description="the anchor every confirmed trial is compared with; default the "
@@ -503,8 +504,11 @@ class SearchConfig(Strict):
         return self
 
     def concurrent_trials(self, cpus: int | None = None) -> int:
-        """max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1): the
-        trial's own process waits on its workers, so it is not counted against a core."""
+        """The trials at a time the local cluster a study starts is sized for (study.cluster.start):
+        max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1). The
+        trial's own process waits on its workers, so it is not counted against a core; the local cluster gives it a
+        logical CPU of its own beside them. On a cluster it joins, the cluster's resources decide, each trial counted
+        with its process and its workers (study.cluster.capacity.trials_at_once)."""
         if self.max_concurrent_trials != "auto":
             return self.max_concurrent_trials
         s = self.scaling

@@ -219,10 +219,11 @@ def cmd_run(args) -> int:
     quiet_libraries()
     from study.record.folder import META, resolve
     from study.search.driver import run_study
-    from study.search.watch import live_wanted
+    from study.search.watch import live_wanted, quiet_wanted
 
     try:
-        run_study(cfg, args.study_dir, args.address, args.resume, args.source, live=live_wanted(args.verbosity))
+        run_study(cfg, args.study_dir, args.address, args.resume, args.source, live=live_wanted(args.verbosity),
+                  quiet=quiet_wanted(args.verbosity))
     except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
         directory = Path(resolve(cfg, args.study_dir).study_dir)
         if not (directory / META).is_file():
@@ -250,8 +251,9 @@ def _resume_command(args, directory: Path) -> str:
 def cmd_rerun(args) -> int:
     quiet_libraries()
     from study.reruns.rerun import rerun
+    from study.search.watch import quiet_wanted
 
-    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address)
+    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address, quiet=quiet_wanted(args.verbosity))
     return 0
 
 

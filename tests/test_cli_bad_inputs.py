@@ -195,6 +195,10 @@ CASES = [
     ("eval-glue-unknown-task", lambda d: ["eval", "{teacher}", "--glue", "nope"], "--glue"),
     ("eval-bias-unknown-metric", lambda d: ["eval", "{teacher}", "--bias", "nope"], "--bias"),
     ("eval-crows-without-data", lambda d: ["eval", "{teacher}", "--bias", "crows"], "kdstudy data fetch crows"),
+    ("run-address-nothing-there", lambda d: run(d, None, "--address", f"127.0.0.1:{free_port()}"),
+     "nothing answers at"),  # (ray.init would try it for minutes)
+    ("run-address-not-an-address", lambda d: run(d, None, "--address", "nonsense"),
+     "--address nonsense: no Ray cluster to join"),
     # --- benchmark data and corpus files ----------------------------------------------------------------------------
     ("crows-missing", lambda d: ["eval", "{teacher}", "--bias", "crows", "--data-dir", str(d)],
      "kdstudy data fetch crows --to"),

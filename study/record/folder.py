@@ -14,6 +14,7 @@ as a unit. This module is the one place that knows its layout, creates it, reope
     confirm/       the confirm stage's results, one JSON per confirmed trial
     importance.json, importance.png   what drives each objective (hyperparameter importance), at the end
     driver.lock    while a driver runs the study: its pid, host and command (one driver per study)
+    logs/          driver.log (the libraries' lines on the driver), <train run>.log (each trial's and seed run's)
 """
 
 from __future__ import annotations
@@ -103,6 +104,11 @@ def tune_state(cfg: StudyConfig) -> str:
 def trial_log(study_dir: str | Path, name: str) -> Path:
     """The log file of the Train run `name` (train-<trial id>, or a seed run's name) in the study folder."""
     return Path(study_dir) / LOGS / f"{name}.log"
+
+
+def driver_log(study_dir: str | Path) -> Path:
+    """The libraries' lines on the driver of a study or a rerun (study.runtime.libraries_to_file)."""
+    return Path(study_dir) / LOGS / DRIVER_LOG
 
 
 # --- one driver per study ---------------------------------------------------------------------------------------

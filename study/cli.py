@@ -185,6 +185,17 @@ def cmd_eval(args) -> int:
     return _report(f"eval of {args.model}", metrics, args.out)
 
 
+def _seeds(value: str) -> int:
+    """--seeds: a count of seeds, at least one (0 would fall back to the YAML's rerun.seeds, a negative to none)."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seeds (1 or more)")
+    return count
+
+
 def _benchmark(name: str) -> str:
     from study.metrics.bias_data import BENCHMARKS  # the standard library only: the answer comes at once
 
@@ -387,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--pick", default="recommended",
                        help="recommended | knee | min:<metric> | max:<metric> | trial:<id> (default: recommended, the "
                             "confirm stage's noise-aware pick)")
-    again.add_argument("--seeds", type=int, help="how many seeds (default: the YAML's rerun.seeds)")
+    again.add_argument("--seeds", type=_seeds, help="how many seeds (default: the YAML's rerun.seeds)")
     again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
     again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
     again.set_defaults(func=cmd_rerun)

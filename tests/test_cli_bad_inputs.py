@@ -352,3 +352,17 @@ def test_a_bucket_out_of_reach_is_one_line(tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err and len(lines) == 1, err[-2000:]
     assert lines[0].startswith("kdstudy: error: s3://no-such-bucket/p: cannot read a study record there (OSError: ")
     assert not (tmp_path / "here").exists()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["rerun", "STUDY", "--seeds", "0"], "argument --seeds: '0' is not a number of seeds (1 or more)"),
+    (["rerun", "STUDY", "--seeds", "-3"], "argument --seeds: '-3' is not a number of seeds (1 or more)"),
+    (["rerun", "STUDY", "--seeds", "two"], "argument --seeds: 'two' is not a number of seeds (1 or more)"),
+])
+def test_a_bad_option_value_is_argparse_usage_exit_2(argv, fragment, tmp_path, capsys):
+    """Option values argparse checks: its usage line, then one error line naming the option, exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path) if a == "STUDY" else a for a in argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].endswith(fragment), err

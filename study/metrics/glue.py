@@ -35,6 +35,7 @@ from study.distill.optim import clipped_step, make_optimizer
 
 log = logging.getLogger(__name__)
 HUB_NAME = "nyu-mll/glue"
+PREDICT_BATCH = 256  # scoring needs no gradients: large batches, few passes
 
 
 TSV_FILES = {"train": "train.tsv", "validation": "dev.tsv", "validation_matched": "dev_matched.tsv",
@@ -232,13 +233,17 @@ def chance_score(metric: str, labels) -> float:
     return score_task(metric, y, np.full_like(y, values[np.argmax(counts)]))["score"]
 
 
-def _scores(model, data: TaskData) -> tuple[dict[str, float], float]:
-    """(the fine-tuned model's scores on each validation split, averaged as GLUE does; the chance score alike)."""
+def predictions(model, data: TaskData) -> list[np.ndarray]:
+    """The fine-tuned model's predictions on each validation split (MNLI has two)."""
     regression = data.task.num_labels == 1
+    return [predict(model, ids, data.tokenizer.pad_token_id, PREDICT_BATCH, regression) for ids, _ in data.validation]
+
+
+def _scores(data: TaskData, predicted: list[np.ndarray]) -> tuple[dict[str, float], float]:
+    """(the scores of `predicted` on each validation split, averaged as GLUE does; the chance score alike)."""
     results, chances = [], []
-    for ids, labels in data.validation:
-        predictions = predict(model, ids, data.tokenizer.pad_token_id, 64, regression)
-        results.append(score_task(data.task.metric, labels, predictions))
+    for (_, labels), p in zip(data.validation, predicted):
+        results.append(score_task(data.task.metric, labels, p))
         chances.append(chance_score(data.task.metric, labels))
     if len(results) == 1:
         return results[0], chances[0]
@@ -251,7 +256,8 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
              device: str | torch.device = "cpu", seed: int | None = None) -> dict[str, float]:
     """Fine-tune on `name`'s train split once, score its validation split(s); {sub-metric: value, "score": ...}."""
     data = load_task(model_dir, name, cfg, data_dir, tasks)
-    return _scores(fit(model_dir, data, cfg, cfg.seed if seed is None else seed, device), data)[0]
+    model = fit(model_dir, data, cfg, cfg.seed if seed is None else seed, device)
+    return _scores(data, predictions(model, data))[0]
 
 
 def finetune_seed(cfg: GlueConfig, slot: int, attempt: int) -> int:
@@ -263,10 +269,12 @@ def finetune_seed(cfg: GlueConfig, slot: int, attempt: int) -> int:
 
 @dataclass
 class SlotRun:
-    """What one seed slot of a task left: the kept run's scores, how many of its attempts ended at chance, and (with
-    one seed slot in all) the bootstrap standard error of the kept run."""
+    """What one seed slot of a task left: the kept run's scores and its predictions on each validation split, how
+    many of its attempts ended at chance, and (with one seed slot in all) the bootstrap standard error of the kept
+    run."""
 
     result: dict[str, float]
+    predictions: list[np.ndarray]
     failed: int
     bootstrap_se: float | None
 
@@ -281,15 +289,15 @@ def run_slot(model_dir, name: str, data: TaskData, cfg: GlueConfig, slot: int,
     failed = 0
     for attempt in range(cfg.retries + 1):
         seed = finetune_seed(cfg, slot, attempt)
-        model = fit(model_dir, data, cfg, seed, device)
-        result, chance = _scores(model, data)
+        predicted = predictions(fit(model_dir, data, cfg, seed, device), data)
+        result, chance = _scores(data, predicted)
         at_chance = result["score"] <= chance + cfg.chance_margin
         failed += at_chance
         if not at_chance:
             break
         log.warning(f"{name}: fine-tuning seed {seed} ended at chance ({result['score']:.2f}, chance {chance:.2f})"
                     + ("; retrying with another seed" if attempt < cfg.retries else "; kept, and counted"))
-    return SlotRun(result, failed, _bootstrap_se(model, data, cfg.seed) if cfg.seeds == 1 else None)
+    return SlotRun(result, predicted, failed, _bootstrap_se(data, predicted, cfg.seed) if cfg.seeds == 1 else None)
 
 
 def combine_slots(runs: list[SlotRun]) -> dict[str, float]:
@@ -310,13 +318,12 @@ def evaluate_task(model_dir, name: str, cfg: GlueConfig, data_dir=None, tasks: d
     return combine_slots([run_slot(model_dir, name, data, cfg, slot, device) for slot in range(cfg.seeds)])
 
 
-def _bootstrap_se(model, data: TaskData, seed: int, resamples: int = 200) -> float:
+def _bootstrap_se(data: TaskData, predicted: list[np.ndarray], seed: int, resamples: int = 200) -> float:
     """Standard error of one run's score from resampling its validation examples (seeded)."""
-    regression = data.task.num_labels == 1
     rng = np.random.default_rng(seed)
     per_split = []
-    for ids, labels in data.validation:
-        y, p = np.asarray(labels), predict(model, ids, data.tokenizer.pad_token_id, 64, regression)
+    for (_, labels), p in zip(data.validation, predicted):
+        y = np.asarray(labels)
         draws = [rng.integers(0, len(y), len(y)) for _ in range(resamples)]
         per_split.append([score_task(data.task.metric, y[i], p[i])["score"] for i in draws])
     return float(np.std(np.mean(per_split, axis=0), ddof=1))

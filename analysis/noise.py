@@ -12,7 +12,7 @@ fine-tuned once. Its variance per seed splits into
                   the two scores' difference over resampled examples (it is part of the two above, not added to them;
                   it says how much a larger validation set could take away)
     stopped short the share of the variance due to runs that ended far below the same student's other runs
-                  (stopped_short), which a stall detector or a recipe that does not stall removes
+                  (study.metrics.glue.stopped_short), which a recipe that does not stall removes
 
 The first two are the variance components of a one-way random-effects model of d over distillation seeds (groups)
 with the fine-tuning seeds as replicates, estimated by the method of moments from the ANOVA mean squares (Searle,
@@ -22,12 +22,8 @@ Casella & McCulloch 1992, ch. 3): var_finetune = MS_within, var_distill = (MS_be
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
-# A run stopped short when it lies more than this many points below the median of the same student's runs (and
-# more than STOPPED_MADS robust standard deviations of the run-to-run spread): the world's stalls end 5-10 points low.
-STOPPED_POINTS = 3.0
-STOPPED_MADS = 4.0
+from study.metrics.glue import stopped_short
 
 
 def paired_components(d: np.ndarray) -> dict[str, float]:
@@ -43,16 +39,6 @@ def paired_components(d: np.ndarray) -> dict[str, float]:
     ms_between = float(f * ((means - means.mean()) ** 2).sum() / (k - 1))
     distill = max(0.0, (ms_between - ms_within) / f)
     return {"distill": distill, "finetune": ms_within, "per_seed": distill + ms_within}
-
-
-def stopped_short(scores: np.ndarray) -> np.ndarray:
-    """(K, F) bool: the runs among each student's F fine-tuning runs (a row) that ended far below the others: more
-    than STOPPED_POINTS below the row's median and more than STOPPED_MADS robust sds (the median absolute deviation
-    of all rows' runs from their row medians, x 1.4826) below it."""
-    scores = np.asarray(scores, dtype=float)
-    below = np.median(scores, axis=1, keepdims=True) - scores
-    spread = stats.median_abs_deviation(np.abs(below).ravel(), scale="normal")
-    return (below > STOPPED_POINTS) & (below > STOPPED_MADS * spread)
 
 
 def without_stopped(scores: np.ndarray) -> np.ndarray:

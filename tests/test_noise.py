@@ -100,3 +100,12 @@ def test_a_glue_task_without_a_published_spread_says_its_figure_is_a_floor():
     n, p = power.GLUE_VALIDATION["qnli"]
     assert sd == pytest.approx(math.sqrt(2) * 100 * math.sqrt(p * (1 - p) / n))
     assert "floor" in source
+
+
+def test_a_task_with_a_stalled_run_among_its_seeds_counts_it():
+    from study.metrics.glue import SlotRun, combine_slots
+
+    runs = [SlotRun({"score": s}, [], 0, None) for s in (78.0, 78.4, 69.2)]
+    combined = combine_slots(runs)
+    assert combined["short_runs"] == 1.0 and combined["score"] == pytest.approx((78.0 + 78.4 + 69.2) / 3)
+    assert "short_runs" not in combine_slots(runs[:2])  # two runs cannot tell which one stopped short

@@ -300,14 +300,33 @@ def run_slot(model_dir, name: str, data: TaskData, cfg: GlueConfig, slot: int,
     return SlotRun(result, predicted, failed, _bootstrap_se(data, predicted, cfg.seed) if cfg.seeds == 1 else None)
 
 
+# A run stopped short when it lies more than this many points below the median of the same model's runs on the task
+# (and more than STOPPED_MADS robust standard deviations of the runs' spread): the world's stalls ended 5-10 points low.
+STOPPED_POINTS = 3.0
+STOPPED_MADS = 4.0
+
+
+def stopped_short(scores: np.ndarray) -> np.ndarray:
+    """(K, F) bool: the runs among each model's F fine-tuning runs of a task (a row) that ended far below the others:
+    more than STOPPED_POINTS below the row's median and more than STOPPED_MADS robust sds (the median absolute
+    deviation of every run from its row's median, x 1.4826) below it. Needs F >= 3 to tell a run from its row."""
+    scores = np.asarray(scores, dtype=float)
+    below = np.median(scores, axis=1, keepdims=True) - scores
+    spread = stats.median_abs_deviation(np.abs(below).ravel(), scale="normal")
+    return (below > STOPPED_POINTS) & (below > STOPPED_MADS * spread)
+
+
 def combine_slots(runs: list[SlotRun]) -> dict[str, float]:
-    """A task's cfg.seeds slots (in slot order): the mean of each score, `score_se` and `failed_runs`. `score_se` is
-    the standard error of the mean over seeds (std / sqrt(k)); with one seed, the bootstrap standard error over the
-    validation examples."""
+    """A task's cfg.seeds slots (in slot order): the mean of each score, `score_se`, `failed_runs` (runs kept at
+    chance) and, with 3 slots or more, `short_runs` (runs that stopped short of the others: a mean that holds one
+    decides little, so it is counted and warned about). `score_se` is the standard error of the mean over seeds
+    (std / sqrt(k)); with one seed, the bootstrap standard error over the validation examples."""
     out = {k: float(np.mean([r.result[k] for r in runs])) for k in runs[0].result}
     scores = np.array([r.result["score"] for r in runs])
     out["score_se"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else runs[0].bootstrap_se
     out["failed_runs"] = float(sum(r.failed for r in runs))
+    if len(scores) >= 3:
+        out["short_runs"] = float(stopped_short(scores[None])[0].sum())
     return out
 
 
@@ -347,6 +366,9 @@ def combine_tasks(cfg: GlueConfig, prefix: str, results: dict[str, dict[str, flo
         out[f"{prefix}/{name}_se"] = result["score_se"]
         out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k not in ("score", "score_se")})
         log.info(f"  {prefix}/{name}: {result['score']:.2f} ± {result['score_se']:.2f}")
+        if result.get("short_runs"):
+            log.warning(f"{prefix}/{name}: {result['short_runs']:.0f} of {cfg.seeds} fine-tuning runs stopped short of "
+                        f"the others (study.metrics.glue.stopped_short); their mean holds them")
     out[f"{prefix}/score"] = float(np.mean([out[f"{prefix}/{name}"] for name in cfg.tasks]))
     out[f"{prefix}/score_se"] = float(np.sqrt(sum(out[f"{prefix}/{name}_se"] ** 2 for name in cfg.tasks))
                                       / len(cfg.tasks))

@@ -1,7 +1,7 @@
 """Where a study's objective noise comes from, per task, and what its confirm race can decide with it.
 
-    python benchmarks/objective_noise.py [--config search_spaces/smoke.yaml] [--seeds 6] [--finetune-runs 2]
-                                         [--sampled 0] [--grid] [--workers 2] [--runs FILE]
+    python benchmarks/objective_noise.py [--config search_spaces/smoke.yaml] [--set key=value ...] [--seeds 6]
+                                         [--finetune-runs 2] [--sampled 0] [--grid] [--workers 2] [--runs FILE]
 
 Students: the YAML's anchors (and --sampled points its sampler draws), distilled at seeds 0..--seeds-1 (every seed
 moved by k, as `kdstudy rerun` and the confirm race move them); with --grid every config at every seed, else the
@@ -248,6 +248,7 @@ def verdicts_and_race(base: StudyConfig, names: list[str], values: dict, seeds: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="search_spaces/smoke.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as `kdstudy run --set`")
     parser.add_argument("--seeds", type=int, default=6, help="distillation seeds (each moves every seed by k)")
     parser.add_argument("--finetune-runs", type=int, default=2, help="fine-tuning runs per task and student")
     parser.add_argument("--sampled", type=int, default=0, help="configs drawn by the study's sampler, beside anchors")
@@ -257,7 +258,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging(-1)
     quiet_libraries()
-    base = load_config(args.config)
+    base = load_config(args.config, args.set)
     configs = configs_of(base, args.sampled)
     names = [name for name, _ in configs]
     start = time.time()

@@ -121,7 +121,7 @@ CASES = [
     ("objective-margin-negative", lambda d: run(d, setter("search.objectives", [
         {"metric": "world/score", "mode": "max", "margin": -1}])), "search.objectives.0.margin"),
     ("control-not-an-anchor", lambda d: run(d, setter("search.control", "plain")), "control must name an anchor"),
-    ("confirm-budget-too-small", lambda d: run(d, setter("search.confirm", {"top": 3, "seeds": 2, "budget": 4})),
+    ("confirm-budget-too-small", lambda d: run(d, setter("search.confirm", {"top": 3, "seeds": 2, "budget": 1})),
      "must hold the first round"),
     ("concurrency-word", lambda d: run(d, setter("search.max_concurrent_trials", "many")),
      "search.max_concurrent_trials"),

@@ -33,8 +33,8 @@ def test_dry_run_says_when_no_measured_figure_fits(capsys):
     assert main(["run", "search_spaces/smoke.yaml", "--dry-run"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "no estimate: no measured distillation throughput for this study (the study runs on CPUs)" in out
-    # the smoke world's evaluation has CPU figures: 2 tasks x 1 seed x 3 epochs of 4,000 examples at batch 16
-    assert "per trial 1,500 steps + the bias suite" in out and "measured on a CPU" in out
+    # the smoke world's evaluation has CPU figures: 1 task x 1 seed x 2 epochs of 16,000 examples at batch 64
+    assert "per trial 500 steps + the bias suite" in out and "measured on a CPU" in out
     for change, why in (("teacher.source=roberta-base", "teacher roberta-base"),
                         ("distill.batch_size=128", "batch 128 per GPU (measured: 64, 256)"),
                         ("distill.max_length=256", "at 256 tokens")):

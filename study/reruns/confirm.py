@@ -4,7 +4,7 @@ from the control on every objective, with a verdict.
 
     search:
       control: plain_kd          # default: the first anchor
-      confirm: {top: 3, seeds: 2, max_seeds: 8, budget: 24}
+      confirm: {top: 3, seeds: 2, max_seeds: 8, budget: 6}
 
 Who runs: the `top` best finished trials by non-domination rank, one per configuration (a configuration the sampler
 proposed twice is confirmed once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
@@ -85,7 +85,7 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     for repeat, of in repeats.items():
         log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; confirmed once, as {of}")
     log.info(f"confirm stage: {', '.join(contenders)} race on shared seeds ({spec.seeds} first, doubling to at "
-             f"most {spec.max_seeds}; at most {spec.runs} runs); control: "
+             f"most {spec.max_seeds}; at most {spec.runs(len(contenders))} runs); control: "
              f"{control.trial_id + ' (' + control.anchor + ')' if control else 'none (no anchor finished)'}")
     out_dir = directory / folder.CONFIRM
     params = {tid: json.loads(t.tags[tracking.PARAMS_JSON]) for tid, t in contenders.items()}
@@ -116,7 +116,7 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     objectives = cfg.search.objectives
     given = {key: objective_values(m) for key, m in per_run.items()}
     result = race(list(params), control.trial_id if control else None, run, record.metrics, record.modes,
-                  [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs, given=given)
+                  [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs(len(contenders)), given=given)
     log.info(f"confirm stage: {result.stopped}; {result.runs} runs in {len(result.rounds)} round(s) (a fixed stage "
              f"deciding as much: {result.fixed_runs()} runs)")
     write_result(out_dir / RACE, race_summary(result, control))

@@ -5,6 +5,7 @@ experiment's runs."""
 from __future__ import annotations
 
 from analysis.report import Front, caption, verdict_lines
+from study.record.folder import PARALLEL_FIGURE, PARETO_FIGURE, PARETO_TXT
 from study.record.tracking import ANCHOR, CONFIRM_OF, KNEE, PARETO, PARETO_CONFIRMED, TRIAL_ID
 
 # The runs table's search box: the trials on the front (study.publish tags them `pareto`, the knee `knee`).
@@ -116,9 +117,9 @@ def front_markdown(front: Front, name: str, run_id: str | None = None, view: str
     lines += ["", f"By hand: search `{FRONT_FILTER}` (the knee: `{KNEE_FILTER}`), sort by `{front.metrics[0]}` and add "
               f"the columns {', '.join(f'`{m}`' for m in front.metrics)}.", ""]
     if run_id is not None and len(front.metrics) >= 2:
-        lines += [f"![the front](get-artifact?path=pareto.png&run_uuid={run_id})", ""]
-    lines += ["Figures: `pareto.png`, `pareto_parallel.png`; the table as text: `pareto.txt` (Artifacts)."]
+        lines += [f"![the front](get-artifact?path={PARETO_FIGURE}&run_uuid={run_id})", ""]
+    lines += [f"Figures: `{PARETO_FIGURE}`, `{PARALLEL_FIGURE}`; the table as text: `{PARETO_TXT}` (Artifacts)."]
     text = "\n".join(lines) + "\n"
-    if len(text) > MAX_NOTE:  # a front too large for a tag: the head of the table, the rest in pareto.txt
-        text = text[:MAX_NOTE].rsplit("\n", 1)[0] + "\n\n(cut here: the whole table is in `pareto.txt`)\n"
+    if len(text) > MAX_NOTE:  # a front too large for a tag: the head of the table, the rest in the text file
+        text = text[:MAX_NOTE].rsplit("\n", 1)[0] + f"\n\n(cut here: the whole table is in `{PARETO_TXT}`)\n"
     return text

@@ -254,11 +254,12 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_pull(args) -> int:
+    from study.record.folder import local_store
     from study.record.mirror import pull_record
 
     pull_record(args.storage, Path(args.study_dir).expanduser().resolve())
     log.info(f"{args.study_dir}: the study record from {args.storage}; `kdstudy pareto {args.study_dir}` shows its "
-             f"front, `mlflow ui --backend-store-uri sqlite:///{Path(args.study_dir) / 'mlflow.db'}` its runs")
+             f"front, `mlflow ui --backend-store-uri {local_store(args.study_dir)}` its runs")
     return 0
 
 
@@ -302,6 +303,7 @@ def cmd_effects(args) -> int:
     from analysis.runs import read_study
     from study.errors import DataError
     from study.publish import publish_effects
+    from study.record.folder import EFFECTS_FIGURE, EFFECTS_JSON
 
     record = read_study(args.study_dir)
     if record.config.search is None or not record.finished()[0]:
@@ -316,7 +318,7 @@ def cmd_effects(args) -> int:
         return 0
     for table in publish_effects(record, record.client):
         table_console().print(table)
-    log.info(f"effects.json and effects.png written to {record.directory} and logged to the parent run")
+    log.info(f"{EFFECTS_JSON} and {EFFECTS_FIGURE} written to {record.directory} and logged to the parent run")
     return 0
 
 

@@ -116,7 +116,7 @@ def publish_effects(record: StudyRecord, client: MlflowClient) -> list:
     capture = Console(width=200, record=True, file=io.StringIO())
     for table in tables:
         capture.print(table)
-    client.log_text(parent, capture.export_text(), "effects.txt")
+    client.log_text(parent, capture.export_text(), folder.EFFECTS_TXT)
     return tables
 
 

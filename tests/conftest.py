@@ -92,7 +92,7 @@ def world_models(tiny_world):
 @pytest.fixture
 def study_yaml(tmp_path):
     def write(**distill):
-        path = tmp_path / "study.yaml"
+        path = tmp_path / "tiny.yaml"
         path.write_text(yaml.safe_dump(tiny_study(**distill)))
         return path
 
@@ -197,7 +197,8 @@ def kill_session(proc: subprocess.Popen) -> None:
 
 def trial_runs(study_dir: Path) -> list:
     """The study's trial runs in MLflow, read from its study.json."""
+    from study.record.folder import META
     from study.record.tracking import TRIAL_ID, connect
 
-    meta = json.loads((study_dir / "study.json").read_text())
+    meta = json.loads((study_dir / META).read_text())
     return [r for r in connect(meta["tracking_uri"]).search_runs([meta["experiment_id"]]) if TRIAL_ID in r.data.tags]

@@ -18,6 +18,8 @@ from study.cli import main
 from study.cluster.worker import quiet_train_reports
 from study.config import with_params
 from study.load import parse_config
+from study.record import folder
+from study.record.optuna_store import optuna_storage
 from study.search.callbacks import anchor_of
 from study.search.driver import run_study
 from study.search.space import make_sampler, make_searcher, suggest
@@ -144,7 +146,7 @@ def mlflow_server():
     def serve(study_dir):
         port = free_port()
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{study_dir}/mlflow.db",
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", folder.local_store(study_dir),
              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         url = f"http://127.0.0.1:{port}"
@@ -185,18 +187,19 @@ def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_ser
         assert "distill.mitigation.mode" in run.data.params
         assert run.data.metrics["bias/amplification"] == pytest.approx(
             run.data.metrics["bias/template/planted_slope"] - run.data.metrics["teacher/bias/template/planted_slope"])
-        assert client.list_artifacts(run.info.run_id, "student")  # the student model, in MLflow
+        assert client.list_artifacts(run.info.run_id, folder.STUDENT)  # the student model, in MLflow
     points = {r.data.tags["trial_id"]: (r.data.metrics["bias/amplification"], r.data.metrics["world/score"])
               for r in children}
     tagged = {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"}
     assert tagged == non_dominated(points) and tagged
     assert sum(r.data.tags["knee"] == "true" for r in children) == 1
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"pareto.json", "pareto.png", "pareto_parallel.png", "pareto.txt", "study.yaml"} <= parent_artifacts
+    assert {folder.PARETO_JSON, folder.PARETO_FIGURE, folder.PARALLEL_FIGURE, folder.PARETO_TXT,
+            folder.CONFIG} <= parent_artifacts
     assert "teacher/world/score" in parents[0].data.metrics
 
     # Optuna's storage holds the same three trials with the same values
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     complete = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(ot.trials) == 3 and len(complete) == 3
     by_params = {tuple(sorted(r.data.params.items())): points[r.data.tags["trial_id"]] for r in children}
@@ -231,7 +234,7 @@ def test_a_diverging_trial_fails_alone(tiny_world, tmp_path):
     assert "distillation diverged: loss is nan" in trials["blows_up"].tags["failure_reason"]
     assert trials["sane"].status == "FINISHED" and set(OBJECTIVES) <= set(trials["sane"].metrics)
     assert [t.anchor for t in front.trials] == ["sane"] and front.on_front.tolist() == [True]
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     assert sorted(t.state.name for t in ot.trials) == ["COMPLETE", "FAIL"]
 
 

@@ -10,6 +10,7 @@ from analysis.note import FRONT_FILTER, front_markdown, front_view
 from analysis.report import Front
 from analysis.runs import Trial
 from study.record import tracking
+from study.record.folder import PARETO_FIGURE
 
 
 def _front() -> Front:
@@ -25,7 +26,7 @@ def _front() -> Front:
 
 
 def test_experiment_opens_as_model_training_and_holds_the_front_view(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'tracking.db'}")
     experiment = tracking.open_experiment(client, "s", (tmp_path / "art").as_uri())
     assert client.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
     bare = client.create_experiment("old")  # made before kdstudy set the kind: reopening marks it
@@ -55,13 +56,13 @@ def test_front_markdown_holds_the_table_the_knee_and_the_filter():
     table = [line for line in lines if line.startswith("| `")]
     assert table == ["| `t2` |  | 3.5 | mixup | 0.02 | 65 |", "| `t1` | plain_kd knee | 2 | none | 0.1 | 70 |"]
     assert "| trial | note | loss.temperature | mitigation.mode | bias/amplification ↓ | world/score ↑ |" in note
-    assert FRONT_FILTER in note and "get-artifact?path=pareto.png&run_uuid=abc" in note
+    assert FRONT_FILTER in note and f"get-artifact?path={PARETO_FIGURE}&run_uuid=abc" in note
 
 
 def test_the_chart_view_is_a_scatter_of_the_objectives_over_every_trial(tmp_path):
     from analysis.note import trials_view
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'tracking.db'}")
     experiment = tracking.open_experiment(client, "s", (tmp_path / "art").as_uri())
     parent = tracking.create_parent(client, experiment, "s", tmp_path, {})
     for tid, on_front in (("t1", "true"), ("t2", "false")):

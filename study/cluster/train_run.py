@@ -1,7 +1,8 @@
 """One config distilled and evaluated as a Ray Train run: N workers in DDP (gloo on CPU, nccl on GPU) run
 study.cluster.worker; each checkpoint is reported to Ray Train, which restarts crashed workers from the last one;
 after the last step the workers share the student's evaluation (the bias suite and each (task, seed slot),
-round-robin; rank 0 gathers), its results in the final checkpoint beside the student (study.cluster.checkpoint).
+round-robin; rank 0 gathers), its results in the final checkpoint beside the student (the layout in
+study.record.folder).
 A study's trial (study.search.trial) and a seed run (study.reruns.seeds) are each one such run.
 
 The distillation is study.distill.loop and the measuring study.experiment.evaluation (shared by
@@ -23,9 +24,10 @@ import ray.train
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from study.cluster.checkpoint import EVALUATION, RESULT, read_evaluation
 from study.config import StudyConfig
 from study.metrics.bias import amplification
+from study.record.checkpoint import read_evaluation
+from study.record.folder import EVALUATION, RESULT
 from study.runtime import error_line
 
 log = logging.getLogger(__name__)

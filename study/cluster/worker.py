@@ -17,7 +17,6 @@ import ray.train
 import ray.train.torch
 from ray.train import Checkpoint
 
-from study.cluster.checkpoint import EVALUATION, STUDENT
 from study.config import StudyConfig
 from study.distill.loop import train
 from study.distill.models import make_student, save_student
@@ -25,7 +24,7 @@ from study.errors import Diverged
 from study.experiment.evaluation import evaluation_jobs
 from study.experiment.shared_evaluation import broadcast_model_dir, evaluate_shared, gather
 from study.experiment.sources import load_teacher_and_corpus_ids
-from study.record.folder import trial_log
+from study.record.folder import EVALUATION, STUDENT, trial_log
 from study.runtime import fix_threads, quiet_libraries, setup_worker_logging
 
 log = logging.getLogger(__name__)

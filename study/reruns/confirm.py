@@ -34,11 +34,9 @@ from analysis.race import RaceResult, race
 from analysis.runs import StudyRecord, Trial, read_study
 from study.config import StudyConfig
 from study.record import folder, tracking
-from study.reruns.seeds import log_seed_run, run_seeds, seed_config, seed_result, write_result
+from study.reruns.seeds import log_seed_run, run_seeds, seed_result, write_result
 
 log = logging.getLogger(__name__)
-RUNS = "runs"  # confirm/runs/<trial>-seed<k>.json: one finished run's metrics
-RACE = "race.json"
 
 
 def chosen_trials(record: StudyRecord, top: int) -> tuple[list[Trial], dict[str, str]]:
@@ -87,7 +85,6 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     log.info(f"confirm stage: {', '.join(contenders)} race on shared seeds ({spec.seeds} first, doubling to at "
              f"most {spec.max_seeds}; at most {spec.runs} runs); control: "
              f"{control.trial_id + ' (' + control.anchor + ')' if control else 'none (no anchor finished)'}")
-    out_dir = directory / folder.CONFIRM
     params = {tid: json.loads(t.tags[tracking.PARAMS_JSON]) for tid, t in contenders.items()}
     # an anchor's search run is its seed 0: it was run whatever its value, so it is a draw like any other
     unpicked = {t.trial_id for t in anchors + ([control] if control else [])}
@@ -100,16 +97,16 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
         """Run what is missing of `requests` (a replayed race finds the rest on disk); their objective values."""
         todo = {}
         for tid, k in requests:
-            path = out_dir / RUNS / f"{tid}-seed{k}.json"
+            path = folder.confirm_seed_result(directory, tid, k)
             if path.is_file():
                 per_run[(tid, k)] = json.loads(path.read_text())
             else:
-                todo[(tid, k)] = (seed_config(cfg, params[tid], k, full=False), f"confirm-{tid}-seed{k}")
+                todo[(tid, k)] = (params[tid], k, folder.seed_run("confirm", tid, k))
         finished, failed = run_seeds(cfg, teacher, todo)
         for (tid, k), metrics in finished.items():
-            write_result(out_dir / RUNS / f"{tid}-seed{k}.json", metrics)
+            write_result(folder.confirm_seed_result(directory, tid, k), metrics)
         for (tid, k), reason in failed.items():
-            log.warning(f"confirm-{tid}-seed{k} failed ({reason}); the race goes on without it")
+            log.warning(f"{todo[(tid, k)][2]} failed ({reason}); the race goes on without it")
         per_run.update(finished)
         return {key: objective_values(per_run[key]) for key in requests if key in per_run}
 
@@ -119,8 +116,9 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
                   [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs, given=given)
     log.info(f"confirm stage: {result.stopped}; {result.runs} runs in {len(result.rounds)} round(s) (a fixed stage "
              f"deciding as much: {result.fixed_runs()} runs)")
-    write_result(out_dir / RACE, race_summary(result, control))
-    results = [write_result(out_dir / f"{tid}.json", confirmed(tid, contenders[tid], params[tid], per_run, result))
+    write_result(folder.race_result(directory), race_summary(result, control))
+    results = [write_result(folder.confirm_result(directory, tid),
+                            confirmed(tid, contenders[tid], params[tid], per_run, result))
                for tid in contenders]
     return [_logged(record, path) for path in results]
 

@@ -202,7 +202,7 @@ def confirmed_table(front: Front, title: str) -> Table:
                                     "recommended" if row["trial_id"] == recommended else None) if n)
         p = row.get("p_front")
         table.add_row(row["trial_id"], note, *(_short(row["params"].get(x, "-")) for x in params),
-                      *(_cell(row, m) for m in front.metrics), "-" if p is None else f"{p:.2f}\n{_place(p)}")
+                      *(_cell(row, m) for m in front.metrics), "-" if p is None else f"{p:.2f}\n{verdicts.place(p)}")
     return table
 
 
@@ -222,14 +222,10 @@ def verdict_table(front: Front, title: str) -> Table:
     return table
 
 
-def _place(p: float) -> str:
-    return "front" if p >= verdicts.DECIDED else "off" if p <= 1 - verdicts.DECIDED else "undecided"
-
-
 def confirmed_caption(front: Front) -> str:
     text = caption(front)
     if front.p_front is not None:
-        undecided = int(sum(_place(p) == "undecided" for p in front.p_front))
+        undecided = int(sum(verdicts.place(p) == "undecided" for p in front.p_front))
         text += f"; on the front: P(front) >= {verdicts.FRONT:g}; {undecided} undecided (0.05 < P < 0.95)"
     if front.recommended is not None:
         text += (f"\nrecommended: {front.trials[front.recommended].trial_id}, {front.recommended_reason}")

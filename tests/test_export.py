@@ -14,7 +14,6 @@ from study.distill.models import load_masked_lm, make_student, save_student
 from study.load import parse_config
 from study.record import folder, tracking
 from study.student import registry
-from study.student.card import Z95
 from study.student.export import export
 from tests.conftest import tiny_space
 
@@ -67,8 +66,8 @@ def test_export_loads_with_plain_transformers_and_its_card_holds_the_intervals(s
     results = {r.metric_type: r for r in card.data.eval_results}
     slope = results[PRIMARY]
     assert slope.metric_value == pytest.approx(0.9)
-    assert slope.metric_args["ci_low"] == pytest.approx(0.9 - Z95 * 0.05, abs=1e-6)
-    assert slope.metric_args["ci_high"] == pytest.approx(0.9 + Z95 * 0.05, abs=1e-6)
+    assert slope.metric_args["ci_low"] == pytest.approx(0.9 - 1.959964 * 0.05, abs=1e-6)
+    assert slope.metric_args["ci_high"] == pytest.approx(0.9 + 1.959964 * 0.05, abs=1e-6)
     assert results[f"teacher/{PRIMARY}"].metric_value == pytest.approx(0.8)
     assert results["bias/amplification"].metric_value == pytest.approx(0.1)
     assert results["world/world_cola"].metric_args is None  # reported without an error: no interval invented

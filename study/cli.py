@@ -273,20 +273,20 @@ def cmd_export(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from analysis.report import summarize, summarize_confirmed, table_console
+    from analysis.report import summarize, summarize_race, table_console
     from analysis.runs import read_study
     from study.publish import front_tables
 
     record = read_study(args.study_dir)
-    front, confirmed = summarize(record), summarize_confirmed(record)
+    front, race = summarize(record), summarize_race(record)
     from analysis.importance import study_importances
 
     found = study_importances(record) if args.importance else {}
     if args.json:
-        out = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
+        out = front.to_json() | ({"race": race.to_json()} if race is not None else {})
         print(json.dumps(out | ({"importance": found} if args.importance else {}), indent=2))
         return 0
-    for table in front_tables(record, front, confirmed):
+    for table in front_tables(record, front, race):
         table_console().print(table)
     if args.importance:
         from analysis.importance import importance_table

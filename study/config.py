@@ -370,7 +370,7 @@ class Objective(Strict):
     # Hypervolume reference point on this objective (the worst value that still counts); default: the worst value
     # any finished trial reached. Printed beside every hypervolume.
     reference: float | None = None
-    # The smallest difference that matters, in the metric's units: a confirmed trial whose difference from the control
+    # The smallest difference that matters, in the metric's units: a raced trial whose difference from the control
     # lies within +-margin is "within the margin", and the recommended point may give up this much on it.
     margin: float | None = Field(None, gt=0)
     # Optimise the distance to this value instead of the value itself (mode min): for a bias metric whose unbiased
@@ -446,7 +446,7 @@ class ConfirmConfig(Strict):
     seeds are added in rounds, doubling, to the trials whose place on the front (or verdict against the control) is
     undecided, until every one is decided, a trial has `max_seeds`, or `budget` runs are spent."""
 
-    top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
+    top: int = Field(3, ge=1, description="trials raced: the front first, then the next layer")
     anchors: bool = Field(True, description="the anchors race too (the control always does): their verdicts are "
                                             "the study's answer to 'does the paper's setting help'")
     seeds: int = Field(2, ge=1, description="seeds per trial in the first round (2: the fewest with a spread, "
@@ -483,7 +483,7 @@ class SearchConfig(Strict):
     # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
     max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
-    control: str | None = Field(None, description="the anchor every confirmed trial is compared with; default the "
+    control: str | None = Field(None, description="the anchor every raced trial is compared with; default the "
                                                   "first anchor")
     scaling: ScalingConfig = ScalingConfig()
     max_failures: int = Field(1, ge=0, description="retries of a crashed Train worker, and of a lost trial "
@@ -512,7 +512,7 @@ class SearchConfig(Strict):
 
     @property
     def control_anchor(self) -> str | None:
-        """The anchor confirmed trials are compared with: `control`, else the first anchor, else none."""
+        """The anchor raced trials are compared with: `control`, else the first anchor, else none."""
         return self.control or (self.anchors[0].name if self.anchors else None)
 
 

@@ -1,5 +1,5 @@
 """Publishing a study's Pareto front once its trials are done: the `pareto` and `knee` tags on the trials' runs (and
-`pareto_confirmed` on the trials the confirm stage ran again), pareto.json and the figures in the study folder, the
+`pareto_confirmed` on the trials the confirm stage raced), pareto.json and the figures in the study folder, the
 tables, figures, hypervolume and hyperparameter importance on the parent run (and the front as its description, with
 a link to a saved runs view that shows the front), and the tables on the terminal.
 Everything is computed from the MLflow runs and the Optuna storage (analysis), not from the driver's memory."""
@@ -18,11 +18,12 @@ from analysis.effects import effects_figure, effects_tables, missing_cells, stud
 from analysis.importance import importance_figure, importance_table, study_importances
 from analysis.note import front_markdown, front_view, trials_view
 from analysis.report import (
-    Front,
-    confirmed_table,
+    RaceFront,
+    SearchFront,
     front_table,
+    race_table,
     summarize,
-    summarize_confirmed,
+    summarize_race,
     table_console,
     usage_line,
     verdict_table,
@@ -33,7 +34,7 @@ from study.record import folder, tracking
 log = logging.getLogger(__name__)
 
 
-def publish_front(directory: Path) -> Front:
+def publish_front(directory: Path) -> SearchFront:
     """Tag, write, log and print the front of the study in `directory`; ends its parent run. Returns the front."""
     from analysis.plots import parallel_figure, pareto_figure
 
@@ -46,28 +47,28 @@ def publish_front(directory: Path) -> Front:
         client.set_tag(t.run_id, tracking.PARETO, str(t.trial_id in on_front).lower())
         client.set_tag(t.run_id, tracking.KNEE, str(t.trial_id == knee).lower())
     parent = record.meta["parent_run_id"]
-    confirmed = summarize_confirmed(record)
+    race = summarize_race(record)
     recommended = None
-    if confirmed is not None:
-        on_confirmed = {t.trial_id for t, _ in confirmed.front_trials()}
-        if confirmed.recommended is not None:
-            recommended = confirmed.trials[confirmed.recommended].trial_id
-        for t in confirmed.trials:
-            tag = str(t.trial_id in on_confirmed).lower()
+    if race is not None:
+        on_seed_means = {t.trial_id for t, _ in race.front_trials()}
+        if race.recommended is not None:
+            recommended = race.trials[race.recommended].trial_id
+        for t in race.trials:
+            tag = str(t.trial_id in on_seed_means).lower()
             client.set_tag(t.run_id, tracking.PARETO_CONFIRMED, tag)
-            client.set_tag(record.confirmations[t.trial_id].run_id, tracking.PARETO_CONFIRMED, tag)
+            client.set_tag(record.confirm_runs[t.trial_id].run_id, tracking.PARETO_CONFIRMED, tag)
             client.set_tag(t.run_id, tracking.RECOMMENDED, str(t.trial_id == recommended).lower())
-    summary = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
+    summary = front.to_json() | ({"race": race.to_json()} if race is not None else {})
     (directory / folder.PARETO_JSON).write_text(json.dumps(summary, indent=2))
     client.log_dict(parent, summary, folder.PARETO_JSON)
-    tables = front_tables(record, front, confirmed)
+    tables = front_tables(record, front, race)
     capture = Console(width=200, record=True, file=io.StringIO())
     for table in tables:
         capture.print(table)
     client.log_text(parent, capture.export_text(), folder.PARETO_TXT)
     if front.trials and len(front.metrics) >= 2:
         figures = {folder.PARETO_FIGURE: pareto_figure(front, f"{record.name}: {len(front.trials)} finished trials",
-                                                       confirmed),
+                                                       race),
                    folder.PARALLEL_FIGURE: parallel_figure(front, list(record.config.search.space),
                                                            f"{record.name}: the front's parameters")}
         for name, figure in figures.items():
@@ -79,10 +80,10 @@ def publish_front(directory: Path) -> Front:
     if len(front.metrics) >= 2:
         charts["The objectives of every trial as a scatter (grouped by the pareto tag)"] = tracking.share_view(
             client, experiment, "trials", trials_view(front), charts=True)
-        if confirmed is not None:
-            charts["The confirmed front as a scatter"] = tracking.share_view(
-                client, experiment, "confirmed", trials_view(confirmed, confirmed=True), charts=True)
-    tracking.describe(client, parent, front_markdown(front, record.name, parent, view, charts, confirmed))
+        if race is not None:
+            charts["The raced trials' seed means as a scatter (grouped by the pareto_confirmed tag)"] = \
+                tracking.share_view(client, experiment, "race", trials_view(race, confirm_runs=True), charts=True)
+    tracking.describe(client, parent, front_markdown(front, record.name, parent, view, charts, race))
     if front.hypervolume is not None:
         tracking.log_metrics(client, parent, {"study/hypervolume": front.hypervolume,
                                               "study/front_size": float(len(on_front))})
@@ -120,17 +121,15 @@ def publish_effects(record: StudyRecord, client: MlflowClient) -> list:
     return tables
 
 
-def front_tables(record: StudyRecord, front: Front, confirmed: Front | None) -> list:
-    """The single-run front and, when the study has a confirm stage, its confirmed trials (seed means, P(front)) and
-    their verdicts against the control; then a line on what the trials used (their distillation and evaluation
-    seconds and busy share)."""
+def front_tables(record: StudyRecord, front: SearchFront, race: RaceFront | None) -> list:
+    """The search front and, when the study has a confirm stage, its raced trials (seed means, P(front)) and their
+    verdicts against the control; then a line on what the trials used (their distillation and evaluation seconds and
+    busy share)."""
     tables = [front_table(front, f"{record.name}: Pareto front (single runs, value ± standard error)")]
-    if confirmed is not None:
-        tables.append(confirmed_table(confirmed, f"{record.name}: confirmed trials (means over the confirm seeds [95% "
-                                                 f"interval])"))
-        if any(confirmed.comparisons or []):
-            tables.append(verdict_table(confirmed, f"{record.name}: against the control "
-                                                   f"({confirmed.control})"))
+    if race is not None:
+        tables.append(race_table(race, f"{record.name}: raced trials (means over the race's seeds [95% interval])"))
+        if any(race.comparisons):
+            tables.append(verdict_table(race, f"{record.name}: against the control ({race.control})"))
     usage = usage_line(record)
     return tables + ([usage] if usage else [])
 

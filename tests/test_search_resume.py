@@ -213,12 +213,12 @@ def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny
             assert set(saved["verdicts"]) == set(OBJECTIVES)
             assert run.data.tags["verdict/world/score"] == saved["verdicts"]["world/score"]["verdict"]
     pareto = json.loads((study_dir / folder.PARETO_JSON).read_text())
-    rows = pareto["confirmed"]["confirmed"]
+    rows = pareto["race"]["raced"]
     assert {row["trial_id"] for row in rows} == set(confirms)
     assert all(row["p_front"] == pytest.approx(confirms[row["trial_id"]].data.metrics["confirm/p_front"])
                for row in rows)
-    assert {row["trial_id"] for row in pareto["confirmed"]["front"]} == {
+    assert {row["trial_id"] for row in pareto["race"]["front"]} == {
         t for t, r in trials.items() if r.data.tags.get("pareto_confirmed") == "true"}
-    assert pareto["confirmed"]["recommended"]["trial_id"] in confirms
-    assert len(pareto["confirmed"]["verdicts"]) == len(confirms) - 1
+    assert pareto["race"]["recommended"]["trial_id"] in confirms
+    assert len(pareto["race"]["verdicts"]) == len(confirms) - 1
     assert (study_dir / folder.PARETO_FIGURE).is_file()

@@ -7,7 +7,7 @@ from the control on every objective, with a verdict.
       confirm: {top: 3, seeds: 2, max_seeds: 8, budget: 24}
 
 Who runs: the `top` best finished trials by non-domination rank, one per configuration (a configuration the sampler
-proposed twice is confirmed once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
+proposed twice is raced once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
 verdicts answer "does the paper's setting help"), and the control anchor, which runs every seed any trial runs. Seeds:
 k = 1, 2, ... shifts every seed by k (study.reruns.seeds), the same k for every trial, so that differences are taken
 seed by seed; seed 0 is the search's own run. A trial picked by its value keeps that run beside its means as
@@ -16,7 +16,7 @@ their values, count it as their seed 0 and run one seed fewer. The rounds are an
 
 Each run's metrics go to confirm/runs/<trial>-seed<k>.json as its round ends; an interrupted stage replays the race
 from them and from the Train runs that finished (their saved results), so every (trial, seed) runs once. At the end
-each confirmed trial gets confirm/<trial>.json and one MLflow run under the parent tagged confirm_of=<trial>: the
+each raced trial gets confirm/<trial>.json and one MLflow run under the parent tagged confirm_of=<trial>: the
 means over its seeds (std, 95% interval), its single run, `confirm/p_front`, its place and its verdicts; and
 confirm/race.json says how the race went (rounds, runs, why it stopped, what a fixed stage would have cost).
 """
@@ -69,7 +69,7 @@ def anchor_trials(record: StudyRecord) -> list[Trial]:
 
 
 def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]:
-    """Race the study's best trials and its control (cfg.search.confirm); Ray must be up. Returns each confirmed
+    """Race the study's best trials and its control (cfg.search.confirm); Ray must be up. Returns each raced
     trial's result."""
     spec = cfg.search.confirm
     directory = Path(cfg.study_dir)
@@ -81,7 +81,7 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
     anchors = anchor_trials(record) if spec.anchors else []
     contenders = {t.trial_id: t for t in [*chosen, *anchors, *([control] if control else [])]}
     for repeat, of in repeats.items():
-        log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; confirmed once, as {of}")
+        log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; raced once, as {of}")
     log.info(f"confirm stage: {', '.join(contenders)} race on shared seeds ({spec.seeds} first, doubling to at "
              f"most {spec.max_seeds}; at most {spec.runs} runs); control: "
              f"{control.trial_id + ' (' + control.anchor + ')' if control else 'none (no anchor finished)'}")
@@ -118,7 +118,7 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
              f"deciding as much: {result.fixed_runs()} runs)")
     write_result(folder.race_result(directory), race_summary(result, control))
     results = [write_result(folder.confirm_result(directory, tid),
-                            confirmed(tid, contenders[tid], params[tid], per_run, result))
+                            raced_result(tid, contenders[tid], params[tid], per_run, result))
                for tid in contenders]
     return [_logged(record, path) for path in results]
 
@@ -134,8 +134,8 @@ def _metrics(trial: Trial) -> dict[str, float]:
     return {m: v for m, v in trial.metrics.items() if "/" in m}
 
 
-def confirmed(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceResult) -> dict:
-    """A confirmed trial's record: the metrics of the seeds that count for it and their summary, its single run,
+def raced_result(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceResult) -> dict:
+    """A raced trial's record: the metrics of the seeds that count for it and their summary, its single run,
     P(front), its place and its verdicts against the control."""
     seeds = result.seeds[tid]
     per_seed = {k: per_run[(tid, k)] for k in seeds}
@@ -147,7 +147,7 @@ def confirmed(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceR
 
 
 def _logged(record: StudyRecord, path: Path) -> dict:
-    """The confirmed trial's result, logged to MLflow unless a run for it is there already (a resumed stage)."""
+    """The raced trial's result, logged to MLflow unless a run for it is there already (a resumed stage)."""
     result = json.loads(path.read_text())
     trial_id = result[tracking.CONFIRM_OF]
     existing = tracking.child_runs(record.client, record.meta["experiment_id"], record.meta["parent_run_id"],

@@ -316,7 +316,7 @@ def cmd_effects(args) -> int:
 
         print(json.dumps(study_effects(record), indent=2))
         return 0
-    for table in publish_effects(record, record.client):
+    for table in publish_effects(record):
         table_console().print(table)
     log.info(f"{EFFECTS_JSON} and {EFFECTS_FIGURE} written to {record.directory} and logged to the parent run")
     return 0

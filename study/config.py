@@ -93,9 +93,11 @@ class StudentConfig(Strict):
 
 
 class LossConfig(Strict):
-    # Released DistilBERT weights: alpha_ce 5.0, alpha_mlm 2.0, alpha_cos 1.0, T 2.0 (Sanh et al. 2019).
+    # Released DistilBERT weights: alpha_ce 5.0, alpha_mlm 2.0, alpha_cos 1.0, T 2.0 (Sanh et al. 2019). alpha_ce
+    # weighs the KL term (loss_kl); the key keeps the name the reference distiller and its released config give it,
+    # so that a DistilBERT recipe reads the same here.
     temperature: float = Field(2.0, gt=0)
-    alpha_ce: float = Field(5.0, ge=0, description="weight of the soft-target KL (named ce as in the reference)")
+    alpha_ce: float = Field(5.0, ge=0, description="weight of the soft-target KL term, loss_kl (DistilBERT's name)")
     alpha_mlm: float = Field(2.0, ge=0)
     alpha_cos: float = Field(1.0, ge=0)
     kl_positions: Literal["all", "masked"] = "all"

@@ -325,9 +325,9 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     from study.record import tracking
 
     directory = Path(cfg.study_dir)
+    kept = portable(cfg)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / TEACHER).write_text(json.dumps(teacher, indent=2, sort_keys=True))
-    write_snapshot(directory / CONFIG, portable(cfg))
     uri = tracking_uri(cfg.tracking.uri, directory)
     client = tracking.connect(uri)
     local = (directory / ARTIFACTS).resolve().as_uri() if tracking.is_local(uri) else None  # a server decides its own
@@ -337,11 +337,11 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
         "objectives": ", ".join(f"{o.key} ({o.mode})" for o in search.objectives), "sampler": search.sampler.name,
         "num_samples": search.num_samples, "space": ", ".join(search.space), "study_dir": directory})
     tracking.log_metrics(client, parent_id, {f"teacher/{k}": v for k, v in teacher.items()})
-    client.log_artifact(parent_id, str(directory / CONFIG))
+    client.log_artifact(parent_id, str(write_snapshot(directory / CONFIG, kept)))
     # A store in the folder is marked so (local_tracking), and found again wherever the folder is (read_meta).
     meta = {"name": cfg.name, "tracking_uri": uri, "local_tracking": uri == local_store(directory),
             "experiment_id": experiment_id, "parent_run_id": parent_id,
-            "storage_path": portable(cfg).search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "storage_path": kept.search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (directory / META).write_text(json.dumps(meta, indent=2))
     return meta
 

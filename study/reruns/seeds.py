@@ -52,10 +52,11 @@ def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
 
 
 @ray.remote
-def run_seed(cfg: StudyConfig, teacher: dict[str, float], name: str) -> dict:
-    """One seed: the same distillation and evaluation as a trial, as a Ray task of its own."""
+def run_seed(cfg: StudyConfig, params: dict, seed: int, full: bool, teacher: dict[str, float], name: str) -> dict:
+    """One seed of a trial (its params): the same distillation and evaluation as a trial, at seed_config, as a Ray
+    task of its own."""
     setup_worker_logging(trial_log(cfg.study_dir, name))
-    metrics, uri = distill_and_evaluate(cfg, teacher, name)
+    metrics, uri = distill_and_evaluate(seed_config(cfg, params, seed, full), teacher, name)
     return {**metrics, tracking.STUDENT_URI: uri}
 
 
@@ -77,7 +78,7 @@ def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict,
     while waiting or pending:
         while waiting and len(pending) < at_once:
             key, (params, seed, name) = waiting.pop(0)
-            pending[task.remote(seed_config(cfg, params, seed, full), teacher, name)] = key
+            pending[task.remote(cfg, params, seed, full, teacher, name)] = key
         done, _ = ray.wait(list(pending), num_returns=1)
         key = pending.pop(done[0])
         try:

@@ -8,7 +8,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,61 @@ def no_ray_left_behind():
     import ray
 
     ray.shutdown()
+
+
+class MlflowServer:
+    """A real `mlflow server` on the SQLite store in `root` (study.record.folder's mlflow.db), which a test can stop
+    and start again on the same port."""
+
+    def __init__(self, root: Path):
+        from study.record.folder import local_store
+
+        self.root, self.store, self.port, self.proc = root, local_store(root), free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.store,
+             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", "1"],
+            stdout=(self.root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self.healthy, "the mlflow server", self.proc)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server, its uvicorn worker and its job consumers
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a loaded machine: its graceful shutdown outlasts the wait; crash it
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+            wait_for(lambda: not self.healthy(), "the mlflow server to stop answering")
+            self.proc = None
+
+
+@pytest.fixture
+def mlflow_server():
+    """Start an MlflowServer on the store in a folder: `mlflow_server(root)` returns it, started; every server it
+    started is stopped after the test."""
+    servers = []
+
+    def serve(root: Path) -> MlflowServer:
+        server = MlflowServer(Path(root))
+        servers.append(server)
+        server.start()
+        return server
+
+    yield serve
+    for server in servers:
+        server.stop()
 
 
 def wait_for(condition, what: str, proc=None):

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -107,51 +106,10 @@ def main_exit(argv: list[str]) -> int:
     return main(argv)
 
 
-class MlflowServer:
-    """A real `mlflow server` on a SQLite store, which the test can stop and start again on the same port."""
-
-    def __init__(self, root: Path):
-        self.root, self.port, self.proc = root, free_port(), None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", folder.local_store(self.root),
-             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
-             str(self.port), "--workers", "1"],
-            stdout=(self.root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self.healthy, "the mlflow server", self.proc)
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server, its uvicorn worker and its job consumers
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # a loaded machine: its graceful shutdown outlasts the wait; crash it
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-            wait_for(lambda: not self.healthy(), "the mlflow server to stop answering")
-            self.proc = None
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    server = MlflowServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, mlflow_server):
+    server = mlflow_server(tmp_path / "tracking")
     raw = tiny_space(num_samples=3, max_concurrent_trials=1)
-    raw["tracking"] = {"uri": mlflow_server.url}
+    raw["tracking"] = {"uri": server.url}
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(raw))
     study_dir, log = tmp_path / "study", tmp_path / "driver.log"
@@ -161,10 +119,10 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
             return log.read_text().count(" finished: ")
 
         wait_for(lambda: finished() >= 1, "the first trial finished", proc)
-        mlflow_server.stop()
+        server.stop()
         wait_for(lambda: finished() >= 2, "the second trial finished, with the server down", proc)
         assert "wait in" in log.read_text()  # the outage was noticed, and said
-        mlflow_server.start()
+        server.start()
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
         kill_session(proc)
@@ -176,7 +134,7 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_server.url)
+    client = MlflowClient(server.url)
     meta = json.loads((study_dir / folder.META).read_text())
     children = [r for r in client.search_runs([meta["experiment_id"]]) if "trial_id" in r.data.tags]
     assert sorted(r.info.status for r in children) == ["FINISHED"] * 3

@@ -29,12 +29,16 @@ from study.runtime import fix_threads, quiet_libraries, setup_worker_logging
 
 log = logging.getLogger(__name__)
 
+# The source file whose path names the logger Ray Train reports through (Ray 2.60)
+TRAIN_REPORT_SOURCE = "ray/train/v2/_internal/execution/context.py"
+
+
 def quiet_train_reports() -> None:
     """Ray Train logs every report at INFO (all its metrics and the checkpoint path: a long line per checkpoint)
     under a logger named by its source file, which LoggingConfig does not reach; the trial prints its own
     progress line instead."""
     for name in list(logging.Logger.manager.loggerDict):
-        if name.replace("\\", "/").endswith("ray/train/v2/_internal/execution/context.py"):
+        if name.replace("\\", "/").endswith(TRAIN_REPORT_SOURCE):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -295,8 +295,8 @@ USAGE = ("perf/distill_seconds", "perf/eval_seconds", "perf/busy_share")
 def usage_line(record: StudyRecord) -> str | None:
     """What the finished trials used: the median over them of their distillation and evaluation seconds and their
     busy share (work seconds summed over workers / (workers x trial wall)), and the least busy trial; None when no
-    finished trial reported them (a study from before they were reported)."""
-    trials = [t for t in record.finished()[0] if all(k in t.metrics for k in USAGE)]
+    trial finished."""
+    trials = record.finished()[0]
     if not trials:
         return None
     median = {k: float(np.median([t.metrics[k] for t in trials])) for k in USAGE}

@@ -80,7 +80,7 @@ def test_every_sampler_follows_its_seed(name):
 
 def test_every_searcher_pickles_and_samples_after(tmp_path):
     """Ray pickles the searcher, sampler and all, into the Tuner's state; a copy must sample on. Optuna 5.1's NSGA-II
-    holds a thread lock that pickle refuses (the study failed as the Tuner started)."""
+    holds a thread lock that pickle refuses (a study would fail as its Tuner starts)."""
     from ray import cloudpickle
 
     from study.record.folder import resolve

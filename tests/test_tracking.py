@@ -29,7 +29,7 @@ def test_experiment_opens_as_model_training_and_holds_the_front_view(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'tracking.db'}")
     experiment = tracking.open_experiment(client, "s", (tmp_path / "art").as_uri())
     assert client.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
-    bare = client.create_experiment("old")  # made before kdstudy set the kind: reopening marks it
+    bare = client.create_experiment("old")  # made by hand, without the kind: opening it marks it
     tracking.open_experiment(client, "old", None)
     assert client.get_experiment(bare).tags["mlflow.experimentKind"] == "custom_model_development"
 

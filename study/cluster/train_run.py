@@ -137,14 +137,14 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
 
 
 def _relative(cfg: StudyConfig, path: str) -> str:
-    """A checkpoint's path under the Ray storage as the saved result keeps it: relative to the storage, so that a
-    study folder (and its storage in it) can move."""
+    """A checkpoint's path under the Ray storage (where Ray Train keeps every checkpoint) as the saved result keeps
+    it: relative to the storage, so that a study folder (and its storage in it) can move."""
     _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
-    return path[len(root):].lstrip("/") if path.startswith(root.rstrip("/") + "/") else path
+    return path[len(root.rstrip("/")):].lstrip("/")
 
 
 def _absolute(cfg: StudyConfig, path: str) -> str:
-    if path.startswith("/") or path != _relative(cfg, path):  # saved whole by an older kdstudy
-        return path
+    """A saved checkpoint's path under the Ray storage where it now is, as Ray gives a checkpoint's path (without
+    the scheme)."""
     _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
-    return f"{root.rstrip('/')}/{path}"  # as Ray gives a checkpoint's path: without the scheme
+    return f"{root.rstrip('/')}/{path}"

@@ -36,7 +36,7 @@ def suggest(trial: optuna.Trial, space: dict[str, ParamSpec], repeats: int = 1) 
 
 
 class NSGAIISampler(optuna.samplers.NSGAIISampler):
-    """Optuna's NSGA-II, picklable again. Ray pickles the searcher with its sampler (the Tuner's saved state, from
+    """Optuna's NSGA-II, made picklable. Ray pickles the searcher with its sampler (the Tuner's saved state, from
     which --resume restores it); Optuna 5.1 gave the genetic samplers a threading.Lock, which pickle refuses ("cannot
     pickle '_thread.lock' object" as the Tuner starts). The lock guards a cache within one process, so a copy gets a
     new one."""

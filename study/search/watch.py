@@ -1,5 +1,5 @@
 """Watching a study: on a terminal one live view (rich) of its trials, with the libraries' chatter in a log file;
-elsewhere (CI, `ray job submit`, a pipe) the plain lines of study.search.callbacks.ShowProgress, as before.
+elsewhere (CI, `ray job submit`, a pipe) the plain lines of study.search.callbacks.ShowProgress.
 
     logs/driver.log      the libraries' lines on the driver (Optuna, MLflow, Ray, Tune), unless -v
     logs/<train run>.log each trial's own lines (its Ray Train workers and its process), named in the view
@@ -7,7 +7,7 @@ elsewhere (CI, `ray job submit`, a pipe) the plain lines of study.search.callbac
 On a terminal the workers' output is not forwarded to the driver (`ray.init(log_to_driver=False)`): that is where
 Ray's worker prefixes, its log-dedup notice, Tune's and Train's boxes and the raylet's warnings come from. Each
 trial writes its lines to its own file instead (study.runtime.setup_worker_logging), which the view reads for the
-trial's phase (its last step line, or evaluating). -v keeps everything on the screen, as before.
+trial's phase (its last step line, or evaluating). -v keeps everything on the screen.
 """
 
 from __future__ import annotations

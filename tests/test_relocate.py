@@ -29,8 +29,8 @@ def test_a_moved_folder_resumes_and_reads_back(tiny_world, tmp_path, capsys):
     finally:
         kill_session(proc)
     record = yaml.safe_load((first / folder.CONFIG).read_text())
-    assert record["study_dir"] is None and record["search"]["storage_path"] == "ray"  # nothing names the old path
-    assert json.loads((first / folder.META).read_text())["storage_path"] == "ray"
+    assert record["study_dir"] is None and record["search"]["storage_path"] == folder.RAY  # nothing names the old path
+    assert json.loads((first / folder.META).read_text())["storage_path"] == folder.RAY
 
     moved = tmp_path / "elsewhere" / "study"
     moved.parent.mkdir()
@@ -43,7 +43,7 @@ def test_a_moved_folder_resumes_and_reads_back(tiny_world, tmp_path, capsys):
 
     parent = MlflowClient(meta["tracking_uri"]).get_run(meta["parent_run_id"])
     assert parent.info.artifact_uri.startswith((moved / folder.ARTIFACTS).as_uri())
-    assert "pareto.json" in {a.path for a in MlflowClient(meta["tracking_uri"]).list_artifacts(parent.info.run_id)}
+    assert folder.PARETO_JSON in {a.path for a in MlflowClient(meta["tracking_uri"]).list_artifacts(parent.info.run_id)}
     everything = trial_runs(moved)  # a trial lost before Tune's state recorded it ends KILLED (not resumed)
     assert {r.info.status for r in everything} <= {"FINISHED", "KILLED"}
     runs = [r for r in everything if r.info.status == "FINISHED"]

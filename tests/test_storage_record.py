@@ -62,7 +62,7 @@ def test_a_lost_head_resumes_from_the_storage_and_a_laptop_pulls_it_back(tiny_wo
     proc = _start_driver(space, head, tmp_path / "first.log")
     try:
         wait_for(lambda: _finished_count(head) >= 1 and (bucket / folder.RECORD / folder.MLFLOW).is_file()
-                 and _finished_count_in(bucket / "record") >= 1, "the first trial in the storage's record", proc)
+                 and _finished_count_in(bucket / folder.RECORD) >= 1, "the first trial in the storage's record", proc)
     finally:
         kill_session(proc)
     shutil.rmtree(head)  # the head's disk is gone: its folder, its MLflow store, its Optuna storage
@@ -92,7 +92,7 @@ def test_a_lost_head_resumes_from_the_storage_and_a_laptop_pulls_it_back(tiny_wo
     parent = json.loads((laptop / folder.META).read_text())["parent_run_id"]
     client = MlflowClient(folder.local_store(laptop))
     assert client.get_run(parent).info.artifact_uri.startswith((laptop / folder.ARTIFACTS).as_uri())
-    assert "pareto.json" in {a.path for a in client.list_artifacts(parent)}  # the artifacts came along
+    assert folder.PARETO_JSON in {a.path for a in client.list_artifacts(parent)}  # the artifacts came along
 
 
 def _finished_count_in(record) -> int:

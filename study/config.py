@@ -93,9 +93,11 @@ class StudentConfig(Strict):
 
 
 class LossConfig(Strict):
-    # Released DistilBERT weights: alpha_ce 5.0, alpha_mlm 2.0, alpha_cos 1.0, T 2.0 (Sanh et al. 2019).
+    # Released DistilBERT weights: alpha_ce 5.0, alpha_mlm 2.0, alpha_cos 1.0, T 2.0 (Sanh et al. 2019). alpha_ce
+    # weighs the KL term (loss_kl); the key keeps the name the reference distiller and its released config give it,
+    # so that a DistilBERT recipe reads the same here.
     temperature: float = Field(2.0, gt=0)
-    alpha_ce: float = Field(5.0, ge=0, description="weight of the soft-target KL (named ce as in the reference)")
+    alpha_ce: float = Field(5.0, ge=0, description="weight of the soft-target KL term, loss_kl (DistilBERT's name)")
     alpha_mlm: float = Field(2.0, ge=0)
     alpha_cos: float = Field(1.0, ge=0)
     kl_positions: Literal["all", "masked"] = "all"
@@ -374,7 +376,7 @@ class Objective(Strict):
     # Hypervolume reference point on this objective (the worst value that still counts); default: the worst value
     # any finished trial reached. Printed beside every hypervolume.
     reference: float | None = None
-    # The smallest difference that matters, in the metric's units: a confirmed trial whose difference from the control
+    # The smallest difference that matters, in the metric's units: a raced trial whose difference from the control
     # lies within +-margin is "within the margin", and the recommended point may give up this much on it.
     margin: float | None = Field(None, gt=0)
     # Optimise the distance to this value instead of the value itself (mode min): for a bias metric whose unbiased
@@ -451,7 +453,7 @@ class ConfirmConfig(Strict):
     control) is undecided, until every one is decided, a trial has `max_seeds`, or the budget is spent. The budget
     is per contender, so that a trial joining the race brings its own runs instead of thinning everyone's."""
 
-    top: int = Field(3, ge=1, description="trials confirmed: the front first, then the next layer")
+    top: int = Field(3, ge=1, description="trials raced: the front first, then the next layer")
     anchors: bool = Field(True, description="the anchors race too (the control always does): their verdicts are "
                                             "the study's answer to 'does the paper's setting help'")
     seeds: int = Field(2, ge=1, description="seeds per trial in the first round (2: the fewest with a spread, "
@@ -489,7 +491,7 @@ class SearchConfig(Strict):
     # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
     max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
-    control: str | None = Field(None, description="the anchor every confirmed trial is compared with; default the "
+    control: str | None = Field(None, description="the anchor every raced trial is compared with; default the "
                                                   "first anchor")
     scaling: ScalingConfig = ScalingConfig()
     max_failures: int = Field(1, ge=0, description="retries of a crashed Train worker, and of a lost trial "
@@ -518,7 +520,7 @@ class SearchConfig(Strict):
 
     @property
     def control_anchor(self) -> str | None:
-        """The anchor confirmed trials are compared with: `control`, else the first anchor, else none."""
+        """The anchor raced trials are compared with: `control`, else the first anchor, else none."""
         return self.control or (self.anchors[0].name if self.anchors else None)
 
 

@@ -28,7 +28,6 @@ from study.record import folder
 
 log = logging.getLogger(__name__)
 
-RECORD = "record"  # the record's folder under the storage path
 DATABASES = {folder.OPTUNA, folder.MLFLOW}
 KEPT = [folder.META, folder.CONFIG, folder.TEACHER, folder.OPTUNA, folder.MLFLOW, folder.ARTIFACTS, folder.CONFIRM,
         folder.RERUNS, folder.PARETO_JSON, folder.PARETO_FIGURE, folder.PARALLEL_FIGURE, folder.IMPORTANCE_JSON,
@@ -38,7 +37,7 @@ KEPT = [folder.META, folder.CONFIG, folder.TEACHER, folder.OPTUNA, folder.MLFLOW
 def record_uri(storage_path: str) -> str:
     """Where the record is in the storage: a URI (s3://...) or an absolute local path."""
     base = storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
-    return f"{base.rstrip('/')}/{RECORD}"
+    return f"{base.rstrip('/')}/{folder.RECORD}"
 
 
 def needed(study_dir: str | Path, storage_path: str) -> bool:
@@ -81,7 +80,7 @@ def pull_record(storage_path: str, study_dir: Path) -> None:
     """The record in the storage, copied into `study_dir` (new or empty), its paths re-pointed to it."""
     fs, root = pyarrow.fs.FileSystem.from_uri(record_uri(storage_path))
     if fs.get_file_info(f"{root}/{folder.META}").type != pyarrow.fs.FileType.File:
-        raise folder.ConfigError(f"{storage_path}: no study record there (no {RECORD}/{folder.META})")
+        raise folder.ConfigError(f"{storage_path}: no study record there (no {folder.RECORD}/{folder.META})")
     if study_dir.exists() and any(study_dir.iterdir()):
         raise folder.ConfigError(f"{study_dir}: not empty; pull a study record into a new or empty folder")
     study_dir.mkdir(parents=True, exist_ok=True)

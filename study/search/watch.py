@@ -1,5 +1,5 @@
 """Watching a study: on a terminal one live view (rich) of its trials, with the libraries' chatter in a log file;
-elsewhere (CI, `ray job submit`, a pipe) the plain lines of study.search.callbacks.ShowProgress, as before.
+elsewhere (CI, `ray job submit`, a pipe) the plain lines of study.search.callbacks.ShowProgress.
 
     logs/driver.log      the libraries' lines on the driver (Optuna, MLflow, Ray, Tune), unless -v
     logs/<train run>.log each trial's own lines (its Ray Train workers and its process), named in the view
@@ -7,7 +7,7 @@ elsewhere (CI, `ray job submit`, a pipe) the plain lines of study.search.callbac
 On a terminal the workers' output is not forwarded to the driver (`ray.init(log_to_driver=False)`): that is where
 Ray's worker prefixes, its log-dedup notice, Tune's and Train's boxes and the raylet's warnings come from. Each
 trial writes its lines to its own file instead (study.runtime.setup_worker_logging), which the view reads for the
-trial's phase (its last step line, or evaluating). -v keeps everything on the screen, as before.
+trial's phase (its last step line, or evaluating). -v keeps everything on the screen.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from study.record.folder import DRIVER_LOG, LOGS, trial_log
+from study.record.folder import DRIVER_LOG, LOGS, train_run, trial_log
 
 CHATTY = ("optuna", "mlflow", "ray", "alembic", "urllib3", "filelock")  # the libraries' loggers on the driver
 
@@ -83,7 +83,7 @@ class StudyView:
 
     def phase(self, trial_id: str) -> str:
         """The trial's last line in its log file: its step, or what it measures."""
-        path = trial_log(self.study_dir, f"train-{trial_id}")
+        path = trial_log(self.study_dir, train_run(trial_id))
         try:
             with path.open("rb") as f:
                 f.seek(max(0, path.stat().st_size - 2000))
@@ -93,7 +93,7 @@ class StudyView:
         if not lines:
             return ""
         last = lines[-1].split(" ", 2)[-1].strip()  # without the file's timestamp (date, time)
-        last = last.split("] ", 1)[-1] if last.startswith("[train-") else last  # and the trial's own name
+        last = last.removeprefix(f"[{train_run(trial_id)}] ")  # and the trial's own name
         return last.split(", eta")[0][:48]  # the trial's own ETA is the view's business
 
     def render(self):
@@ -109,7 +109,7 @@ class StudyView:
                       self.objectives]
             table.add_row(trial_id, row["params"], row["state"],
                           self.phase(trial_id) if row["state"] == "running" else "", *values,
-                          trial_log("", f"train-{trial_id}").name)
+                          trial_log("", train_run(trial_id)).name)
         states = [r["state"] for r in self.trials.values()]
         eta = self.eta()
         footer = (f"{states.count('done')}/{self.total} done, {states.count('running')} running, "

@@ -93,9 +93,9 @@ def study_importances(record, permutations: int = PERMUTATIONS) -> dict[str, dic
     trials, values = record.finished()
     out = {}
     for j, metric in enumerate(record.metrics):
-        confirm_sd = [r.metrics.get(f"{metric}/std") for r in record.confirmations.values()]
+        confirm_sd = [r.metrics.get(f"{metric}/std") for r in record.confirm_runs.values()]
         confirm_sd = [s for s in confirm_sd if s is not None and np.isfinite(s)]
-        if confirm_sd:  # pooled: the root of the mean variance over the confirmed trials
+        if confirm_sd:  # pooled: the root of the mean variance over the raced trials
             noise, source = float(np.sqrt(np.mean(np.square(confirm_sd)))), "the confirm stage's seeds"
         else:
             noise, source = float(np.nanmedian(record.errors(trials)[:, j])), "the trials' standard errors"

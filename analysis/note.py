@@ -4,15 +4,15 @@ experiment's runs."""
 
 from __future__ import annotations
 
-from analysis.report import Front, caption, verdict_lines
+from analysis.report import Front, RaceFront, SearchFront, caption, verdict_lines
+from study.record.folder import PARALLEL_FIGURE, PARETO_FIGURE, PARETO_TXT
 from study.record.tracking import ANCHOR, CONFIRM_OF, KNEE, PARETO, PARETO_CONFIRMED, TRIAL_ID
 
 # The runs table's search box: the trials on the front (study.publish tags them `pareto`, the knee `knee`).
 FRONT_FILTER = f"tags.{PARETO} = 'true'"
 KNEE_FILTER = f"tags.{KNEE} = 'true'"
-TRIALS_FILTER = f"tags.{TRIAL_ID} LIKE '%'"  # every trial's run: not the parent, reruns or confirmations
-# the confirm runs (seed means) of the trials the confirm stage ran again
-CONFIRMED_FILTER = f"tags.{CONFIRM_OF} LIKE '%'"
+TRIALS_FILTER = f"tags.{TRIAL_ID} LIKE '%'"  # every trial's run: not the parent, reruns or confirm runs
+CONFIRM_RUNS_FILTER = f"tags.{CONFIRM_OF} LIKE '%'"  # the raced trials' confirm runs (their seed means)
 MAX_NOTE = 7000  # MLflow keeps at most 8,000 characters of a tag value
 
 
@@ -33,22 +33,21 @@ def front_view(front: Front) -> dict:
                                 f"tags.`{KNEE}`", f"tags.`{ANCHOR}`"]}
 
 
-def confirmed_markdown(confirmed: Front | None) -> list[str]:
-    """The confirm stage's answer: the recommended point with its reason, P(front) per confirmed trial, and the
-    verdicts against the control."""
-    if confirmed is None:
+def race_markdown(race: RaceFront | None) -> list[str]:
+    """The confirm stage's answer: the recommended point with its reason, P(front) per raced trial, and the verdicts
+    against the control."""
+    if race is None:
         return []
     lines = []
-    if confirmed.recommended is not None:
-        pick = confirmed.trials[confirmed.recommended]
+    if race.recommended is not None:
+        pick = race.trials[race.recommended]
         lines += [f"**Recommended**: trial `{pick.trial_id}`" + (f" ({pick.anchor})" if pick.anchor else "")
-                  + f", {confirmed.recommended_reason}. `kdstudy rerun STUDY_DIR --seeds 3` reruns it.", ""]
-    if confirmed.p_front is not None:
-        shares = ", ".join(f"`{t.trial_id}` {p:.2f}" for t, p in zip(confirmed.trials, confirmed.p_front))
-        lines += [f"**P(on the front)** over the confirm seeds: {shares}.", ""]
-    found = verdict_lines(confirmed)
+                  + f", {race.recommended_reason}. `kdstudy rerun STUDY_DIR --seeds 3` reruns it.", ""]
+    shares = ", ".join(f"`{t.trial_id}` {p:.2f}" for t, p in zip(race.trials, race.p_front))
+    lines += [f"**P(on the front)** over the race's seeds: {shares}.", ""]
+    found = verdict_lines(race)
     if found:
-        lines += [f"**Against the control** (`{confirmed.control}`), trial - control [95% interval]:", ""]
+        lines += [f"**Against the control** (`{race.control}`), trial - control [95% interval]:", ""]
         lines += [f"- {line}" for line in found] + [""]
     return lines
 
@@ -67,13 +66,13 @@ def scatter_charts(metrics: list[str]) -> tuple[list[dict], list[dict]]:
     return charts, [section]
 
 
-def trials_view(front: Front, confirmed: bool = False) -> dict:
-    """The chart view of the study: every trial's run (or, `confirmed`, every confirm run: the seed means) on a
-    scatter of the objectives, the runs list grouped by the `pareto` tag (`pareto_confirmed`: the confirmed front),
+def trials_view(front: Front, confirm_runs: bool = False) -> dict:
+    """The chart view of the study: every trial's run (or, `confirm_runs`, every confirm run: the seed means) on a
+    scatter of the objectives, the runs list grouped by the `pareto` tag (`pareto_confirmed`: the seed-mean front),
     whose groups the list can show or hide; each run keeps its own point (grouped values are not averaged)."""
     charts, sections = scatter_charts(front.metrics)
-    tag = PARETO_CONFIRMED if confirmed else PARETO
-    return {"searchFilter": CONFIRMED_FILTER if confirmed else TRIALS_FILTER, "runsHiddenMode": "SHOW_ALL",
+    tag = PARETO_CONFIRMED if confirm_runs else PARETO
+    return {"searchFilter": CONFIRM_RUNS_FILTER if confirm_runs else TRIALS_FILTER, "runsHiddenMode": "SHOW_ALL",
             "orderByKey": f"metrics.`{front.metrics[0]}`", "orderByAsc": front.modes[0] == "min",
             "compareRunCharts": charts, "compareRunSections": sections, "isAccordionReordered": True,
             "hideEmptyCharts": False, "useGroupedValuesInCharts": False,
@@ -82,10 +81,10 @@ def trials_view(front: Front, confirmed: bool = False) -> dict:
                                 f"tags.`{ANCHOR}`"]}
 
 
-def front_markdown(front: Front, name: str, run_id: str | None = None, view: str | None = None,
-                   charts: dict[str, str] | None = None, confirmed: Front | None = None) -> str:
+def front_markdown(front: SearchFront, name: str, run_id: str | None = None, view: str | None = None,
+                   charts: dict[str, str] | None = None, race: RaceFront | None = None) -> str:
     """The parent run's description: the study's answer first when it has a confirm stage (the recommended point and
-    why, each confirmed trial's verdicts against the control), then links to the front in the runs table (`view`, from
+    why, each raced trial's verdicts against the control), then links to the front in the runs table (`view`, from
     study.tracking.share_view) and to the scatter views (`charts`), the front as a table, the knee, the filters, the
     figures."""
     if not front.trials:
@@ -101,7 +100,7 @@ def front_markdown(front: Front, name: str, run_id: str | None = None, view: str
     for label, link in (charts or {}).items():
         lines += [f"**[{label}]({link})**", ""]
     lines += [caption(front) + ".", ""]
-    lines += confirmed_markdown(confirmed)
+    lines += race_markdown(race)
     knee = next((row for row in rows if row["knee"]), None)
     if knee is not None:
         values = ", ".join(f"{m} {v:.4g}" for m, v in knee["objectives"].items())
@@ -116,9 +115,9 @@ def front_markdown(front: Front, name: str, run_id: str | None = None, view: str
     lines += ["", f"By hand: search `{FRONT_FILTER}` (the knee: `{KNEE_FILTER}`), sort by `{front.metrics[0]}` and add "
               f"the columns {', '.join(f'`{m}`' for m in front.metrics)}.", ""]
     if run_id is not None and len(front.metrics) >= 2:
-        lines += [f"![the front](get-artifact?path=pareto.png&run_uuid={run_id})", ""]
-    lines += ["Figures: `pareto.png`, `pareto_parallel.png`; the table as text: `pareto.txt` (Artifacts)."]
+        lines += [f"![the front](get-artifact?path={PARETO_FIGURE}&run_uuid={run_id})", ""]
+    lines += [f"Figures: `{PARETO_FIGURE}`, `{PARALLEL_FIGURE}`; the table as text: `{PARETO_TXT}` (Artifacts)."]
     text = "\n".join(lines) + "\n"
-    if len(text) > MAX_NOTE:  # a front too large for a tag: the head of the table, the rest in pareto.txt
-        text = text[:MAX_NOTE].rsplit("\n", 1)[0] + "\n\n(cut here: the whole table is in `pareto.txt`)\n"
+    if len(text) > MAX_NOTE:  # a front too large for a tag: the head of the table, the rest in the text file
+        text = text[:MAX_NOTE].rsplit("\n", 1)[0] + f"\n\n(cut here: the whole table is in `{PARETO_TXT}`)\n"
     return text

@@ -23,9 +23,17 @@ def as_losses(values, modes: list[str]) -> np.ndarray:
     return np.asarray(values, dtype=float) * sign
 
 
+def dominance(losses) -> np.ndarray:
+    """(..., n, n) bool, [..., a, b]: point a dominates point b, for (..., n, k) losses; each leading index is a set
+    of points of its own (a bootstrap draw, say)."""
+    losses = np.asarray(losses, dtype=float)
+    no_worse = np.all(losses[..., :, None, :] <= losses[..., None, :, :], axis=-1)  # a no worse than b everywhere
+    better = np.any(losses[..., :, None, :] < losses[..., None, :, :], axis=-1)
+    return no_worse & better
+
+
 def dominates(a, b, modes: list[str]) -> bool:
-    la, lb = as_losses([a], modes)[0], as_losses([b], modes)[0]
-    return bool(np.all(la <= lb) and np.any(la < lb))
+    return bool(dominance(as_losses([a, b], modes))[0, 1])
 
 
 def non_dominated(values, modes: list[str]) -> np.ndarray:
@@ -33,10 +41,7 @@ def non_dominated(values, modes: list[str]) -> np.ndarray:
     losses = as_losses(values, modes)
     if losses.size == 0:
         return np.zeros(0, dtype=bool)
-    no_worse = np.all(losses[:, None, :] <= losses[None, :, :], axis=2)  # [i, j]: i no worse than j everywhere
-    better = np.any(losses[:, None, :] < losses[None, :, :], axis=2)
-    dominated_by = no_worse & better  # [i, j]: i dominates j
-    return ~dominated_by.any(axis=0)
+    return ~dominance(losses).any(axis=0)
 
 
 def ranks(values, modes: list[str]) -> np.ndarray:

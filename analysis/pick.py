@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from analysis.report import summarize, summarize_confirmed
+from analysis.report import summarize, summarize_race
 from analysis.runs import StudyRecord, Trial
 from study.config import ConfigError
 
@@ -27,12 +27,12 @@ def pick_trial(record: StudyRecord, pick: str) -> Trial:
     if not finished:
         raise ConfigError(f"--pick {pick}: {record.directory} has no finished trial yet")
     if kind == "recommended" and not value:
-        confirmed = summarize_confirmed(record)
-        if confirmed is not None and confirmed.recommended is not None:
-            pick = confirmed.trials[confirmed.recommended]
-            log.info(f"recommended: trial {pick.trial_id}, {confirmed.recommended_reason}")
+        race = summarize_race(record)
+        if race is not None and race.recommended is not None:
+            pick = race.trials[race.recommended]
+            log.info(f"recommended: trial {pick.trial_id}, {race.recommended_reason}")
             return pick
-        log.info("the study has no confirmed trials to recommend from: its knee instead")
+        log.info("the study has no raced trials to recommend from: its knee instead")
         kind = "knee"
     if kind == "knee" and not value:
         front = summarize(record)

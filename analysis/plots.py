@@ -9,27 +9,26 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from analysis import pareto  # noqa: E402
-from analysis.report import Front  # noqa: E402
+from analysis.report import Front, RaceFront, SearchFront  # noqa: E402
 
 
 def _label(metric: str, mode: str) -> str:
     return f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)"
 
 
-def pareto_figure(front: Front, title: str, confirmed: Front | None = None):
+def pareto_figure(front: SearchFront, title: str, race: RaceFront | None = None):
     """The first two objectives: every finished trial with its standard-error bars, the front highlighted and joined,
-    anchors and the knee named; with `confirmed`, the confirmed trials' seed means and 95% intervals over it."""
+    anchors and the knee named; with `race`, the raced trials' seed means and 95% intervals over it."""
     fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     x, y = front.values[:, 0], front.values[:, 1]
-    if front.errors is not None:
-        ax.errorbar(x, y, xerr=front.errors[:, 0], yerr=front.errors[:, 1], fmt="none", ecolor="0.75", lw=0.8,
-                    zorder=1, label="± standard error")
-    if confirmed is not None:
-        cx, cy = confirmed.values[:, 0], confirmed.values[:, 1]
-        spans = [np.abs(confirmed.intervals[:, i, :].T - confirmed.values[:, i]) for i in (0, 1)]
+    ax.errorbar(x, y, xerr=front.errors[:, 0], yerr=front.errors[:, 1], fmt="none", ecolor="0.75", lw=0.8,
+                zorder=1, label="± standard error")
+    if race is not None:
+        cx, cy = race.values[:, 0], race.values[:, 1]
+        spans = [np.abs(race.intervals[:, i, :].T - race.values[:, i]) for i in (0, 1)]
         ax.errorbar(cx, cy, xerr=spans[0], yerr=spans[1], fmt="D", ms=6, c="tab:blue", mfc="none", lw=1,
-                    zorder=4, label="confirmed: seed mean, 95% interval; P(front)")
-        for i, p in enumerate(confirmed.p_front if confirmed.p_front is not None else []):
+                    zorder=4, label="raced: seed mean, 95% interval; P(front)")
+        for i, p in enumerate(race.p_front):
             ax.annotate(f"P={p:.2f}", (cx[i], cy[i]), textcoords="offset points", xytext=(6, -12), fontsize=7,
                         color="tab:blue")
     ax.scatter(x[~front.on_front], y[~front.on_front], c="0.6", s=30, label="dominated")

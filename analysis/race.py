@@ -1,12 +1,9 @@
 """The confirm stage's race: seeds added in rounds, doubling, only where a trial's place is still undecided.
 
     round 1     every trial and the control run the first `seeds` seeds (the same seeds for all)
-    then        each trial's P(front) (analysis.verdicts.front_probability) and its verdict against the control on
-                every objective; a trial is
-                    on the front   P >= 0.95
-                    off            P <= 0.05: dominated with probability >= 0.95
-                    undecided      otherwise
-                and a trial whose place is undecided, or any of whose verdicts is, gets its seed count doubled (at
+    then        each trial's P(front) (analysis.verdicts.front_probability), its place (front, off or undecided:
+                analysis.verdicts.place) and its verdict against the control on every objective;
+                a trial whose place is undecided, or any of whose verdicts is, gets its seed count doubled (at
                 most max_seeds); the others leave the race (a trial off the front still owes its verdicts: the
                 study ends with every trial's difference from the control)
                 and the control runs every seed a trial runs, so that every difference is paired
@@ -113,8 +110,7 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
             comparisons = [{} for _ in everyone]
         result.p_front = {t: float(p[i]) for i, t in enumerate(everyone)}
         for i, t in enumerate(everyone):
-            place[t] = ("off" if p[i] <= 1 - verdicts.DECIDED else "front" if p[i] >= verdicts.DECIDED
-                        else "undecided")
+            place[t] = verdicts.place(p[i])
             unsure = any(c["verdict"] == "undecided" for c in comparisons[i].values()) if t != control else False
             if place[t] == "undecided" or unsure:
                 target[t] = min(2 * target[t], max_seeds)

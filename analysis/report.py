@@ -1,5 +1,11 @@
-"""A study's Pareto front as data, a table and JSON: which trials, their params, objectives, the knee, the
-hypervolume."""
+"""A study's fronts as data, tables and JSON.
+
+    search front    every finished trial on its single run, each objective with the standard error it reported:
+                    which trials are non-dominated, the knee, the hypervolume (SearchFront, summarize)
+    race front      the trials the confirm stage raced, on the means over the race's seeds: their 95% intervals,
+                    single runs, P(front), places and verdicts against the control, and the recommended point; the
+                    seed-mean front is the raced trials with P(front) >= 0.5 (RaceFront, summarize_race)
+"""
 
 from __future__ import annotations
 
@@ -18,24 +24,16 @@ from study.record.tracking import P_FRONT, PLACE, SEEDS, VERDICT
 
 @dataclass
 class Front:
+    """What both fronts hold: trials with one value per objective each, and which of them are on the front."""
     metrics: list[str]
     modes: list[str]
-    trials: list[Trial]  # every finished trial
+    trials: list[Trial]
     values: np.ndarray  # (n, k) their objectives
+    errors: np.ndarray  # (n, k) standard error of each value, nan where none was reported
     on_front: np.ndarray  # (n,) bool
     knee: int | None  # index into trials
     reference: np.ndarray | None
     hypervolume: float | None
-    counts: dict[str, int]  # trials by MLflow status
-    errors: np.ndarray | None = None  # (n, k) standard error of each value, nan where none was reported
-    intervals: np.ndarray | None = None  # (n, k, 2) 95% interval of each value: a confirmed front's seed means
-    single: np.ndarray | None = None  # (n, k) each trial's single-run values, beside a confirmed front's means
-    p_front: np.ndarray | None = None  # (n,) a confirmed trial's probability of being on the front
-    places: list[str] | None = None  # front | off | undecided, as the confirm race left each trial
-    comparisons: list[dict] | None = None  # per trial {metric: its difference from the control, interval, verdict}
-    control: str | None = None  # the control's trial id
-    recommended: int | None = None  # index into trials: the noise-aware pick (analysis.verdicts.recommend)
-    recommended_reason: str = ""
 
     def front_trials(self) -> list[tuple[Trial, np.ndarray]]:
         """(trial, objective values) on the front, ordered along the first objective (best first)."""
@@ -43,104 +41,129 @@ class Front:
         order = index[np.argsort(pareto.as_losses(self.values[index], self.modes)[:, 0], kind="stable")]
         return [(self.trials[i], self.values[i]) for i in order]
 
-    def rows(self) -> list[dict]:
-        knee_id = self.trials[self.knee].trial_id if self.knee is not None else None
-        index = {t.trial_id: i for i, t in enumerate(self.trials)}
-        rows = []
-        for t, v in self.front_trials():
-            i = index[t.trial_id]
-            row = {"trial_id": t.trial_id, "anchor": t.anchor, "knee": t.trial_id == knee_id, "params": t.params,
-                   "objectives": dict(zip(self.metrics, map(float, v)))}
-            if self.errors is not None:
-                row["se"] = {m: _finite(e) for m, e in zip(self.metrics, self.errors[i])}
-            if self.intervals is not None:
-                row["interval"] = {m: [_finite(lo), _finite(hi)]
-                                   for m, (lo, hi) in zip(self.metrics, self.intervals[i])}
-            if self.single is not None:
-                row["single_run"] = dict(zip(self.metrics, map(float, self.single[i])))
-            if self.p_front is not None:
-                row["p_front"] = _finite(self.p_front[i])
-                row["place"] = self.places[i]
-                row["verdicts"] = self.comparisons[i]
-            rows.append(row)
-        return rows
+    def row(self, i: int) -> dict:
+        """Trial i as JSON: its id, anchor, whether it is the knee, its params, its objectives and their errors."""
+        t = self.trials[i]
+        return {"trial_id": t.trial_id, "anchor": t.anchor, "knee": i == self.knee, "params": t.params,
+                "objectives": dict(zip(self.metrics, map(float, self.values[i]))),
+                "se": {m: _finite(e) for m, e in zip(self.metrics, self.errors[i])}}
 
-    def confirmed_rows(self) -> list[dict]:
-        """Every confirmed trial (on the front or not) as a row, with P(front), its place and its verdicts."""
-        keep = self.on_front
-        try:
-            self.on_front = np.ones(len(self.trials), bool)
-            return self.rows()
-        finally:
-            self.on_front = keep
+    def rows(self) -> list[dict]:
+        """The trials on the front as JSON, in front_trials' order."""
+        index = {t.trial_id: i for i, t in enumerate(self.trials)}
+        return [self.row(index[t.trial_id]) for t, _ in self.front_trials()]
 
     def to_json(self) -> dict:
-        out = {"objectives": [{"metric": m, "mode": d} for m, d in zip(self.metrics, self.modes)],
-               "front": self.rows(), "knee": self.trials[self.knee].trial_id if self.knee is not None else None,
-               "hypervolume": self.hypervolume,
-               "reference": None if self.reference is None else self.reference.tolist(), "trials": self.counts}
-        if self.p_front is not None:
-            out["confirmed"] = self.confirmed_rows()
-            out["control"] = self.control
-            out["verdicts"] = verdict_lines(self)
+        return {"objectives": [{"metric": m, "mode": d} for m, d in zip(self.metrics, self.modes)],
+                "front": self.rows(), "knee": self.trials[self.knee].trial_id if self.knee is not None else None,
+                "hypervolume": self.hypervolume,
+                "reference": None if self.reference is None else self.reference.tolist()}
+
+    def trial_count(self) -> str:
+        """How many trials the front was computed from, and what they are (a caption's first words)."""
+        return f"{len(self.trials)} trials"
+
+
+@dataclass
+class SearchFront(Front):
+    """The search's front: every finished trial on its single run."""
+    counts: dict[str, int]  # every trial of the study by MLflow status
+
+    def to_json(self) -> dict:
+        return super().to_json() | {"trials": self.counts}
+
+    def trial_count(self) -> str:
+        return "trials: " + (", ".join(f"{n} {s.lower()}" for s, n in sorted(self.counts.items())) or "none")
+
+
+@dataclass
+class RaceFront(Front):
+    """The race's answer: the raced trials on their seed means (`values`, `errors` the means' standard errors)."""
+    intervals: np.ndarray  # (n, k, 2) 95% Student-t interval of each mean
+    single: np.ndarray  # (n, k) each trial's search run, beside its means
+    p_front: np.ndarray  # (n,) probability of being on the front (analysis.verdicts.front_probability)
+    places: list[str]  # front | off | undecided, as the race left each trial
+    comparisons: list[dict]  # per trial {metric: its difference from the control, interval, verdict}
+    control: str | None  # the control's trial id
+    recommended: int | None = None  # index into trials: the noise-aware pick (analysis.verdicts.recommend)
+    recommended_reason: str = ""
+
+    def row(self, i: int) -> dict:
+        return super().row(i) | {
+            "interval": {m: [_finite(lo), _finite(hi)] for m, (lo, hi) in zip(self.metrics, self.intervals[i])},
+            "single_run": dict(zip(self.metrics, map(float, self.single[i]))),
+            "p_front": _finite(self.p_front[i]), "place": self.places[i], "verdicts": self.comparisons[i]}
+
+    def raced_rows(self) -> list[dict]:
+        """Every raced trial as JSON, on the seed-mean front or not."""
+        return [self.row(i) for i in range(len(self.trials))]
+
+    def to_json(self) -> dict:
+        out = super().to_json() | {"raced": self.raced_rows(), "control": self.control,
+                                   "verdicts": verdict_lines(self)}
         if self.recommended is not None:
             out["recommended"] = {"trial_id": self.trials[self.recommended].trial_id,
                                   "reason": self.recommended_reason}
         return out
+
+    def trial_count(self) -> str:
+        return f"{len(self.trials)} trials raced"
 
 
 def _finite(x) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def _front(record: StudyRecord, trials: list[Trial], values: np.ndarray, counts: dict[str, int],
-           reference: np.ndarray | None = None, on_front: np.ndarray | None = None, **extra) -> Front:
+def _front_of(record: StudyRecord, trials: list[Trial], values: np.ndarray, errors: np.ndarray,
+              on_front: np.ndarray | None = None, reference: np.ndarray | None = None) -> dict:
+    """What every front holds, as keyword arguments: which trials are on the front (non-dominated unless given), the
+    knee, and the hypervolume against `reference` (default: each objective's declared reference, else the worst
+    value a trial reached)."""
+    fields = {"metrics": record.metrics, "modes": record.modes, "trials": trials, "values": values,
+              "errors": errors}
     if not trials:
-        return Front(record.metrics, record.modes, [], values, np.zeros(0, bool), None, None, None, counts)
+        return fields | {"on_front": np.zeros(0, bool), "knee": None, "reference": None, "hypervolume": None}
     on_front = pareto.non_dominated(values, record.modes) if on_front is None else on_front
     declared = [o.reference for o in record.config.search.objectives]
     reference = pareto.reference_point(values, record.modes, declared) if reference is None else reference
     knee = pareto.knee(values, record.modes, on_front) if on_front.any() else None
-    return Front(record.metrics, record.modes, trials, values, on_front, knee, reference,
-                 pareto.hypervolume(values[on_front], record.modes, reference), counts, **extra)
+    return fields | {"on_front": on_front, "knee": knee, "reference": reference,
+                     "hypervolume": pareto.hypervolume(values[on_front], record.modes, reference)}
 
 
-def summarize(record: StudyRecord) -> Front:
-    """The single-run front: every finished trial, each objective with the standard error the trial reported."""
+def summarize(record: StudyRecord) -> SearchFront:
+    """The search front: every finished trial, each objective with the standard error the trial reported."""
     trials, values = record.finished()
     counts: dict[str, int] = {}
     for t in record.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    return _front(record, trials, values, counts, errors=record.errors(trials))
+    return SearchFront(**_front_of(record, trials, values, record.errors(trials)), counts=counts)
 
 
-def summarize_confirmed(record: StudyRecord) -> Front | None:
-    """The confirmed front: the trials the confirm stage ran, on the means over their confirm seeds (an anchor's search
-    run counted as its seed 0), with the standard error of each mean (std / sqrt(seeds)) and its 95% Student-t
-    interval; on the front are the trials with P(front) >= 0.5 (analysis.verdicts); the hypervolume is against the
-    study's reference point (the single-run front's), so that the two are comparable.
-    None if the study confirmed none."""
-    trials, values = record.confirmed()
+def summarize_race(record: StudyRecord) -> RaceFront | None:
+    """The race front: the raced trials on the means over their race seeds (an anchor's search run counted as its
+    seed 0), with the standard error of each mean (std / sqrt(seeds)) and its 95% Student-t interval; on the front
+    are the trials with P(front) >= 0.5 (analysis.verdicts); the hypervolume is against the search front's reference
+    point, so that the two are comparable. None if the study raced none."""
+    trials, values = record.raced()
     if not trials:
         return None
-    runs = [record.confirmations[t.trial_id] for t in trials]
-    n = np.array([float(r.tags.get(SEEDS, "nan")) for r in runs])[:, None]
+    runs = [record.confirm_runs[t.trial_id] for t in trials]
+    n = np.array([float(r.tags[SEEDS]) for r in runs])[:, None]
     std = np.array([[r.metrics.get(f"{m}/std", np.nan) for m in record.metrics] for r in runs], dtype=float)
     intervals = np.array([[[r.metrics.get(f"{m}/ci_low", np.nan), r.metrics.get(f"{m}/ci_high", np.nan)]
                            for m in record.metrics] for r in runs], dtype=float)
     single = np.array([[t.metrics[m] for m in record.metrics] for t in trials], dtype=float)
-    p_front = np.array([r.metrics.get(P_FRONT, np.nan) for r in runs])
-    raced = not np.isnan(p_front).any()  # a study confirmed before the race has no P(front): its means' front
-    on_front = p_front >= verdicts.FRONT if raced else None
+    p_front = np.array([r.metrics[P_FRONT] for r in runs])
     comparisons = [{m: {"diff": r.metrics.get(f"{VERDICT}/{m}/diff"), "ci_low": r.metrics.get(f"{VERDICT}/{m}/ci_low"),
                         "ci_high": r.metrics.get(f"{VERDICT}/{m}/ci_high"), "verdict": r.tags[f"{VERDICT}/{m}"]}
                     for m in record.metrics if f"{VERDICT}/{m}" in r.tags} for r in runs]
     control = next((t.trial_id for t in trials if t.anchor and t.anchor == record.config.search.control_anchor), None)
     errors = std / np.sqrt(n)
-    front = _front(record, trials, values, {"CONFIRMED": len(trials)}, reference=summarize(record).reference,
-                   on_front=on_front, errors=errors, intervals=intervals, single=single,
-                   p_front=p_front if raced else None, places=[r.tags.get(PLACE, "") for r in runs],
-                   comparisons=comparisons, control=control)
+    front = RaceFront(**_front_of(record, trials, values, errors, on_front=p_front >= verdicts.FRONT,
+                                  reference=summarize(record).reference),
+                      intervals=intervals, single=single, p_front=p_front, places=[r.tags[PLACE] for r in runs],
+                      comparisons=comparisons, control=control)
     if len(trials) > 1:
         margins = [o.margin for o in record.config.search.objectives]
         front.recommended, front.recommended_reason = verdicts.recommend(values, errors, record.metrics,
@@ -148,10 +171,10 @@ def summarize_confirmed(record: StudyRecord) -> Front | None:
     return front
 
 
-def verdict_lines(front: Front) -> list[str]:
-    """One line per confirmed trial but the control: its difference from the control on every objective."""
+def verdict_lines(front: RaceFront) -> list[str]:
+    """One line per raced trial but the control: its difference from the control on every objective."""
     lines = []
-    for t, comparison in zip(front.trials, front.comparisons or []):
+    for t, comparison in zip(front.trials, front.comparisons):
         if comparison and t.trial_id != front.control:
             name = f"{t.anchor or t.params.get('distill.mitigation.mode', 'trial')} {t.trial_id}"
             lines.append(verdicts.verdict_line(name, comparison))
@@ -163,8 +186,8 @@ def front_table(front: Front, title: str) -> Table:
 
     It fits 120 columns without cutting a header: a parameter is headed by the last part of its name (two parts
     where two parameters share the last), an objective by its name broken at the '/' (on two lines by design), and a
-    value with its interval puts the interval on a line of its own, and a confirmed front's single-run value on a
-    third ("run 50.0000")."""
+    value with its interval puts the interval on a line of its own, and a race front's single-run value on a third
+    ("run 50.0000")."""
     params = sorted({k for t, _ in front.front_trials() for k in t.params})
     headers = ["trial", "note", *short_names(params),
                *(_objective_header(m, d) for m, d in zip(front.metrics, front.modes))]
@@ -184,36 +207,36 @@ def front_table(front: Front, title: str) -> Table:
     return table
 
 
-def confirmed_table(front: Front, title: str) -> Table:
-    """Every confirmed trial: its seed means [95% interval] over the confirm seeds, its single run, and its probability
-    of being on the front with the place the race left it in (0.05 < P < 0.95 is undecided)."""
+def race_table(front: RaceFront, title: str) -> Table:
+    """Every raced trial: its seed means [95% interval] over the race's seeds, its single run, and its probability of
+    being on the front with the place the race left it in (0.05 < P < 0.95 is undecided)."""
     # The mitigation alone names a trial here; every sampled value is in the single-run table and pareto.json.
     params = [p for p in ("distill.mitigation.mode",) if any(p in t.params for t in front.trials)]
-    table = Table(title=title, caption=confirmed_caption(front), show_edge=False)
+    table = Table(title=title, caption=race_caption(front), show_edge=False)
     for name in ("trial", "note", *(p.split(".")[-1] for p in params)):
         table.add_column(name, overflow="fold")
     for metric, mode in zip(front.metrics, front.modes):  # a cell: the mean, its interval, the single run
         table.add_column(_objective_header(metric, mode), justify="right", overflow="fold")
     table.add_column("P(front)", justify="right")
     recommended = front.trials[front.recommended].trial_id if front.recommended is not None else None
-    for row in front.confirmed_rows():
+    for row in front.raced_rows():
         note = " ".join(n for n in (row["anchor"], "control" if row["trial_id"] == front.control else None,
                                     "knee" if row["knee"] else None,
                                     "recommended" if row["trial_id"] == recommended else None) if n)
         p = row.get("p_front")
         table.add_row(row["trial_id"], note, *(_short(row["params"].get(x, "-")) for x in params),
-                      *(_cell(row, m) for m in front.metrics), "-" if p is None else f"{p:.2f}\n{_place(p)}")
+                      *(_cell(row, m) for m in front.metrics), "-" if p is None else f"{p:.2f}\n{verdicts.place(p)}")
     return table
 
 
-def verdict_table(front: Front, title: str) -> Table:
-    """Each confirmed trial against the control, on the same seeds: trial - control, its 95% interval, the verdict."""
+def verdict_table(front: RaceFront, title: str) -> Table:
+    """Each raced trial against the control, on the same seeds: trial - control, its 95% interval, the verdict."""
     table = Table(title=title, caption="trial - control, paired over the seeds both ran, with its 95% Student-t "
                                        "interval; within ±m: smaller than the objective's margin m", show_edge=False)
     table.add_column("trial", overflow="fold")
     for metric in front.metrics:
         table.add_column(f"{metric}\n(trial - control)", justify="right", overflow="fold")
-    for t, comparison in zip(front.trials, front.comparisons or []):
+    for t, comparison in zip(front.trials, front.comparisons):
         if not comparison or t.trial_id == front.control:
             continue
         name = f"{t.trial_id} {t.anchor or t.params.get('distill.mitigation.mode', '')}".strip()
@@ -222,15 +245,9 @@ def verdict_table(front: Front, title: str) -> Table:
     return table
 
 
-def _place(p: float) -> str:
-    return "front" if p >= verdicts.DECIDED else "off" if p <= 1 - verdicts.DECIDED else "undecided"
-
-
-def confirmed_caption(front: Front) -> str:
-    text = caption(front)
-    if front.p_front is not None:
-        undecided = int(sum(_place(p) == "undecided" for p in front.p_front))
-        text += f"; on the front: P(front) >= {verdicts.FRONT:g}; {undecided} undecided (0.05 < P < 0.95)"
+def race_caption(front: RaceFront) -> str:
+    undecided = int(sum(verdicts.place(p) == "undecided" for p in front.p_front))
+    text = caption(front) + f"; on the front: P(front) >= {verdicts.FRONT:g}; {undecided} undecided (0.05 < P < 0.95)"
     if front.recommended is not None:
         text += (f"\nrecommended: {front.trials[front.recommended].trial_id}, {front.recommended_reason}")
     return text
@@ -265,11 +282,10 @@ def table_console() -> Console:
 
 
 def caption(front: Front) -> str:
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(front.counts.items()))
     if front.hypervolume is None:
-        return f"trials: {counts or 'none'}; no finished trial yet"
+        return f"{front.trial_count()}; no finished trial yet"
     ref = ", ".join(f"{m} {r:.4g}" for m, r in zip(front.metrics, front.reference))
-    return (f"trials: {counts}; {int(front.on_front.sum())} on the front; hypervolume {front.hypervolume:.4g} "
+    return (f"{front.trial_count()}; {int(front.on_front.sum())} on the front; hypervolume {front.hypervolume:.4g} "
             f"(reference: {ref})")
 
 
@@ -279,8 +295,8 @@ USAGE = ("perf/distill_seconds", "perf/eval_seconds", "perf/busy_share")
 def usage_line(record: StudyRecord) -> str | None:
     """What the finished trials used: the median over them of their distillation and evaluation seconds and their
     busy share (work seconds summed over workers / (workers x trial wall)), and the least busy trial; None when no
-    finished trial reported them (a study from before they were reported)."""
-    trials = [t for t in record.finished()[0] if all(k in t.metrics for k in USAGE)]
+    trial finished."""
+    trials = record.finished()[0]
     if not trials:
         return None
     median = {k: float(np.median([t.metrics[k] for t in trials])) for k in USAGE}

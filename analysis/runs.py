@@ -38,7 +38,7 @@ class StudyRecord:
     config: StudyConfig
     meta: dict
     trials: list[Trial]
-    confirmations: dict[str, Trial] = field(default_factory=dict)  # trial id -> its confirm run (seed means)
+    confirm_runs: dict[str, Trial] = field(default_factory=dict)  # raced trial id -> its confirm run (seed means)
 
     @property
     def client(self) -> MlflowClient:
@@ -64,11 +64,11 @@ class StudyRecord:
         return np.array([[t.metrics.get(f"{m}_se", np.nan) for m in self.metrics] for t in trials],
                         dtype=float).reshape(-1, len(self.metrics))
 
-    def confirmed(self) -> tuple[list[Trial], np.ndarray]:
-        """Finished trials that the confirm stage ran again, and their (n, k) seed means of the objectives."""
-        done = [t for t in self.finished()[0] if t.trial_id in self.confirmations
-                and all(m in self.confirmations[t.trial_id].metrics for m in self.metrics)]
-        values = np.array([[self.confirmations[t.trial_id].metrics[m] for m in self.metrics] for t in done],
+    def raced(self) -> tuple[list[Trial], np.ndarray]:
+        """The finished trials that the confirm stage raced, and their (n, k) seed means of the objectives."""
+        done = [t for t in self.finished()[0] if t.trial_id in self.confirm_runs
+                and all(m in self.confirm_runs[t.trial_id].metrics for m in self.metrics)]
+        values = np.array([[self.confirm_runs[t.trial_id].metrics[m] for m in self.metrics] for t in done],
                           dtype=float)
         return done, values.reshape(-1, len(self.metrics))
 
@@ -79,9 +79,9 @@ def read_study(study_dir: str | Path) -> StudyRecord:
     children = child_runs(connect(meta["tracking_uri"]), meta["experiment_id"], meta["parent_run_id"])
     trials = [_trial(r, r.data.tags[TRIAL_ID]) for r in children if TRIAL_ID in r.data.tags]
     trials.sort(key=lambda t: t.trial_id)
-    confirmations = {r.data.tags[CONFIRM_OF]: _trial(r, r.data.tags[CONFIRM_OF]) for r in children
-                     if CONFIRM_OF in r.data.tags and r.info.status in ("FINISHED", "FAILED")}
-    return StudyRecord(meta["name"], study_dir, read_config(study_dir), meta, trials, confirmations)
+    confirm_runs = {r.data.tags[CONFIRM_OF]: _trial(r, r.data.tags[CONFIRM_OF]) for r in children
+                    if CONFIRM_OF in r.data.tags and r.info.status in ("FINISHED", "FAILED")}
+    return StudyRecord(meta["name"], study_dir, read_config(study_dir), meta, trials, confirm_runs)
 
 
 def _trial(run, trial_id: str) -> Trial:

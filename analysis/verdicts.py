@@ -39,7 +39,7 @@ from scipy import stats
 from analysis import pareto
 
 DECIDED = 0.95  # a place is decided once P(front) >= this, or <= 1 - this
-FRONT = 0.5  # the confirmed front: P(front) >= this
+FRONT = 0.5  # the seed-mean front: P(front) >= this
 
 
 def front_probability(values: np.ndarray, modes: list[str], draws: int = 4000, seed: int = 0) -> np.ndarray:
@@ -52,11 +52,14 @@ def front_probability(values: np.ndarray, modes: list[str], draws: int = 4000, s
     weights = np.random.default_rng(seed).dirichlet(np.ones(s), size=draws)  # (D, s), one draw for all trials
     sums = np.einsum("ds,nsk->dnk", weights, np.where(have[:, :, None], values, 0.0))
     means = sums / np.einsum("ds,ns->dn", weights, have)[:, :, None]  # (D, n, k) weighted seed means
-    losses = means * np.array([1.0 if m == "min" else -1.0 for m in modes])  # a 'max' objective negated
-    no_worse = np.all(losses[:, :, None, :] <= losses[:, None, :, :], axis=3)  # [d, a, b]: a no worse than b
-    better = np.any(losses[:, :, None, :] < losses[:, None, :, :], axis=3)
-    dominated = np.any(no_worse & better, axis=1)  # [d, b]: some a dominates b
+    dominated = pareto.dominance(pareto.as_losses(means, modes)).any(axis=1)  # [d, b]: some trial dominates b
     return 1.0 - dominated.mean(axis=0)
+
+
+def place(p: float) -> str:
+    """A trial's place for its P(front): front (P >= DECIDED), off (P <= 1 - DECIDED: dominated with probability
+    >= DECIDED) or undecided."""
+    return "front" if p >= DECIDED else "off" if p <= 1 - DECIDED else "undecided"
 
 
 def paired_difference(trial: np.ndarray, control: np.ndarray) -> tuple[float, float, float]:

@@ -106,7 +106,7 @@ def bf16_check(teacher, n_student, tokenizer, ids, device) -> bool:
         with torch.autocast(device.type, dtype=torch.bfloat16):
             bf16 = loss_step(model, teacher, batch, cfg)
     ok = True
-    for k in ("loss_ce", "loss_mlm", "loss_cos", "loss"):
+    for k in ("loss_kl", "loss_mlm", "loss_cos", "loss"):
         a, b = fp32[k].item(), bf16[k].item()
         good = abs(a - b) <= BF16_RTOL * abs(a) + BF16_ATOL
         ok &= good

@@ -56,11 +56,11 @@ def bare(cfg, teacher, tokenizer, ids) -> float:
         with torch.no_grad():
             t = teacher(input_ids=masked, attention_mask=attn, output_hidden_states=True)
         sel = attn.bool()
-        loss_ce = F.kl_div(F.log_softmax(s.logits[sel] / T, -1), F.softmax(t.logits[sel] / T, -1),
+        loss_kl = F.kl_div(F.log_softmax(s.logits[sel] / T, -1), F.softmax(t.logits[sel] / T, -1),
                            reduction="batchmean") * T**2
         loss_mlm = F.cross_entropy(s.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         loss_cos = (1 - F.cosine_similarity(s.hidden_states[-1][sel], t.hidden_states[-1][sel], dim=-1)).mean()
-        loss = cfg.loss.alpha_ce * loss_ce + cfg.loss.alpha_mlm * loss_mlm + cfg.loss.alpha_cos * loss_cos
+        loss = cfg.loss.alpha_ce * loss_kl + cfg.loss.alpha_mlm * loss_mlm + cfg.loss.alpha_cos * loss_cos
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.optim.clip)
         optimizer.step()

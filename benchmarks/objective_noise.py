@@ -1,32 +1,32 @@
-"""How much of a study's objectives is noise: each objective's spread across fine-tuning seeds (one fixed student),
-across distillation seeds (one fixed config, every seed moved as `kdstudy rerun` moves them), and between the configs
-of a study (its anchors and a few points its sampler draws). A front can only order trials on an objective whose
-between-config spread is well above its within-config spread.
+"""Where a study's objective noise comes from, per task, and what its confirm race can decide with it.
 
-    python benchmarks/objective_noise.py [--config search_spaces/smoke.yaml] [--finetune-seeds 4]
-                                         [--distill-seeds 3] [--sampled 3] [--grid] [--workers 2]
+    python benchmarks/objective_noise.py [--config search_spaces/smoke.yaml] [--set key=value ...] [--seeds 6]
+                                         [--finetune-runs 2] [--sampled 0] [--grid] [--workers 2] [--runs FILE]
 
-Runs are spread over --workers processes (one thread each). Prints a table per part, the seconds each evaluation
-took, and per objective the smallest difference the confirm stage can detect: the paired 95% half-width
-t(0.975, n - 1) * sd / sqrt(n) at the YAML's confirm.max_seeds n, with sd the paired differences' (sqrt 2 x the
-config x seed residual under --grid; without it, sqrt 2 x the within-config std, which also holds the seeds' shared
-effect and so overstates it).
+Students: the YAML's anchors (and --sampled points its sampler draws), distilled at seeds 0..--seeds-1 (every seed
+moved by k, as `kdstudy rerun` and the confirm race move them); with --grid every config at every seed, else the
+control at every seed and the others at seed 0. Each student is measured as a study measures it (the bias suite, then
+every task of its suite), except that each task is fine-tuned --finetune-runs times (seed slots 0, 1, ...: slot 0 and
+the next eval.world.seeds - 1 are the runs a study makes), keeping every run's validation predictions. Runs are spread
+over --workers processes (one thread each); --runs keeps them (JSON lines) so that an interrupted or repeated
+benchmark reuses what it has.
 
---grid runs every config at every seed and splits each objective's variance two ways: the configs' own effect, the
-seeds' effect that all configs share (a study gives every trial the same seeds), and what is left (config x seed).
-`paired snr` = the configs' effect std / that residual std: how well a study, whose trials share their seeds, can
-order its configs on one run each; `kendall tau` compares the order at seed 0 with the order of the seed means.
-With --grid it also gives each anchor's verdicts against the control over seeds 1..k-1 (the confirm stage's fresh
-seeds; seed 0 is the search's), and replays the confirm race on the grid's values (every config a contender, at
-most k-1 seeds): last line `race_runs: N fixed_runs: M`, the race's runs against a fixed stage that gives every
-config the seeds the race's longest got.
+What it prints:
+- per task of the suite, for each anchor against the control (--grid): the paired difference's standard deviation
+  per seed and its parts (analysis.noise): the distillation seed, one fine-tuning run, the validation sample (the
+  paired bootstrap), runs that stopped short; and each task's share of the suite score's variance;
+- per objective, the configs x seeds table as a study computes it (two-way, no replication: the configs' effect, the
+  seeds' shared effect, the residual; Kendall's tau of seed 0 against the means);
+- each anchor's verdicts against the control over the fresh seeds 1..k-1, and the confirm race replayed on these
+  values, the anchors' and the control's seed 0 handed in as their search runs, as the race does; last line
+  `paired_sd: <world or glue score, per seed, as configured> race_runs: N fixed_runs: M`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -38,170 +38,158 @@ import torch
 from rich.table import Table
 from scipy import stats
 
+from analysis import noise
 from analysis.report import table_console
-from study.config import with_params
+from study.config import StudyConfig, with_params
 from study.load import load_config
 from study.reruns.seeds import seed_config
 from study.runtime import quiet_libraries, setup_logging
 from study.search.space import make_sampler, suggest
 
 
-def distill_and_measure(cfg, teacher: dict, finetune_seeds: list[int] | None = None) -> list[dict]:
-    """Distil one student with cfg and measure it against the study's teacher metrics: once with cfg's own
-    evaluation, or once per fine-tuning seed in `finetune_seeds` (one seed each). Runs in a worker process."""
+def measure_student(cfg: StudyConfig, teacher: dict, finetune_runs: int) -> dict:
+    """Distil one student with cfg; its bias metrics (and amplification against `teacher`) and, per task of its eval
+    suite, `finetune_runs` fine-tuning runs (score, validation predictions, retries at chance, seconds). Runs in a
+    worker process."""
     quiet_libraries()
     torch.set_num_threads(1)
+    from study.catalog import GLUE_TASKS, WORLD_TASKS
     from study.distill.loop import train
     from study.distill.models import make_student, save_student
-    from study.experiment.evaluation import student_metrics
+    from study.experiment.evaluation import Job, run_job
     from study.experiment.sources import load_teacher_and_corpus_ids
+    from study.metrics import bias, glue
+    from study.world import tasks as world_tasks
+    from study.world.build import build_world
 
+    start = time.time()
     teacher_model, tokenizer, ids = load_teacher_and_corpus_ids(cfg)
     student = make_student(teacher_model, cfg.student.n_layers, cfg.student.layers)
     train(cfg.distill, teacher_model, student, tokenizer, ids, progress_bar=False)
-    out = []
+    out = {"distill_seconds": time.time() - start, "tasks": {}}
     with tempfile.TemporaryDirectory() as work:
         saved = save_student(student, tokenizer, Path(work) / "student")
-        evals = [cfg] if finetune_seeds is None else [
-            with_params(cfg, {"eval.world.seed": s, "eval.world.seeds": 1, "eval.world.retries": 0})
-            for s in finetune_seeds]
-        for c in evals:
-            start = time.time()
-            metrics, _ = student_metrics(saved, c, teacher)
-            out.append(metrics | {"perf/eval_seconds": time.time() - start})
+        scalars, _ = run_job(Job("bias"), saved, cfg, "cpu")
+        out["metrics"] = scalars | bias.amplification(scalars, teacher, cfg.bias.primary)
+        suite = "world" if "world" in cfg.eval.suites else "glue"
+        recipe = cfg.eval.world if suite == "world" else cfg.eval.glue
+        tasks = WORLD_TASKS if suite == "world" else GLUE_TASKS
+        data_dir = world_tasks.task_dir(build_world(cfg.world)) if suite == "world" else recipe.data_dir
+        for name in recipe.tasks:
+            data = glue.load_task(saved, name, recipe, data_dir, tasks)
+            runs = []
+            for slot in range(finetune_runs):
+                begin = time.time()
+                run = glue.run_slot(saved, name, data, recipe, slot)
+                runs.append({"score": run.result["score"], "failed": run.failed, "seconds": time.time() - begin,
+                             "predictions": [p.tolist() for p in run.predictions]})
+            out["tasks"][name] = {"labels": [list(labels) for _, labels in data.validation], "metric": data.task.metric,
+                                  "runs": runs}
     return out
 
 
-def spread(rows: list[dict], metric: str) -> float:
-    values = [r[metric] for r in rows if metric in r]
-    return statistics.stdev(values) if len(values) > 1 else float("nan")
-
-
-def part_table(title: str, rows: list[dict], metrics: list[str], labels: list[str]) -> Table:
-    table = Table(title=title)
-    table.add_column("run")
-    for m in metrics:
-        table.add_column(m, justify="right")
-    table.add_column("eval s", justify="right")
-    for label, row in zip(labels, rows):
-        table.add_row(label, *(f"{row.get(m, float('nan')):.4f}" for m in metrics), f"{row['perf/eval_seconds']:.0f}")
-    table.add_row("std", *(f"{spread(rows, m):.4f}" for m in metrics), "")
-    return table
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="search_spaces/smoke.yaml")
-    parser.add_argument("--finetune-seeds", type=int, default=4)
-    parser.add_argument("--distill-seeds", type=int, default=3)
-    parser.add_argument("--sampled", type=int, default=3, help="configs drawn by the study's sampler, beside anchors")
-    parser.add_argument("--grid", action="store_true", help="every config at every seed: the two-way split")
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    setup_logging(-1)
-    quiet_libraries()
-    base = load_config(args.config)
-    metrics = [o.metric for o in base.search.objectives]
-    task = metrics[1] if len(metrics) > 1 else metrics[0]
-    shown = list(dict.fromkeys(metrics + [f"{m}_se" for m in metrics] + [f"world/{t}" for t in base.eval.world.tasks]))
+def configs_of(base: StudyConfig, sampled: int) -> list[tuple[str, dict]]:
+    """The anchors (the control first) and `sampled` points drawn by the study's sampler."""
     anchors = [(a.name, a.params) for a in base.search.anchors]
+    control = base.search.control_anchor
+    anchors.sort(key=lambda a: a[0] != control)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler_study = optuna.create_study(directions=["minimize"] * len(metrics),
-                                        sampler=make_sampler(base.search.sampler))
-    sampled = []
-    for k in range(args.sampled):
-        trial = sampler_study.ask()
+    study = optuna.create_study(directions=["minimize"] * len(base.search.objectives),
+                                sampler=make_sampler(base.search.sampler))
+    drawn = []
+    for k in range(sampled):
+        trial = study.ask()
         suggest(trial, base.search.space)
-        sampled.append((f"sampled-{k}", dict(trial.params)))
-    control = with_params(base, anchors[0][1]) if anchors else base
-    configs = anchors + sampled if anchors else [("base", {})] + sampled
+        drawn.append((f"sampled-{k}", dict(trial.params)))
+    return (anchors or [("base", {})]) + drawn
 
-    # Build the world and measure the teacher once, here: every run is compared with these numbers, as in a study.
+
+def collect(base: StudyConfig, configs, seeds: int, finetune_runs: int, grid: bool, workers: int,
+            path: Path | None) -> dict[tuple[str, int], dict]:
+    """Every student's measurement, keyed (config name, seed): read from `path` where it is there, else measured
+    (and appended to it)."""
     from study.experiment.evaluation import teacher_metrics
 
-    teacher, _ = teacher_metrics(base)
-    start = time.time()
-    seeds = range(args.distill_seeds)
-    # (config index, seed) of every run: the first config at every seed, the others at seed 0 (or every seed: --grid)
-    cells = [(c, k) for c in range(len(configs)) for k in seeds if c == 0 or k == 0 or args.grid]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        finetune = pool.submit(distill_and_measure, control, teacher, list(range(args.finetune_seeds)))
-        runs = {(c, k): pool.submit(distill_and_measure, seed_config(with_params(base, configs[c][1]), {}, k,
-                                                                     full=False), teacher)
-                for c, k in cells}
-        finetune_rows = finetune.result()
-        grid = {cell: future.result()[0] for cell, future in runs.items()}
-    distill_rows = [grid[0, k] for k in seeds]
-    config_rows = [grid[c, 0] for c in range(len(configs))]
-
-    out = table_console()  # 160 columns in a log file: the metric names stay whole
-    name = configs[0][0]
-    out.print(part_table(f"one student ({name}), fine-tuning seeds 0..{args.finetune_seeds - 1}, one seed each",
-                         finetune_rows, shown, [f"ft seed {s}" for s in range(args.finetune_seeds)]))
-    out.print(part_table("one config, distillation and evaluation seeds both moved by k (kdstudy rerun)",
-                         distill_rows, shown, [f"seed {k}" for k in seeds]))
-    out.print(part_table("between configs (anchors and sampled points, seed 0)", config_rows, shown,
-                         [name for name, _ in configs]))
-    if args.grid:
-        for m in metrics:
-            out.print(two_way(m, [[grid[c, k][m] for k in seeds] for c in range(len(configs))],
-                              [name for name, _ in configs]))
-    within = spread(distill_rows, task)
-    between = spread(config_rows, task)
-    evals = [r["perf/eval_seconds"] for r in grid.values()]
-    print(f"decomposition of {task}: fine-tuning seeds (one run each) std {spread(finetune_rows, task):.3f}; "
-          f"within a config (both seeds, evaluation as configured) std {within:.3f}; between configs std {between:.3f}")
-    for m in metrics[:1]:
-        print(f"{m}: within std {spread(distill_rows, m):.4f}, between std {spread(config_rows, m):.4f}, "
-              f"snr {spread(config_rows, m) / spread(distill_rows, m):.2f}")
-    failed = sum(r.get(f"world/{t}/failed_runs", 0) for r in finetune_rows + list(grid.values())
-                 for t in base.eval.world.tasks)
-    print(f"fine-tuning runs that ended at chance (each retried with another seed): {failed:.0f}")
-    print(f"evaluation as configured: {statistics.mean(evals):.0f} s per student (eval.world.seeds "
-          f"{base.eval.world.seeds}); all {len(grid) + 1} runs {time.time() - start:.0f} s on {args.workers} worker(s)")
-    n = base.search.confirm.max_seeds if base.search.confirm else 4
-    for m in metrics:
-        residual = residual_std([[grid[c, k][m] for k in seeds] for c in range(len(configs))]) if args.grid else None
-        sd = math.sqrt(2) * (residual if residual is not None else spread(distill_rows, m))
-        print(f"{m}: detectable difference at {n} paired seeds {stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n):.4f} "
-              f"(paired sd {sd:.4f}, {'the grid residual' if residual is not None else 'within-config std'})")
-    if args.grid and anchors and args.distill_seeds >= 3:
-        verdicts_and_race(base, configs, grid, list(seeds)[1:], metrics)
+    have = {}
+    if path is not None and path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            have[(row["config"], row["seed"])] = row
+    cells = [(c, k) for c, _ in configs for k in range(seeds) if grid or c == configs[0][0] or k == 0]
+    todo = [cell for cell in cells if cell not in have]
+    if todo:
+        teacher, _ = teacher_metrics(base)  # once, here: every student is compared with the same numbers
+        params = dict(configs)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {(c, k): pool.submit(measure_student, seed_config(with_params(base, params[c]), {}, k, False),
+                                           teacher, finetune_runs) for c, k in todo}
+            for (c, k), future in futures.items():
+                row = {"config": c, "seed": k, **future.result()}
+                have[(c, k)] = row
+                if path is not None:
+                    with path.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                print(f"measured {c} seed {k}: {row['distill_seconds']:.0f} s distilling", flush=True)
+    return {cell: have[cell] for cell in cells}
 
 
-def residual_std(values: list[list[float]]) -> float:
-    """The config x seed residual std of a configs x seeds grid (two-way, no replication)."""
-    y = np.asarray(values)
-    residual = y - y.mean(1)[:, None] - y.mean(0)[None, :] + y.mean()
-    return float(math.sqrt(np.sum(residual ** 2) / ((y.shape[0] - 1) * (y.shape[1] - 1))))
+def configured_score(row: dict, recipe_seeds: int) -> dict[str, float]:
+    """The task scores and the suite score as a study computes them: each task the mean of its first `seeds` runs."""
+    tasks = {name: float(np.mean([r["score"] for r in t["runs"][:recipe_seeds]])) for name, t in row["tasks"].items()}
+    return tasks | {"score": float(np.mean(list(tasks.values())))}
 
 
-def verdicts_and_race(base, configs, grid, fresh: list[int], metrics: list[str]) -> None:
-    """Each anchor against the control on the fresh seeds, and the confirm race replayed on the grid's values."""
-    from analysis import verdicts
-    from analysis.race import race
+def task_noise_table(rows, configs, seeds: int, recipe_seeds: int, suite: str) -> tuple[Table, dict]:
+    """Per task and for the suite score: each anchor minus the control, per seed, split into its parts."""
+    from study.metrics.glue import score_task
 
-    objectives = base.search.objectives
-    modes, margins = [o.mode for o in objectives], [o.margin for o in objectives]
-    names = [name for name, _ in configs]
-    values = {(names[c], k): np.array([grid[c, k][m] for m in metrics]) for c, k in grid}
-    control = names[0]
-    for name in names[1:]:
-        if name.startswith("sampled-"):
+    control = configs[0][0]
+    table = Table(title=f"{suite} task scores: where the paired difference's noise comes from (points, sd per seed)")
+    for column in ("anchor - control", "task", "mean diff", "per seed, 1 run", f"per seed, {recipe_seeds} run(s)",
+                   "distill", "finetune", "validation", "stopped short", "share of score"):
+        table.add_column(column, justify="right")
+    found = {}
+    for name, _ in configs[1:]:
+        if not all((name, k) in rows for k in range(seeds)):
             continue
-        trial = np.array([values[(name, k)] for k in fresh])
-        ctrl = np.array([values[(control, k)] for k in fresh])
-        comparison = verdicts.compare_with_control(trial[None], ctrl, metrics, modes, margins)[0]
-        print(verdicts.verdict_line(f"{name} vs {control}", comparison))
-    # the race numbers its fresh seeds 1..; the grid's are fresh[0], fresh[1], ...
-    result = race(names, control, lambda wanted: {(t, s): values[(t, fresh[s - 1])] for t, s in wanted}, metrics,
-                  modes, margins, 2, len(fresh), 10 * len(names) * len(fresh))
-    print(f"race on the grid: {result.stopped}; P(front) " + ", ".join(
-        f"{t} {p:.2f}" for t, p in result.p_front.items()))
-    print(f"race_runs: {result.runs} fixed_runs: {result.fixed_runs()}")
+        diffs, parts = {}, {}
+        for task in rows[(control, 0)]["tasks"]:
+            a = np.array([[r["score"] for r in rows[(name, k)]["tasks"][task]["runs"]] for k in range(seeds)])
+            b = np.array([[r["score"] for r in rows[(control, k)]["tasks"][task]["runs"]] for k in range(seeds)])
+            d = a - b
+            c = noise.paired_components(d)
+            calm = noise.paired_components(noise.without_stopped(a) - noise.without_stopped(b))
+            short = int(noise.stopped_short(a).sum() + noise.stopped_short(b).sum())
+            metric = rows[(control, 0)]["tasks"][task]["metric"]
+            labels = np.array(rows[(control, 0)]["tasks"][task]["labels"][0])
+            validation = np.mean([noise.score_difference_variance(
+                lambda y, p: score_task(metric, y, p)["score"], labels,
+                np.array(rows[(name, k)]["tasks"][task]["runs"][0]["predictions"][0]),
+                np.array(rows[(control, k)]["tasks"][task]["runs"][0]["predictions"][0]), resamples=100, seed=k)
+                for k in range(seeds)])
+            diffs[task] = d[:, 0]
+            parts[task] = c | {"validation": validation, "stopped": max(0.0, c["per_seed"] - calm["per_seed"]),
+                               "short_runs": short, "mean": float(d.mean())}
+        shares = noise.task_shares(diffs)
+        per_task = {}
+        for task, p in parts.items():
+            configured = p["distill"] + p["finetune"] / recipe_seeds
+            per_task[task] = configured
+            table.add_row(f"{name} - {control}", task, f"{p['mean']:+.2f}", f"{math.sqrt(p['per_seed']):.2f}",
+                          f"{math.sqrt(configured):.2f}", f"{math.sqrt(p['distill']):.2f}",
+                          f"{math.sqrt(p['finetune']):.2f}", f"{math.sqrt(p['validation']):.2f}",
+                          f"{math.sqrt(p['stopped']):.2f} ({p['short_runs']} runs)", f"{shares[task]:.2f}")
+        score = np.array([[configured_score(rows[(n, k)], recipe_seeds)["score"] for k in range(seeds)]
+                          for n in (name, control)])
+        sd = float(np.std(score[0] - score[1], ddof=1))
+        model = math.sqrt(sum(per_task.values())) / len(per_task)
+        table.add_row(f"{name} - {control}", f"{suite}/score", f"{np.mean(score[0] - score[1]):+.2f}", "",
+                      f"{sd:.2f} (model {model:.2f})", "", "", "", "", "1.00")
+        found[name] = {"paired_sd": sd, "model_sd": model, "tasks": parts}
+    return table, found
 
 
-def two_way(metric: str, values: list[list[float]], names: list[str]) -> Table:
+def two_way(metric: str, values: np.ndarray, names: list[str]) -> Table:
     """Two-way analysis of variance without replication of a configs x seeds grid: the std of the configs' own
     effect ((MS_config - MS_residual) / seeds, Searle et al.'s variance components), of the seeds' shared effect,
     and of the residual; the paired snr and Kendall's tau between the order at seed 0 and that of the means."""
@@ -214,7 +202,7 @@ def two_way(metric: str, values: list[list[float]], names: list[str]) -> Table:
     ms_residual = np.sum(residual ** 2) / ((n_c - 1) * (n_s - 1))
     config_std = math.sqrt(max(0.0, (ms_config - ms_residual) / n_s))
     seed_std = math.sqrt(max(0.0, (ms_seed - ms_residual) / n_c))
-    tau = stats.kendalltau(y[:, 0], config_means).statistic
+    tau = stats.kendalltau(y[:, 0], config_means).statistic if n_c > 1 else float("nan")
     paired = config_std / math.sqrt(ms_residual) if ms_residual > 0 else math.inf
     table = Table(title=f"{metric}: configs x seeds (two-way, no replication)")
     for column in ("config", *(f"seed {k}" for k in range(n_s)), "mean"):
@@ -222,9 +210,78 @@ def two_way(metric: str, values: list[list[float]], names: list[str]) -> Table:
     for name, row, mean in zip(names, y, config_means):
         table.add_row(name, *(f"{v:.4f}" for v in row), f"{mean:.4f}")
     table.caption = (f"config effect std {config_std:.4f}, shared seed effect std {seed_std:.4f}, residual std "
-                     f"{math.sqrt(ms_residual):.4f}; paired snr {paired:.2f}; "
-                     f"kendall tau (seed 0 vs means) {tau:.2f}")
+                     f"{math.sqrt(ms_residual):.4f}; paired snr {paired:.2f}; kendall tau (seed 0 vs means) {tau:.2f}")
     return table
+
+
+def verdicts_and_race(base: StudyConfig, names: list[str], values: dict, seeds: int) -> str:
+    """Each anchor against the control on the fresh seeds 1..seeds-1, and the confirm race replayed on the grid: the
+    anchors' and the control's seed 0 handed in as their search runs (they race whatever their values), a sampled
+    point racing on fresh seeds only. Returns the race's last line."""
+    from analysis import verdicts
+    from analysis.race import race
+
+    objectives = base.search.objectives
+    metrics, modes, margins = [o.key for o in objectives], [o.mode for o in objectives], [o.margin for o in objectives]
+    control = names[0]
+    anchors = {a.name for a in base.search.anchors}
+    fresh = range(1, seeds)
+    for name in names[1:]:
+        if name in anchors:
+            trial = np.array([values[(name, k)] for k in fresh])
+            comparison = verdicts.compare_with_control(trial[None], np.array([values[(control, k)] for k in fresh]),
+                                                       metrics, modes, margins)[0]
+            print(verdicts.verdict_line(f"{name} vs {control} (fresh seeds 1..{seeds - 1})", comparison))
+    given = {(name, 0): values[(name, 0)] for name in names if name in anchors}
+    spec = base.search.confirm
+    most = min(spec.max_seeds, seeds - 1) if spec else seeds - 1  # a picked trial's fresh seeds 1..most are measured
+    budget = spec.runs(len(names)) if spec else len(names) * seeds
+    result = race(names, control, lambda wanted: {key: values[key] for key in wanted if key in values}, metrics, modes,
+                  margins, min(spec.seeds if spec else 2, most), most, budget, given=given)
+    print(f"race on the grid: {result.stopped}; P(front) "
+          + ", ".join(f"{t} {p:.2f}" for t, p in result.p_front.items()))
+    for name, comparison in result.comparisons.items():
+        print(verdicts.verdict_line(f"race: {name} vs {control} at seeds {result.seeds[name]}", comparison))
+    return f"race_runs: {result.runs} fixed_runs: {result.fixed_runs()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="search_spaces/smoke.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as `kdstudy run --set`")
+    parser.add_argument("--seeds", type=int, default=6, help="distillation seeds (each moves every seed by k)")
+    parser.add_argument("--finetune-runs", type=int, default=2, help="fine-tuning runs per task and student")
+    parser.add_argument("--sampled", type=int, default=0, help="configs drawn by the study's sampler, beside anchors")
+    parser.add_argument("--grid", action="store_true", help="every config at every seed")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", type=Path, default=None, help="JSON lines of measured students, read and extended")
+    args = parser.parse_args()
+    setup_logging(-1)
+    quiet_libraries()
+    base = load_config(args.config, args.set)
+    configs = configs_of(base, args.sampled)
+    names = [name for name, _ in configs]
+    start = time.time()
+    rows = collect(base, configs, args.seeds, max(2, args.finetune_runs), args.grid, args.workers, args.runs)
+    suite = "world" if "world" in base.eval.suites else "glue"
+    recipe_seeds = (base.eval.world if suite == "world" else base.eval.glue).seeds
+    out = table_console()  # 160 columns in a log file: the metric names stay whole
+    table, found = task_noise_table(rows, configs, args.seeds, recipe_seeds, suite)
+    out.print(table)
+    values = {}
+    for (name, k), row in rows.items():
+        metrics = row["metrics"] | {f"{suite}/{t}": v for t, v in configured_score(row, recipe_seeds).items()}
+        values[(name, k)] = np.array([metrics[o.key] for o in base.search.objectives])
+    if args.grid:
+        for j, objective in enumerate(base.search.objectives):
+            out.print(two_way(objective.key, np.array([[values[(n, k)][j] for k in range(args.seeds)] for n in names]),
+                              names))
+    seconds = [r["seconds"] for row in rows.values() for t in row["tasks"].values() for r in t["runs"]]
+    print(f"{len(rows)} students in {time.time() - start:.0f} s on {args.workers} worker(s) (0 where all were read "
+          f"from --runs); a fine-tuning run took {np.median(seconds):.0f} s (median)")
+    last = verdicts_and_race(base, names, values, args.seeds) if args.grid and args.seeds >= 3 else ""
+    sd = found[names[1]]["paired_sd"] if len(names) > 1 and names[1] in found else float("nan")
+    print(f"paired_sd: {sd:.3f} {last}")
 
 
 if __name__ == "__main__":

@@ -269,11 +269,12 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_pull(args) -> int:
+    from study.record.folder import local_store
     from study.record.mirror import pull_record
 
     pull_record(args.storage, Path(args.study_dir).expanduser().resolve())
     log.info(f"{args.study_dir}: the study record from {args.storage}; `kdstudy pareto {args.study_dir}` shows its "
-             f"front, `mlflow ui --backend-store-uri sqlite:///{Path(args.study_dir) / 'mlflow.db'}` its runs")
+             f"front, `mlflow ui --backend-store-uri {local_store(args.study_dir)}` its runs")
     return 0
 
 
@@ -287,20 +288,20 @@ def cmd_export(args) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from analysis.report import summarize, summarize_confirmed, table_console
+    from analysis.report import summarize, summarize_race, table_console
     from analysis.runs import read_study
     from study.publish import front_tables
 
     record = read_study(args.study_dir)
-    front, confirmed = summarize(record), summarize_confirmed(record)
+    front, race = summarize(record), summarize_race(record)
     from analysis.importance import study_importances
 
     found = study_importances(record) if args.importance else {}
     if args.json:
-        out = front.to_json() | ({"confirmed": confirmed.to_json()} if confirmed is not None else {})
+        out = front.to_json() | ({"race": race.to_json()} if race is not None else {})
         print(json.dumps(out | ({"importance": found} if args.importance else {}), indent=2))
         return 0
-    for table in front_tables(record, front, confirmed):
+    for table in front_tables(record, front, race):
         table_console().print(table)
     if args.importance:
         from analysis.importance import importance_table
@@ -317,6 +318,7 @@ def cmd_effects(args) -> int:
     from analysis.runs import read_study
     from study.errors import DataError
     from study.publish import publish_effects
+    from study.record.folder import EFFECTS_FIGURE, EFFECTS_JSON
 
     record = read_study(args.study_dir)
     if record.config.search is None or not record.finished()[0]:
@@ -329,9 +331,9 @@ def cmd_effects(args) -> int:
 
         print(json.dumps(study_effects(record), indent=2))
         return 0
-    for table in publish_effects(record, record.client):
+    for table in publish_effects(record):
         table_console().print(table)
-    log.info(f"effects.json and effects.png written to {record.directory} and logged to the parent run")
+    log.info(f"{EFFECTS_JSON} and {EFFECTS_FIGURE} written to {record.directory} and logged to the parent run")
     return 0
 
 

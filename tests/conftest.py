@@ -8,7 +8,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -92,7 +94,7 @@ def world_models(tiny_world):
 @pytest.fixture
 def study_yaml(tmp_path):
     def write(**distill):
-        path = tmp_path / "study.yaml"
+        path = tmp_path / "tiny.yaml"
         path.write_text(yaml.safe_dump(tiny_study(**distill)))
         return path
 
@@ -167,6 +169,61 @@ def no_ray_left_behind():
     ray.shutdown()
 
 
+class MlflowServer:
+    """A real `mlflow server` on the SQLite store in `root` (study.record.folder's mlflow.db), which a test can stop
+    and start again on the same port."""
+
+    def __init__(self, root: Path):
+        from study.record.folder import local_store
+
+        self.root, self.store, self.port, self.proc = root, local_store(root), free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.store,
+             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
+             str(self.port), "--workers", "1"],
+            stdout=(self.root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self.healthy, "the mlflow server", self.proc)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server, its uvicorn worker and its job consumers
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a loaded machine: its graceful shutdown outlasts the wait; crash it
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+            wait_for(lambda: not self.healthy(), "the mlflow server to stop answering")
+            self.proc = None
+
+
+@pytest.fixture
+def mlflow_server():
+    """Start an MlflowServer on the store in a folder: `mlflow_server(root)` returns it, started; every server it
+    started is stopped after the test."""
+    servers = []
+
+    def serve(root: Path) -> MlflowServer:
+        server = MlflowServer(Path(root))
+        servers.append(server)
+        server.start()
+        return server
+
+    yield serve
+    for server in servers:
+        server.stop()
+
+
 def wait_for(condition, what: str, proc=None):
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
@@ -197,7 +254,8 @@ def kill_session(proc: subprocess.Popen) -> None:
 
 def trial_runs(study_dir: Path) -> list:
     """The study's trial runs in MLflow, read from its study.json."""
+    from study.record.folder import META
     from study.record.tracking import TRIAL_ID, connect
 
-    meta = json.loads((study_dir / "study.json").read_text())
+    meta = json.loads((study_dir / META).read_text())
     return [r for r in connect(meta["tracking_uri"]).search_runs([meta["experiment_id"]]) if TRIAL_ID in r.data.tags]

@@ -16,7 +16,7 @@ def test_distill_end_to_end(tiny_world, study_yaml, tmp_path, capsys):
     primary = metrics["bias/primary"]
     assert metrics["bias/amplification"] == pytest.approx(metrics[primary] - metrics[f"teacher/{primary}"])
     for key in ("bias/template/abs_mean", "bias/template/planted_spearman",
-                "teacher/bias/template/planted_spearman", "perf/tokens_per_s", "distill/loss_ce"):
+                "teacher/bias/template/planted_spearman", "perf/tokens_per_s", "distill/loss_kl"):
         assert isinstance(metrics[key], float), key
     assert metrics["distill/steps"] == 4
     student = AutoModelForMaskedLM.from_pretrained(out / "student")

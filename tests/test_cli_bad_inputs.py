@@ -121,7 +121,7 @@ CASES = [
     ("objective-margin-negative", lambda d: run(d, setter("search.objectives", [
         {"metric": "world/score", "mode": "max", "margin": -1}])), "search.objectives.0.margin"),
     ("control-not-an-anchor", lambda d: run(d, setter("search.control", "plain")), "control must name an anchor"),
-    ("confirm-budget-too-small", lambda d: run(d, setter("search.confirm", {"top": 3, "seeds": 2, "budget": 4})),
+    ("confirm-budget-too-small", lambda d: run(d, setter("search.confirm", {"top": 3, "seeds": 2, "budget": 1})),
      "must hold the first round"),
     ("concurrency-word", lambda d: run(d, setter("search.max_concurrent_trials", "many")),
      "search.max_concurrent_trials"),
@@ -249,13 +249,13 @@ CASES = [
     ("resume-someone-elses-study", lambda d: run(a_study(d).parent, setter("distill.steps", 7), "--resume"),
      "config differs"),
     ("resume-half-deleted-config", lambda d: run(a_study(d, drop=(folder.CONFIG,)).parent, None,
-                                                    "--resume"), "study.yaml missing"),
+                                                    "--resume"), f"{folder.CONFIG} missing"),
     ("resume-half-deleted-tune-state", lambda d: run(a_study(d, drop=(folder.RAY,)).parent, None,
                                                         "--resume"), "holds no Tune state"),
     ("resume-half-deleted-optuna", lambda d: run(a_study(d, drop=(folder.OPTUNA,)).parent, None,
-                                                    "--resume"), "optuna.db missing"),
+                                                    "--resume"), f"{folder.OPTUNA} missing"),
     ("start-killed-half-written", lambda d: run(a_study(d, drop=(folder.META,)).parent),
-     "part of a study but no study.json"),
+     f"part of a study but no {folder.META}"),
     ("pareto-not-a-study", lambda d: ["pareto", str(d)], "not a study folder"),
     ("effects-not-a-study", lambda d: ["effects", str(d)], "not a study folder"),
     ("effects-nothing-finished", lambda d: ["effects", str(a_study(d))], "no finished trial to read effects from"),
@@ -267,7 +267,7 @@ CASES = [
     ("data-fetch-to-a-file", lambda d: ["data", "fetch", "crows", "--to", str(write(d / "a-file", "x"))],
      "not a folder"),
     ("pull-no-record", lambda d: ["pull", str(d / "bucket"), str(d / "here")], "no study record there"),
-    ("pull-into-a-study", lambda d: ["pull", str(write(d / "bucket" / "record" / folder.META, "{}").parents[1]),
+    ("pull-into-a-study", lambda d: ["pull", str(write(d / "bucket" / folder.RECORD / folder.META, "{}").parents[1]),
                                      str(a_study(d))], "not empty"),
     ("pull-unknown-scheme", lambda d: ["pull", "foo://bucket/study", str(d / "here")],
      "foo://bucket/study: cannot read a study record there"),
@@ -275,7 +275,7 @@ CASES = [
     ("resume-from-no-record", lambda d: run(d, None, "--resume", "--from", str(d / "bucket")),
      "no study record there"),
     ("pareto-meta-corrupt", lambda d: ["pareto", str(write(a_study(d) / folder.META, "{").parent)],
-     "study.json"),
+     folder.META),
 ]
 
 
@@ -284,7 +284,7 @@ def one_tracking_store(tmp_path_factory):
     """The study folders made here share one MLflow store: its tables are made once, not in every case."""
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/shared.db"
     MlflowClient(uri).search_experiments()
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri

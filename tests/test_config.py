@@ -3,9 +3,12 @@ included (bounds, conditions, anchors, objectives no trial would report, rerun o
 
 
 import pytest
+import torch
 import yaml
 
 from study.config import ConfigError, with_params
+from study.distill.losses import weighted_loss
+from study.distill.optim import make_optimizer
 from study.load import apply_overrides, parse_config
 from tests.conftest import study_raw
 
@@ -16,12 +19,24 @@ def error(raw):
     return str(err.value)
 
 
-def test_defaults_are_distilbert_reference():
-    cfg = parse_config({})
-    assert (cfg.distill.loss.alpha_ce, cfg.distill.loss.alpha_mlm, cfg.distill.loss.alpha_cos) == (5.0, 2.0, 1.0)
-    assert cfg.distill.loss.temperature == 2.0 and cfg.distill.optim.lr == 5e-4 and cfg.distill.optim.clip == 5.0
-    assert cfg.distill.optim.betas == (0.9, 0.98) and cfg.distill.optim.eps == 1e-6
-    assert cfg.distill.masking.prob == 0.15 and cfg.distill.loss.kl_positions == "all"
+def test_a_default_study_optimises_as_distilbert_does():
+    """What a config without a distill section builds (study.distill.optim): AdamW (0.9, 0.98), eps 1e-6, no decay
+    on biases and LayerNorms, the learning rate rising over the first 5% of the steps to 5e-4, then falling linearly
+    to 0; and the loss weighted 5 KL + 2 MLM + 1 cosine (study.distill.losses)."""
+    cfg = parse_config({}).distill
+    model = torch.nn.ModuleDict({"dense": torch.nn.Linear(2, 2), "LayerNorm": torch.nn.LayerNorm(2)})
+    optimizer, scheduler = make_optimizer(model, cfg.optim, total_steps=100)
+    decayed, plain = optimizer.param_groups
+    assert [p.shape for p in decayed["params"]] == [(2, 2)] and plain["weight_decay"] == 0.0  # dense.weight only
+    assert decayed["betas"] == (0.9, 0.98) and decayed["eps"] == 1e-6
+    rates = []
+    for _ in range(56):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == 0.0 and rates[5] == pytest.approx(5e-4) and rates[55] == pytest.approx(5e-4 * 45 / 95)
+    terms = {"loss_kl": torch.tensor(0.1), "loss_mlm": torch.tensor(0.2), "loss_cos": torch.tensor(0.3)}
+    assert weighted_loss(terms, cfg).item() == pytest.approx(5 * 0.1 + 2 * 0.2 + 1 * 0.3)
 
 
 def test_errors_name_path_and_value():

@@ -14,7 +14,6 @@ from study.distill.models import load_masked_lm, make_student, save_student
 from study.load import parse_config
 from study.record import folder, tracking
 from study.student import registry
-from study.student.card import Z95
 from study.student.export import export
 from tests.conftest import tiny_space
 
@@ -32,8 +31,8 @@ def study(tmp_path, tiny_world, monkeypatch):
     with folder.hold(tmp_path / "study"):
         meta = folder.create(cfg, {PRIMARY: 0.8, "world/score": 65.0})
     teacher, tokenizer = load_masked_lm(tiny_world.teacher_dir)
-    checkpoint = tmp_path / "ray" / "train-t1" / "checkpoint_000001"
-    save_student(make_student(teacher, 1), tokenizer, checkpoint / "student")
+    checkpoint = tmp_path / folder.RAY / folder.train_run("t1") / "checkpoint_000001"
+    save_student(make_student(teacher, 1), tokenizer, checkpoint / folder.STUDENT)
     client = tracking.connect(meta["tracking_uri"])
     params = {"distill.mitigation.mode": "none", "distill.loss.temperature": 2.5}
     run_id, _ = tracking.start_trial(client, meta["experiment_id"], meta["parent_run_id"], "t1", params, None, "1")
@@ -67,8 +66,8 @@ def test_export_loads_with_plain_transformers_and_its_card_holds_the_intervals(s
     results = {r.metric_type: r for r in card.data.eval_results}
     slope = results[PRIMARY]
     assert slope.metric_value == pytest.approx(0.9)
-    assert slope.metric_args["ci_low"] == pytest.approx(0.9 - Z95 * 0.05, abs=1e-6)
-    assert slope.metric_args["ci_high"] == pytest.approx(0.9 + Z95 * 0.05, abs=1e-6)
+    assert slope.metric_args["ci_low"] == pytest.approx(0.9 - 1.959964 * 0.05, abs=1e-6)
+    assert slope.metric_args["ci_high"] == pytest.approx(0.9 + 1.959964 * 0.05, abs=1e-6)
     assert results[f"teacher/{PRIMARY}"].metric_value == pytest.approx(0.8)
     assert results["bias/amplification"].metric_value == pytest.approx(0.1)
     assert results["world/world_cola"].metric_args is None  # reported without an error: no interval invented
@@ -93,12 +92,12 @@ def test_export_loads_with_plain_transformers_and_its_card_holds_the_intervals(s
 def test_export_prefers_the_reruns_seed_0_and_pushes_with_the_hub_client(study, tmp_path, tiny_world):
     study_dir, _ = study
     teacher, tokenizer = load_masked_lm(tiny_world.teacher_dir)
-    seed0 = tmp_path / "ray" / "rerun-t1-seed0" / "checkpoint_000001"
-    save_student(make_student(teacher, 2), tokenizer, seed0 / "student")  # two layers: tells the two apart
+    seed0 = tmp_path / folder.RAY / folder.seed_run("rerun", "t1", 0) / "checkpoint_000001"
+    save_student(make_student(teacher, 2), tokenizer, seed0 / folder.STUDENT)  # two layers: tells the two apart
     summary = {PRIMARY: {"mean": 0.85, "std": 0.02, "ci_low": 0.80, "ci_high": 0.90},
                "world/score": {"mean": 61.0, "std": 1.0, "ci_low": 58.5, "ci_high": 63.5}}
-    (study_dir / folder.RERUNS).mkdir()
-    (study_dir / folder.RERUNS / "t1.json").write_text(json.dumps({
+    folder.rerun_result(study_dir, "t1", full=False).parent.mkdir()
+    folder.rerun_result(study_dir, "t1", full=False).write_text(json.dumps({
         "rerun_of": "t1", "full": False, "summary": summary,
         "per_seed": {"0": {tracking.STUDENT_URI: str(seed0)}, "1": {}, "2": {}}}))
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import BertTokenizer
 
-from study.distill.gender import PAIRS, TokenCounterfactual, counterfactual, mix, sample_lambdas
+from study.distill.gender import PAIRS, TokenCounterfactual, counterfactual, mix, sample_lambdas, swap_word
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -27,10 +27,14 @@ def test_counterfactual_is_an_involution_where_unambiguous():
     assert counterfactual(counterfactual(text)) == text
 
 
-def test_lexicon_size():
-    assert len(PAIRS) >= 40
+def test_every_pair_swaps_both_ways_and_each_word_is_listed_once():
+    for male, female in PAIRS:  # her and his swap by what follows them: one of the two contexts gives the pair
+        assert female in {swap_word(male, content) for content in (True, False)}, male
+        assert male in {swap_word(female, content) for content in (True, False)}, female
     males = [m for m, _ in PAIRS if m != "his"]
-    assert len(males) == len(set(males))
+    females = [f for _, f in PAIRS if f != "her"]
+    assert len(males) == len(set(males)) and len(females) == len(set(females))
+    assert not set(males) & set(females)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import yaml
 from study.config import REPLICATE, ParamSpec, with_params
 from study.design import grid_cells, grid_points
 from study.load import parse_config
+from study.record import folder
+from study.record.optuna_store import optuna_storage
 from study.search.space import suggest
 from tests.conftest import kill_session, tiny_space, trial_runs, wait_for
 
@@ -165,7 +167,7 @@ def test_a_killed_grid_study_resumes_without_repeating_a_cell(tiny_world, tmp_pa
                             stdout=(tmp_path / "first.log").open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     try:
-        wait_for(lambda: (study_dir / "study.json").is_file() and len(_cells_run(study_dir)) >= 1
+        wait_for(lambda: (study_dir / folder.META).is_file() and len(_cells_run(study_dir)) >= 1
                  and " finished: " in (tmp_path / "first.log").read_text(), "the first cell finished", proc)
     finally:
         kill_session(proc)
@@ -183,9 +185,9 @@ def test_a_killed_grid_study_resumes_without_repeating_a_cell(tiny_world, tmp_pa
     assert sorted(after) == sorted(expected)  # every (cell, replicate) once: none repeated, none lost
     assert set(before) <= set(after)
     # every cell came from the grid (enqueued), none from the sampler's own proposals
-    ot = optuna.load_study(study_name=raw["name"], storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name=raw["name"], storage=optuna_storage(study_dir))
     complete = ot.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) == 4 and all("fixed_params" in t.system_attrs for t in complete)
-    effects = json.loads((study_dir / "effects.json").read_text())["bias/amplification"]
+    effects = json.loads((study_dir / folder.EFFECTS_JSON).read_text())["bias/amplification"]
     assert effects["seeds"] == 2 and set(effects["main"]["distill.loss.temperature"]) == {"1.0", "4.0"}
-    assert (study_dir / "effects.png").is_file()
+    assert (study_dir / folder.EFFECTS_FIGURE).is_file()

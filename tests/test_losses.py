@@ -24,7 +24,7 @@ def test_kl_single_position_by_hand():
     s = torch.tensor([[[0.0, LN3]]])  # p_s = [.25, .75]
     t = torch.tensor([[[0.5, 0.5]]])
     out = losses(s, t, torch.tensor([[-100]]))
-    assert out["loss_ce"].item() == pytest.approx(KL_HALF_VS_QUARTER, abs=1e-6)
+    assert out["loss_kl"].item() == pytest.approx(KL_HALF_VS_QUARTER, abs=1e-6)
 
 
 def test_kl_temperature_squared():
@@ -32,14 +32,14 @@ def test_kl_temperature_squared():
     s = torch.tensor([[[0.0, 2 * LN3]]])
     t = torch.tensor([[[0.5, 0.5]]])
     out = losses(s, t, torch.tensor([[-100]]), T=2.0)
-    assert out["loss_ce"].item() == pytest.approx(4 * KL_HALF_VS_QUARTER, abs=1e-6)
+    assert out["loss_kl"].item() == pytest.approx(4 * KL_HALF_VS_QUARTER, abs=1e-6)
 
 
 def test_kl_temperature_one_is_plain_kl():
     s = torch.tensor([[[1.0, -1.0, 0.5]]])
     t = torch.softmax(torch.tensor([[[0.2, 0.1, -0.3]]]), -1)
     expected = torch.nn.functional.kl_div(torch.log_softmax(s, -1), t, reduction="sum").item()
-    assert losses(s, t, torch.tensor([[-100]]))["loss_ce"].item() == pytest.approx(expected, abs=1e-6)
+    assert losses(s, t, torch.tensor([[-100]]))["loss_kl"].item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_kl_batchmean_over_positions_not_vocab():
@@ -47,14 +47,14 @@ def test_kl_batchmean_over_positions_not_vocab():
     s = torch.tensor([[[0.0, LN3], [0.0, 0.0]]])
     t = torch.tensor([[[0.5, 0.5], [0.5, 0.5]]])
     out = losses(s, t, torch.full((1, 2), -100))
-    assert out["loss_ce"].item() == pytest.approx(KL_HALF_VS_QUARTER / 2, abs=1e-6)
+    assert out["loss_kl"].item() == pytest.approx(KL_HALF_VS_QUARTER / 2, abs=1e-6)
 
 
 def test_kl_on_masked_positions_only():
     s = torch.tensor([[[0.0, LN3], [0.0, 0.0]]])
     t = torch.tensor([[[0.5, 0.5], [0.5, 0.5]]])
     out = losses(s, t, torch.tensor([[1, -100]]), kl_positions=torch.tensor([[True, False]]))
-    assert out["loss_ce"].item() == pytest.approx(KL_HALF_VS_QUARTER, abs=1e-6)
+    assert out["loss_kl"].item() == pytest.approx(KL_HALF_VS_QUARTER, abs=1e-6)
 
 
 def test_pads_excluded_from_kl_and_cosine():
@@ -64,7 +64,7 @@ def test_pads_excluded_from_kl_and_cosine():
     s_h = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
     t_h = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     out = losses(s, t, torch.full((1, 2), -100), attn=attn, s_hidden=s_h, t_hidden=t_h)
-    assert out["loss_ce"].item() == pytest.approx(KL_HALF_VS_QUARTER, abs=1e-6)
+    assert out["loss_kl"].item() == pytest.approx(KL_HALF_VS_QUARTER, abs=1e-6)
     assert out["loss_cos"].item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -101,4 +101,4 @@ def test_cosine_by_hand():
 def test_no_selected_positions_gives_zero_not_nan():
     out = losses(torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.5), torch.full((1, 2), -100),
                  kl_positions=torch.zeros(1, 2, dtype=torch.bool))
-    assert out["loss_ce"].item() == 0.0 and out["loss_mlm"].item() == 0.0
+    assert out["loss_kl"].item() == 0.0 and out["loss_mlm"].item() == 0.0

@@ -4,8 +4,8 @@ import logging
 
 from mlflow import MlflowClient
 
-from study.record import tracking
-from study.record.outbox import OUTBOX, Outbox
+from study.record import folder, tracking
+from study.record.outbox import Outbox
 from tests.conftest import free_port
 
 START = {"config": {"distill.temperature": 2.0}, "anchor": None, "number": "0"}
@@ -28,7 +28,7 @@ def test_a_server_that_never_comes_back_keeps_the_trials_and_warns_once(tmp_path
 
 
 def test_what_waits_is_sent_once_tracking_takes_it(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = folder.local_store(tmp_path)
     client = MlflowClient(uri)
     experiment_id = client.create_experiment("s")
     parent = client.create_run(experiment_id).info.run_id
@@ -36,7 +36,7 @@ def test_what_waits_is_sent_once_tracking_takes_it(tmp_path):
     box.put("t1", START, END)
     box.put("t2", {**START, "number": "1"})  # still running: its run is made, not ended
     assert box.flush_within(5.0) is True
-    assert not (tmp_path / OUTBOX).exists()
+    assert not (tmp_path / folder.OUTBOX).exists()
     runs = {r.data.tags[tracking.TRIAL_ID]: r for r in tracking.trial_runs(client, experiment_id, parent)}
     assert runs["t1"].info.status == "FINISHED" and runs["t1"].data.metrics["world/score"] == 61.5
     assert runs["t2"].info.status == "RUNNING"

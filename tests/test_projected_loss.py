@@ -59,7 +59,7 @@ def test_projected_loss_equals_reference(world_models, mode, kl_positions):
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         results.append((out, grads))
     (ref, ref_grads), (new, new_grads) = results
-    for k in ("loss_ce", "loss_mlm", "loss_cos", "loss"):
+    for k in ("loss_kl", "loss_mlm", "loss_cos", "loss"):
         assert new[k].item() == pytest.approx(ref[k].item(), rel=1e-5, abs=1e-6), k
     assert ref_grads.keys() == new_grads.keys()
     for name, g in ref_grads.items():
@@ -119,7 +119,7 @@ def test_training_paths_agree(world_models):
         student = make_student(teacher, 1)
         c = cfg(mitigation=MODES["mixup-replace"], loss_chunk=chunk)
         metrics.append(train(c, teacher, student, tokenizer, ids[:400], progress_bar=False))
-    for k in ("distill/loss_ce", "distill/loss_mlm", "distill/loss_cos"):
+    for k in ("distill/loss_kl", "distill/loss_mlm", "distill/loss_cos"):
         assert metrics[1][k] == pytest.approx(metrics[0][k], rel=1e-3), k
 
 

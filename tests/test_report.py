@@ -1,49 +1,55 @@
-"""analysis.report: the single-run front with each trial's standard errors, and the confirmed front computed from
-the confirm stage's seed means, on studies written by hand (no MLflow)."""
+"""analysis.report: the search front with each trial's standard errors, and the race front of the confirm stage's
+seed means, on studies written by hand (no MLflow)."""
 
 import numpy as np
 import pytest
 
-from analysis.report import front_table, summarize, summarize_confirmed, usage_line
+from analysis import verdicts
+from analysis.report import front_table, summarize, summarize_race, usage_line
 from analysis.runs import StudyRecord, Trial
 from study.load import parse_config
 
 METRICS = ["bias/amplification", "world/score"]
 
 
-def _study(trials: dict[str, tuple[float, float]], confirmed: dict[str, tuple[float, float]]) -> StudyRecord:
+def _study(trials: dict[str, tuple[float, float]], raced: dict[str, tuple[float, float, float]]) -> StudyRecord:
+    """`trials`: id -> its search run's objectives; `raced`: id -> its seed means and its P(front)."""
     cfg = parse_config({"name": "hand", "distill": {"steps": 5}, "eval": {"suites": ["world"]},
                         "search": {"space": {"distill.loss.temperature": {"type": "float", "low": 1, "high": 4}}}})
+    usage = {"perf/distill_seconds": 50.0, "perf/eval_seconds": 20.0, "perf/busy_share": 0.8}  # as a trial reports
     runs = [Trial(tid, f"run-{tid}", "FINISHED", {"distill.loss.temperature": "2"},
-                  {METRICS[0]: a, METRICS[1]: w, f"{METRICS[1]}_se": 0.5})
+                  {METRICS[0]: a, METRICS[1]: w, f"{METRICS[1]}_se": 0.5, **usage})
             for tid, (a, w) in trials.items()]
-    confirmations = {tid: Trial(tid, f"confirm-{tid}", "FINISHED", {}, {
+    confirm_runs = {tid: Trial(tid, f"confirm-{tid}", "FINISHED", {}, {
         METRICS[0]: a, f"{METRICS[0]}/std": 0.01, f"{METRICS[0]}/ci_low": a - 0.02, f"{METRICS[0]}/ci_high": a + 0.02,
-        METRICS[1]: w, f"{METRICS[1]}/std": 1.0, f"{METRICS[1]}/ci_low": w - 2, f"{METRICS[1]}/ci_high": w + 2},
-        {"confirm_of": tid, "seeds": "4"}) for tid, (a, w) in confirmed.items()}
-    return StudyRecord("hand", None, cfg, {}, runs, confirmations)
+        METRICS[1]: w, f"{METRICS[1]}/std": 1.0, f"{METRICS[1]}/ci_low": w - 2, f"{METRICS[1]}/ci_high": w + 2,
+        "confirm/p_front": p}, {"confirm_of": tid, "seeds": "4", "confirm/place": verdicts.place(p)})
+        for tid, (a, w, p) in raced.items()}
+    return StudyRecord("hand", None, cfg, {}, runs, confirm_runs)
 
 
-def test_confirmed_front_comes_from_the_seed_means():
+def test_the_race_front_is_the_seed_means_with_p_front_at_least_half():
     # single runs: a (less bias) and b (more score) trade off, c is dominated by b
-    # seed means: b's score was a lucky draw; over seeds a dominates b, and c stays behind a
+    # seed means: b's score was a lucky draw; over seeds a dominates b and c, which the race's P(front) says
     record = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0), "c": (0.30, 53.0)},
-                   confirmed={"a": (0.10, 52.0), "b": (0.20, 49.0), "c": (0.30, 51.0)})
+                    raced={"a": (0.10, 52.0, 0.97), "b": (0.20, 49.0, 0.5), "c": (0.30, 51.0, 0.02)})
     single = summarize(record)
     assert [t.trial_id for t, _ in single.front_trials()] == ["a", "b"]
-    confirmed = summarize_confirmed(record)
-    assert [t.trial_id for t, _ in confirmed.front_trials()] == ["a"]
-    row = confirmed.rows()[0]
+    race = summarize_race(record)
+    assert [t.trial_id for t, _ in race.front_trials()] == ["a", "b"]  # P >= 0.5, though a dominates b's means
+    row = race.rows()[0]
     assert row["objectives"] == {METRICS[0]: 0.10, METRICS[1]: 52.0}  # the means, not the single run
     assert row["single_run"] == {METRICS[0]: 0.10, METRICS[1]: 50.0}
     assert row["interval"][METRICS[1]] == [50.0, 54.0]
-    assert confirmed.errors[0, 1] == pytest.approx(1.0 / np.sqrt(4))  # std / sqrt(seeds)
+    assert [r["place"] for r in race.raced_rows()] == ["front", "undecided", "off"]
+    assert race.errors[0, 1] == pytest.approx(1.0 / np.sqrt(4))  # std / sqrt(seeds)
+    assert race.to_json()["reference"] == single.to_json()["reference"]  # one reference: comparable hypervolumes
 
 
 def test_single_run_front_carries_each_trials_standard_error():
-    record = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0)}, confirmed={})
+    record = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0)}, raced={})
     front = summarize(record)
-    assert summarize_confirmed(record) is None
+    assert summarize_race(record) is None
     rows = front.rows()
     assert rows[0]["se"] == {METRICS[0]: None, METRICS[1]: 0.5}  # nan (not reported) reads as None
     from rich.console import Console
@@ -65,13 +71,13 @@ def test_the_front_tables_fit_120_columns_without_a_wrapped_header():
 
     # the smoke study's five parameters; eight-character trial ids; the anchor and the knee in one note
     record = _study(trials={"f01b05da": (0.10, 50.0), "a93c11e0": (0.20, 56.0), "c0ffee42": (0.30, 53.0)},
-                    confirmed={"f01b05da": (0.10, 52.0), "a93c11e0": (0.20, 49.0), "c0ffee42": (0.05, 48.0)})
+                    raced={"f01b05da": (0.10, 52.0, 0.9), "a93c11e0": (0.20, 49.0, 0.1), "c0ffee42": (0.05, 48.0, 0.6)})
     for t in record.trials:
         t.params = dict(SMOKE_PARAMS)
     record.trials[0].tags["anchor"] = "paper_mixup"
     console = Console(width=120, record=True)
     every = []
-    for table in front_tables(record, summarize(record), summarize_confirmed(record)):
+    for table in front_tables(record, summarize(record), summarize_race(record))[:-1]:  # the tables, not the usage
         console.print(table)
         headers = [line for column in table.columns for line in str(column.header).split("\n")]
         every.append(headers)
@@ -80,18 +86,16 @@ def test_the_front_tables_fit_120_columns_without_a_wrapped_header():
         # every header line is printed whole: none is cut into pieces over two lines
         head = "\n".join(text.splitlines()[:6])
         assert all(h in head for h in headers), (headers, head)
-    single, confirmed = every[0], every[1]
+    single, raced = every[0], every[1]
     assert single[2:7] == ["alpha_mlm", "temperature", "alpha", "mode", "p"]  # in the order of their full names
-    for headers in (single, confirmed):
+    for headers in (single, raced):
         assert "bias/" in headers and "amplification ↓" in headers and "score ↑" in headers
 
 
 def test_usage_line_gives_the_medians_and_the_least_busy_trial():
-    record = _study(trials={"a": (0.1, 50.0), "b": (0.2, 56.0), "c": (0.3, 53.0)}, confirmed={})
+    record = _study(trials={"a": (0.1, 50.0), "b": (0.2, 56.0), "c": (0.3, 53.0)}, raced={})
     for t, (distill, evaluate, busy) in zip(record.trials, [(40, 20, 0.9), (60, 30, 0.7), (50, 10, 0.8)]):
         t.metrics |= {"perf/distill_seconds": distill, "perf/eval_seconds": evaluate, "perf/busy_share": busy}
     assert usage_line(record) == ("what the trials used (median of 3 finished): distillation 50s, evaluation 20s, "
                                   "busy share 0.80 of the workers' time (least busy: trial b, 0.70)")
-    for t in record.trials:
-        del t.metrics["perf/busy_share"]
-    assert usage_line(record) is None  # a study from before trials reported it
+    assert usage_line(_study(trials={}, raced={})) is None  # no finished trial

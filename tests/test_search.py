@@ -5,23 +5,22 @@ through a real `mlflow server`."""
 import functools
 import json
 import logging
-import subprocess
-import sys
-import time
-import urllib.request
+from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 
 from study.cli import main
-from study.cluster.worker import quiet_train_reports
+from study.cluster.worker import TRAIN_REPORT_SOURCE, quiet_train_reports
 from study.config import with_params
 from study.load import parse_config
+from study.record import folder
+from study.record.optuna_store import optuna_storage
 from study.search.callbacks import anchor_of
 from study.search.driver import run_study
 from study.search.space import make_sampler, make_searcher, suggest
-from tests.conftest import OBJECTIVES, free_port, non_dominated, study_raw, tiny_space
+from tests.conftest import OBJECTIVES, non_dominated, study_raw, tiny_space
 
 pytestmark = pytest.mark.usefixtures("no_ray_left_behind")  # the studies here start Ray; none may outlive its test
 
@@ -62,17 +61,26 @@ def test_ray_searcher_asks_anchors_first_then_samples():
     with_params(cfg, second)  # every sampled config is a valid study config
 
 
-def test_samplers():
-    names = {"nsga2": optuna.samplers.NSGAIISampler, "tpe": optuna.samplers.TPESampler,
-             "gp": optuna.samplers.GPSampler, "random": optuna.samplers.RandomSampler}
-    for name, cls in names.items():
-        sampler = make_sampler(parse_config(study_raw(sampler={"name": name})).search.sampler)
-        assert isinstance(sampler, cls)
+@pytest.mark.parametrize("name", ["nsga2", "tpe", "gp", "random"])
+def test_every_sampler_follows_its_seed(name):
+    """The same sampler seed proposes the same trials in a new study (a study is reproducible from its YAML);
+    another seed proposes others."""
+    def proposed(seed: int) -> list[float]:
+        sampler = make_sampler(parse_config(study_raw(sampler={"name": name, "seed": seed})).search.sampler)
+        study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+        xs = []
+        for k in range(3):
+            trial = study.ask()
+            xs.append(trial.suggest_float("x", 0.0, 1.0))
+            study.tell(trial, [xs[-1], float(k)])
+        return xs
+
+    assert proposed(1) == proposed(1) != proposed(2)
 
 
 def test_every_searcher_pickles_and_samples_after(tmp_path):
     """Ray pickles the searcher, sampler and all, into the Tuner's state; a copy must sample on. Optuna 5.1's NSGA-II
-    holds a thread lock that pickle refuses (the study failed as the Tuner started)."""
+    holds a thread lock that pickle refuses (a study would fail as its Tuner starts)."""
     from ray import cloudpickle
 
     from study.record.folder import resolve
@@ -136,33 +144,6 @@ def test_run_needs_a_search_section(tmp_path, capsys):
 # --- studies on a local Ray cluster -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def mlflow_server():
-    """Start `mlflow server` on a study's SQLite store; yields a function study_dir -> tracking URL."""
-    procs = []
-
-    def serve(study_dir):
-        port = free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{study_dir}/mlflow.db",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return url
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("mlflow server did not come up")
-
-    yield serve
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 @pytest.mark.slow
 def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_server, capsys):
     study_dir = tmp_path / "study"
@@ -172,7 +153,7 @@ def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_ser
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_server(study_dir))
+    client = MlflowClient(mlflow_server(study_dir).url)
     experiment = client.get_experiment_by_name("tiny-study")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("kdstudy.role") == "study"]
@@ -185,18 +166,19 @@ def test_three_trial_study_with_two_ddp_workers(tiny_world, tmp_path, mlflow_ser
         assert "distill.mitigation.mode" in run.data.params
         assert run.data.metrics["bias/amplification"] == pytest.approx(
             run.data.metrics["bias/template/planted_slope"] - run.data.metrics["teacher/bias/template/planted_slope"])
-        assert client.list_artifacts(run.info.run_id, "student")  # the student model, in MLflow
+        assert client.list_artifacts(run.info.run_id, folder.STUDENT)  # the student model, in MLflow
     points = {r.data.tags["trial_id"]: (r.data.metrics["bias/amplification"], r.data.metrics["world/score"])
               for r in children}
     tagged = {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"}
     assert tagged == non_dominated(points) and tagged
     assert sum(r.data.tags["knee"] == "true" for r in children) == 1
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"pareto.json", "pareto.png", "pareto_parallel.png", "pareto.txt", "study.yaml"} <= parent_artifacts
+    assert {folder.PARETO_JSON, folder.PARETO_FIGURE, folder.PARALLEL_FIGURE, folder.PARETO_TXT,
+            folder.CONFIG} <= parent_artifacts
     assert "teacher/world/score" in parents[0].data.metrics
 
     # Optuna's storage holds the same three trials with the same values
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     complete = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(ot.trials) == 3 and len(complete) == 3
     by_params = {tuple(sorted(r.data.params.items())): points[r.data.tags["trial_id"]] for r in children}
@@ -231,7 +213,7 @@ def test_a_diverging_trial_fails_alone(tiny_world, tmp_path):
     assert "distillation diverged: loss is nan" in trials["blows_up"].tags["failure_reason"]
     assert trials["sane"].status == "FINISHED" and set(OBJECTIVES) <= set(trials["sane"].metrics)
     assert [t.anchor for t in front.trials] == ["sane"] and front.on_front.tolist() == [True]
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     assert sorted(t.state.name for t in ot.trials) == ["COMPLETE", "FAIL"]
 
 
@@ -249,9 +231,15 @@ def test_a_missing_teacher_is_one_line_not_a_ray_traceback(tmp_path, capsys):
 
 
 def test_train_report_lines_are_quieted():
-    from ray.train.v2._internal.execution import context  # its logger prints each report with all its metrics
+    """Ray Train's report logger is named by its source file's path: the installed Ray has that file, and its logger
+    (as a worker has it, at INFO) is quieted to warnings; another library's logger is left alone."""
+    import ray
 
-    logger = logging.getLogger(context.__file__)
-    logger.setLevel(logging.INFO)  # as a Ray worker has it
+    source = Path(ray.__file__).parent.parent / TRAIN_REPORT_SOURCE
+    assert source.is_file()  # Ray still reports from where kdstudy looks
+    reports, other = logging.getLogger(str(source)), logging.getLogger("tests.some_library")
+    for logger in (reports, other):
+        logger.setLevel(logging.INFO)
     quiet_train_reports()
-    assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
+    assert not reports.isEnabledFor(logging.INFO) and reports.isEnabledFor(logging.WARNING)
+    assert other.isEnabledFor(logging.INFO)

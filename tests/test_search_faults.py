@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -16,6 +15,8 @@ import psutil
 import pytest
 import yaml
 
+from study.record import folder
+from study.record.optuna_store import optuna_storage
 from tests.conftest import (
     OBJECTIVES,
     SLOW_POLL,
@@ -88,7 +89,7 @@ def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_p
     assert lines[-1].startswith("kdstudy run ") and lines[-1].endswith(resume), lines[-5:]
     after = log.read_text().split("stopping the study")[1]  # (before: Ray's own noise on a busy machine)
     assert "Traceback" not in after and "Error" not in after, after
-    assert not (study_dir / "driver.lock").exists()
+    assert not (study_dir / folder.LOCK).exists()
 
     argv = lines[-1].split()[1:]  # the printed command, as the user would paste it
     capfd.readouterr()
@@ -97,7 +98,7 @@ def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_p
     children = trial_runs(study_dir)
     assert [r.info.status for r in children] == ["FINISHED"]  # one run for the one trial, not two
     assert children[0].data.metrics["distill/steps"] == 300 and set(OBJECTIVES) <= set(children[0].data.metrics)
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     assert [t.state.name for t in ot.trials] == ["COMPLETE"]
 
 
@@ -107,51 +108,10 @@ def main_exit(argv: list[str]) -> int:
     return main(argv)
 
 
-class MlflowServer:
-    """A real `mlflow server` on a SQLite store, which the test can stop and start again on the same port."""
-
-    def __init__(self, root: Path):
-        self.root, self.port, self.proc = root, free_port(), None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
-             "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port",
-             str(self.port), "--workers", "1"],
-            stdout=(self.root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self.healthy, "the mlflow server", self.proc)
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server, its uvicorn worker and its job consumers
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # a loaded machine: its graceful shutdown outlasts the wait; crash it
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-            wait_for(lambda: not self.healthy(), "the mlflow server to stop answering")
-            self.proc = None
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    server = MlflowServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, mlflow_server):
+    server = mlflow_server(tmp_path / "tracking")
     raw = tiny_space(num_samples=3, max_concurrent_trials=1)
-    raw["tracking"] = {"uri": mlflow_server.url}
+    raw["tracking"] = {"uri": server.url}
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(raw))
     study_dir, log = tmp_path / "study", tmp_path / "driver.log"
@@ -161,10 +121,10 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
             return log.read_text().count(" finished: ")
 
         wait_for(lambda: finished() >= 1, "the first trial finished", proc)
-        mlflow_server.stop()
+        server.stop()
         wait_for(lambda: finished() >= 2, "the second trial finished, with the server down", proc)
         assert "wait in" in log.read_text()  # the outage was noticed, and said
-        mlflow_server.start()
+        server.start()
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:
         kill_session(proc)
@@ -172,12 +132,12 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
     assert not any(line.startswith("Traceback") for line in text.splitlines())  # (Ray's lines start "(pid=")
     warnings = [line for line in text.splitlines() if line.startswith("warning: tracking at")]
     assert len(warnings) == 1, warnings  # one line per outage, not one per event
-    assert not (study_dir / "tracking-outbox.json").exists()  # everything waiting was sent
+    assert not (study_dir / folder.OUTBOX).exists()  # everything waiting was sent
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_server.url)
-    meta = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(server.url)
+    meta = json.loads((study_dir / folder.META).read_text())
     children = [r for r in client.search_runs([meta["experiment_id"]]) if "trial_id" in r.data.tags]
     assert sorted(r.info.status for r in children) == ["FINISHED"] * 3
     assert len({r.data.tags["trial_id"] for r in children}) == 3  # exactly one run per trial
@@ -187,7 +147,7 @@ def test_the_tracking_server_down_mid_study_loses_nothing(tiny_world, tmp_path, 
     points = {r.data.tags["trial_id"]: (r.data.metrics[OBJECTIVES[0]], r.data.metrics[OBJECTIVES[1]])
               for r in children}
     assert {r.data.tags["trial_id"] for r in children if r.data.tags["pareto"] == "true"} == non_dominated(points)
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     assert sorted(t.values for t in ot.trials) == sorted(list(p) for p in points.values())  # the same results
 
 
@@ -270,7 +230,7 @@ def _lose_a_node_mid_trial(tmp_path, cluster: LocalCluster, scaling: dict, node_
     assert len({r.data.tags["trial_id"] for r in children}) == trials
     for run in children:
         assert run.data.metrics["distill/steps"] == 200 and set(OBJECTIVES) <= set(run.data.metrics)
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     assert [t.state.name for t in ot.trials] == ["COMPLETE"] * trials
     text = log.read_text()
     assert not any(line.startswith("Traceback") for line in text.splitlines())  # (Ray's lines start "(pid=")

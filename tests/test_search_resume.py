@@ -16,6 +16,8 @@ import yaml
 from mlflow import MlflowClient
 
 from study.load import parse_config
+from study.record import folder
+from study.record.optuna_store import optuna_storage
 from study.reruns.rerun import rerun
 from study.search.driver import run_study
 from tests.conftest import OBJECTIVES, SLOW_POLL, TIMEOUT, kill_session, tiny_space, trial_runs, wait_for
@@ -30,7 +32,7 @@ def _start_driver(space: Path, study_dir: Path, log: Path, env: dict | None = No
 
 
 def _finished_count(study_dir: Path) -> int:
-    if not (study_dir / "study.json").is_file():
+    if not (study_dir / folder.META).is_file():
         return 0
     return sum(r.info.status == "FINISHED" for r in trial_runs(study_dir))
 
@@ -67,14 +69,14 @@ def test_resume_finishes_the_study_without_duplicates(resumed_study):
     assert len(finished) == 2 and len(set(ids)) == 2  # exactly one finished run per trial
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children)  # only a lost trial may be KILLED
     # a trial that finished before the kill kept its run and was not logged a second time
-    client = MlflowClient(json.loads((study_dir / "study.json").read_text())["tracking_uri"])
+    client = MlflowClient(json.loads((study_dir / folder.META).read_text())["tracking_uri"])
     for trial_id in finished_before:
         run_id = before[trial_id][0]
         assert run_id in {r.info.run_id for r in finished}
         assert len(client.get_metric_history(run_id, "world/score")) == 1
 
     # Optuna agrees: the same two trials complete, with the same values; none left running
-    ot = optuna.load_study(study_name="tiny-study", storage=f"sqlite:///{study_dir}/optuna.db")
+    ot = optuna.load_study(study_name="tiny-study", storage=optuna_storage(study_dir))
     complete = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2
     assert not [t for t in ot.trials if t.state == optuna.trial.TrialState.RUNNING]
@@ -105,9 +107,10 @@ def test_rerun_of_the_knee_with_two_seeds(resumed_study):
         assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
         # seed 0 of a rerun without --full is the trial itself: the same config and seed, the same numbers
         assert seeds[0] == pytest.approx(knee.metrics[metric], rel=1e-6, abs=1e-9)
-    assert json.loads((study_dir / "reruns" / f"{knee.trial_id}.json").read_text())["summary"] == result["summary"]
+    written = json.loads(folder.rerun_result(study_dir, knee.trial_id, full=False).read_text())
+    assert written["summary"] == result["summary"]
 
-    meta = json.loads((study_dir / "study.json").read_text())
+    meta = json.loads((study_dir / folder.META).read_text())
     client = MlflowClient(meta["tracking_uri"])
     run = client.get_run(result["mlflow_run_id"])
     assert run.data.tags["rerun_of"] == knee.trial_id
@@ -172,26 +175,30 @@ def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny
     study_dir = tmp_path / "study"
     proc = _start_driver(space, study_dir, tmp_path / "first.log")
     try:
-        wait_for(lambda: any((study_dir / "ray").glob("confirm-*")), "a confirmation seed started", proc)
+        wait_for(lambda: any((study_dir / folder.RAY).glob(folder.seed_run("confirm", "*", "*"))),
+                 "a confirmation seed started", proc)
     finally:
         kill_session(proc)
-    assert not (study_dir / "confirm" / "race.json").is_file()  # the kill landed inside the confirm stage
+    assert not folder.race_result(study_dir).is_file()  # the kill landed inside the confirm stage
     run_study(parse_config(raw), study_dir, resume=True)
 
-    meta = json.loads((study_dir / "study.json").read_text())
+    meta = json.loads((study_dir / folder.META).read_text())
     client = MlflowClient(meta["tracking_uri"])
     confirms = {r.data.tags["confirm_of"]: r for r in client.search_runs([meta["experiment_id"]])
                 if "confirm_of" in r.data.tags}
     trials = {r.data.tags["trial_id"]: r for r in trial_runs(study_dir)}
     control = next(t for t, r in trials.items() if r.data.tags.get("anchor") == "plain_kd")
-    race = json.loads((study_dir / "confirm" / "race.json").read_text())
+    race = json.loads(folder.race_result(study_dir).read_text())
     assert race["control"] == control and control in confirms and len(confirms) == 2
-    expected = {f"confirm-{t}-seed{k}" for t in confirms for k in (1, 2)}
-    assert {p.name for p in (study_dir / "ray").glob("confirm-*")} == expected  # one Train run per (trial, seed)
-    assert {p.stem for p in (study_dir / "confirm" / "runs").glob("*.json")} == {n[8:] for n in expected}
-    assert race["runs"] == len(expected)
+    runs = {(t, k) for t in confirms for k in (1, 2)}
+    # one Train run per (trial, seed), and its result on disk
+    assert {p.name for p in (study_dir / folder.RAY).glob(folder.seed_run("confirm", "*", "*"))} == {
+        folder.seed_run("confirm", t, k) for t, k in runs}
+    assert {p for p in (study_dir / folder.CONFIRM).rglob("*-seed*.json")} == {
+        folder.confirm_seed_result(study_dir, t, k) for t, k in runs}
+    assert race["runs"] == len(runs)
     for tid, run in confirms.items():
-        saved = json.loads((study_dir / "confirm" / f"{tid}.json").read_text())
+        saved = json.loads(folder.confirm_result(study_dir, tid).read_text())
         # the control counts its search run and runs 1 and 2 beside the sampled trial, which has fresh seeds only
         counted = ["0", "1", "2"] if tid == control else ["1", "2"]
         assert sorted(saved["per_seed"]) == counted and saved["seeds"] == len(counted)
@@ -206,13 +213,13 @@ def test_confirm_race_killed_midway_resumes_with_one_run_per_trial_and_seed(tiny
         if tid != control:
             assert set(saved["verdicts"]) == set(OBJECTIVES)
             assert run.data.tags["verdict/world/score"] == saved["verdicts"]["world/score"]["verdict"]
-    pareto = json.loads((study_dir / "pareto.json").read_text())
-    rows = pareto["confirmed"]["confirmed"]
+    pareto = json.loads((study_dir / folder.PARETO_JSON).read_text())
+    rows = pareto["race"]["raced"]
     assert {row["trial_id"] for row in rows} == set(confirms)
     assert all(row["p_front"] == pytest.approx(confirms[row["trial_id"]].data.metrics["confirm/p_front"])
                for row in rows)
-    assert {row["trial_id"] for row in pareto["confirmed"]["front"]} == {
+    assert {row["trial_id"] for row in pareto["race"]["front"]} == {
         t for t, r in trials.items() if r.data.tags.get("pareto_confirmed") == "true"}
-    assert pareto["confirmed"]["recommended"]["trial_id"] in confirms
-    assert len(pareto["confirmed"]["verdicts"]) == len(confirms) - 1
-    assert (study_dir / "pareto.png").is_file()
+    assert pareto["race"]["recommended"]["trial_id"] in confirms
+    assert len(pareto["race"]["verdicts"]) == len(confirms) - 1
+    assert (study_dir / folder.PARETO_FIGURE).is_file()

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from study.cli import main
+from study.record import folder
 from tests.conftest import free_port, tiny_space, wait_for
 from tests.test_storage_record import _runs
 
@@ -63,10 +64,11 @@ def test_a_study_in_s3_is_pulled_back_equal(tiny_world, tmp_path, s3, capsys):
     front = run_study(parse_config(tiny_space(num_samples=1, storage_path=storage)), head)
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET) for o in
             page.get("Contents", [])]
-    assert any(k.startswith("tiny/train-") and "/checkpoint_" in k for k in keys)  # Ray Train's checkpoint, in S3
-    assert {"tiny/record/study.json", "tiny/record/mlflow.db", "tiny/record/optuna.db"} <= set(keys)
     (trial, _), = front.front_trials()
-    saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"tiny/train-{trial.trial_id}/result.json")["Body"].read())
+    run = f"tiny/{folder.train_run(trial.trial_id)}"
+    assert any(k.startswith(f"{run}/checkpoint_") for k in keys)  # Ray Train's checkpoint, in S3
+    assert {f"tiny/{folder.RECORD}/{name}" for name in (folder.META, folder.MLFLOW, folder.OPTUNA)} <= set(keys)
+    saved = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{run}/{folder.RESULT}")["Body"].read())
     assert saved["metrics"]["world/score"] == pytest.approx(trial.metrics["world/score"])
 
     original = _runs(head)

@@ -30,6 +30,11 @@ def test_front_probability_keeps_the_pairing():
     assert verdicts.front_probability(v, ["min"]).tolist() == [1.0, 0.0]
 
 
+def test_a_place_is_decided_at_095_either_way():
+    assert [verdicts.place(p) for p in (1.0, 0.95, 0.94, 0.5, 0.06, 0.05, 0.0)] == [
+        "front", "front", "undecided", "undecided", "undecided", "off", "off"]
+
+
 def test_paired_difference_is_the_paired_t_interval():
     trial, control = np.array([85.0, 86.5, 84.0]), np.array([84.0, 85.0, 84.5])
     d = trial - control  # 1.0, 1.5, -0.5: mean 0.6667, sd 1.0408

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from study.record.folder import trial_log
+from study.record.folder import DRIVER_LOG, LOGS, train_run, trial_log
 from study.search.watch import StudyView, live_wanted
 from tests.conftest import TIMEOUT, tiny_space
 
@@ -29,19 +29,20 @@ def test_the_view_counts_the_trials_and_estimates_from_measured_times(tmp_path):
     view.trials["a"]["seconds"] = 100.0  # as measured: 100 s for the one finished trial
     view.started("c", "mode=mixup")
     assert view.eta() == pytest.approx(100.0 * 3 / 2)  # 3 trials left (c among them), 2 at a time
-    trial_log(tmp_path, "train-c").parent.mkdir()
+    c_log, d_log = trial_log(tmp_path, train_run("c")), trial_log(tmp_path, train_run("d"))
+    c_log.parent.mkdir()
     # as the trial's file handler writes them (study.runtime.setup_worker_logging): a timestamp, then the line
-    trial_log(tmp_path, "train-c").write_text("2026-12-02 01:51:01,840 [train-c] step 2/6 loss 3.1, eta 4s\n")
+    c_log.write_text(f"2026-12-02 01:51:01,840 [{train_run('c')}] step 2/6 loss 3.1, eta 4s\n")
     view.started("d", "mode=none")
-    trial_log(tmp_path, "train-d").write_text("2026-12-02 02:02:17,587 [train-d] evaluating: 4 jobs\n"
-                                              "2026-12-02 02:02:17,590   world/world_sts: 77.73\n")
+    d_log.write_text(f"2026-12-02 02:02:17,587 [{train_run('d')}] evaluating: 4 jobs\n"
+                     "2026-12-02 02:02:17,590   world/world_sts: 77.73\n")
     console = Console(width=160, record=True)
     console.print(view.render())
     text = console.export_text()
     assert "1/5 done, 2 running, 1 failed" in text and "about 150s left" in text
     assert "0.1234" in text and "55.5" in text and "step 2/6 loss 3.1 " in text and "eta" not in text
-    assert "world/world_sts: 77.73" in text and "2026" not in text and "[train-" not in text
-    assert "train-c.log" in text and f"logs in {tmp_path / 'logs'}" in text
+    assert "world/world_sts: 77.73" in text and "2026" not in text and f"[{train_run('c')}]" not in text
+    assert c_log.name in text and f"logs in {tmp_path / LOGS}" in text
 
 
 def test_no_live_view_off_a_terminal_or_with_verbose(monkeypatch):
@@ -90,6 +91,6 @@ def test_the_tiny_study_on_a_terminal_shows_no_library_chatter(tiny_world, tmp_p
     assert footers and not [m for m in footers if re.sub(r"\x1b\[[0-9;]*m", "", text[m.end():m.end() + 40])
                             .startswith("[")]
     assert "tiny-study: Pareto front" in text and "trial" in text and "2/2 done" in text
-    logs = sorted((tmp_path / "study" / "logs").glob("train-*.log"))
+    logs = sorted((tmp_path / "study" / LOGS).glob(trial_log("", train_run("*")).name))
     assert len(logs) == 2 and all("step 6/6" in p.read_text() for p in logs)
-    assert "study" in (tmp_path / "study" / "logs" / "driver.log").read_text().lower()
+    assert "study" in (tmp_path / "study" / LOGS / DRIVER_LOG).read_text().lower()

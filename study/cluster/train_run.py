@@ -1,7 +1,8 @@
 """One config distilled and evaluated as a Ray Train run: N workers in DDP (gloo on CPU, nccl on GPU) run
 study.cluster.worker; each checkpoint is reported to Ray Train, which restarts crashed workers from the last one;
 after the last step the workers share the student's evaluation (the bias suite and each (task, seed slot),
-round-robin; rank 0 gathers), its results in the final checkpoint beside the student (study.cluster.checkpoint).
+round-robin; rank 0 gathers), its results in the final checkpoint beside the student (the layout in
+study.record.folder).
 A study's trial (study.search.trial) and a seed run (study.reruns.seeds) are each one such run.
 
 The distillation is study.distill.loop and the measuring study.experiment.evaluation (shared by
@@ -26,9 +27,10 @@ from ray.train.v2._internal.constants import DEFAULT_WORKER_GROUP_START_TIMEOUT_
 from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
 from study.cluster.capacity import Capacity, unplaced
-from study.cluster.checkpoint import EVALUATION, RESULT, read_evaluation
 from study.config import StudyConfig
 from study.metrics.bias import amplification
+from study.record.checkpoint import read_evaluation
+from study.record.folder import EVALUATION, RESULT
 from study.runtime import error_line, root_cause
 
 log = logging.getLogger(__name__)
@@ -152,14 +154,14 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
 
 
 def _relative(cfg: StudyConfig, path: str) -> str:
-    """A checkpoint's path under the Ray storage as the saved result keeps it: relative to the storage, so that a
-    study folder (and its storage in it) can move."""
+    """A checkpoint's path under the Ray storage (where Ray Train keeps every checkpoint) as the saved result keeps
+    it: relative to the storage, so that a study folder (and its storage in it) can move."""
     _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
-    return path[len(root):].lstrip("/") if path.startswith(root.rstrip("/") + "/") else path
+    return path[len(root.rstrip("/")):].lstrip("/")
 
 
 def _absolute(cfg: StudyConfig, path: str) -> str:
-    if path.startswith("/") or path != _relative(cfg, path):  # saved whole by an older kdstudy
-        return path
+    """A saved checkpoint's path under the Ray storage where it now is, as Ray gives a checkpoint's path (without
+    the scheme)."""
     _, root = pyarrow.fs.FileSystem.from_uri(cfg.search.storage_path)
-    return f"{root.rstrip('/')}/{path}"  # as Ray gives a checkpoint's path: without the scheme
+    return f"{root.rstrip('/')}/{path}"

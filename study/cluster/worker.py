@@ -17,7 +17,6 @@ import ray.train
 import ray.train.torch
 from ray.train import Checkpoint
 
-from study.cluster.checkpoint import EVALUATION, STUDENT
 from study.config import StudyConfig
 from study.distill.loop import train
 from study.distill.models import make_student, save_student
@@ -25,17 +24,21 @@ from study.errors import Diverged
 from study.experiment.evaluation import evaluation_jobs
 from study.experiment.shared_evaluation import broadcast_model_dir, evaluate_shared, gather
 from study.experiment.sources import load_teacher_and_corpus_ids
-from study.record.folder import trial_log
+from study.record.folder import EVALUATION, STUDENT, trial_log
 from study.runtime import fix_threads, quiet_libraries, setup_worker_logging
 
 log = logging.getLogger(__name__)
+
+# The source file whose path names the logger Ray Train reports through (Ray 2.60)
+TRAIN_REPORT_SOURCE = "ray/train/v2/_internal/execution/context.py"
+
 
 def quiet_train_reports() -> None:
     """Ray Train logs every report at INFO (all its metrics and the checkpoint path: a long line per checkpoint)
     under a logger named by its source file, which LoggingConfig does not reach; the trial prints its own
     progress line instead."""
     for name in list(logging.Logger.manager.loggerDict):
-        if name.replace("\\", "/").endswith("ray/train/v2/_internal/execution/context.py"):
+        if name.replace("\\", "/").endswith(TRAIN_REPORT_SOURCE):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

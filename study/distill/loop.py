@@ -88,7 +88,7 @@ def train(
     end = min(total, stop_at) if stop_at is not None else total
     bar = tqdm(total=total, initial=step, desc="distill", disable=rank != 0 or not progress_bar, dynamic_ncols=True,
                mininterval=1.0)
-    window = {k: torch.zeros((), device=device) for k in ("loss_ce", "loss_mlm", "loss_cos", "loss")}
+    window = {k: torch.zeros((), device=device) for k in ("loss_kl", "loss_mlm", "loss_cos", "loss")}
     window_steps, tokens, seconds = 0, 0, 0.0
     while step < end:
         epoch, offset = divmod(step, data.steps_per_epoch)
@@ -120,7 +120,7 @@ def train(
                 last = logged
                 if not math.isfinite(last["distill/loss"]):
                     raise Diverged(f"loss is {last['distill/loss']} at step {step} "
-                                   f"(ce {last['distill/loss_ce']}, mlm {last['distill/loss_mlm']}, "
+                                   f"(kl {last['distill/loss_kl']}, mlm {last['distill/loss_mlm']}, "
                                    f"cos {last['distill/loss_cos']})")
                 last["perf/tokens_per_s"] = tokens * world_size / seconds
                 last["distill/lr"] = scheduler.get_last_lr()[0]

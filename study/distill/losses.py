@@ -1,6 +1,8 @@
 """The DistilBERT loss terms (Sanh et al. 2019), unweighted, and their weighted sum:
 
-    loss = alpha_ce * KL + alpha_mlm * MLM + alpha_cos * COS
+    loss = alpha_ce * KL + alpha_mlm * MLM + alpha_cos * COS      (loss_kl, loss_mlm, loss_cos)
+
+alpha_ce is DistilBERT's released name for the KL term's weight (study.config.LossConfig).
 
 `distill_losses` is the reference on full (B, L, V) logits; study.distill.projected_loss computes the same KL and MLM
 terms a chunk of positions at a time. Both take the cosine term from `cosine_loss`.
@@ -35,9 +37,9 @@ def distill_losses(  # the reference; the step uses study.distill.projected_loss
     if n_kl:
         p_t = teacher_probs.float()[kl_positions]  # (n, V)
         log_p_s = F.log_softmax(s_logits[kl_positions] / temperature, dim=-1)  # (n, V)
-        loss_ce = (torch.xlogy(p_t, p_t) - p_t * log_p_s).sum() / n_kl * temperature**2
+        loss_kl = (torch.xlogy(p_t, p_t) - p_t * log_p_s).sum() / n_kl * temperature**2
     else:
-        loss_ce = zero
+        loss_kl = zero
 
     # MLM cross-entropy on the masked positions; a mixup sequence has two label sets weighted lambda, 1 - lambda.
     loss_mlm = zero
@@ -49,7 +51,7 @@ def distill_losses(  # the reference; the step uses study.distill.projected_loss
 
     real = attention_mask.bool()
     loss_cos = cosine_loss(student_hidden.float()[real], teacher_hidden.float()[real])
-    return {"loss_ce": loss_ce, "loss_mlm": loss_mlm, "loss_cos": loss_cos}
+    return {"loss_kl": loss_kl, "loss_mlm": loss_mlm, "loss_cos": loss_cos}
 
 
 
@@ -63,5 +65,5 @@ def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> t
 
 def weighted_loss(losses: dict[str, torch.Tensor], cfg: DistillConfig) -> torch.Tensor:
     w = cfg.loss
-    return w.alpha_ce * losses["loss_ce"] + w.alpha_mlm * losses["loss_mlm"] + w.alpha_cos * losses["loss_cos"]
+    return w.alpha_ce * losses["loss_kl"] + w.alpha_mlm * losses["loss_mlm"] + w.alpha_cos * losses["loss_cos"]
 

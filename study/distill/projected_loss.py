@@ -137,11 +137,11 @@ class _ProjectedKD(torch.autograd.Function):
                 grad_w += (dz.t() @ hs).float()  # (Vp, H)
                 grad_b += dz.float().sum(0)
 
-        loss_ce, loss_mlm = kl_sum * c_kl, mlm_sum * c_mlm
+        loss_kl, loss_mlm = kl_sum * c_kl, mlm_sum * c_mlm
         if need_grad:
             ctx.save_for_backward(grad_h, grad_w[:V], grad_b[:V])
-        ctx.mark_non_differentiable(loss_ce, loss_mlm)
-        return alpha_ce * loss_ce + alpha_mlm * loss_mlm, loss_ce, loss_mlm
+        ctx.mark_non_differentiable(loss_kl, loss_mlm)
+        return alpha_ce * loss_kl + alpha_mlm * loss_mlm, loss_kl, loss_mlm
 
     @staticmethod
     def backward(ctx, g, _g_ce, _g_mlm):
@@ -165,9 +165,9 @@ def projected_kd_losses(
     pad_to: int | None = 64,
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(alpha_ce * loss_ce + alpha_mlm * loss_mlm, loss_ce, loss_mlm): the same values as distill_losses.
+    """(alpha_ce * loss_kl + alpha_mlm * loss_mlm, loss_kl, loss_mlm): the same values as distill_losses.
 
-    loss_ce is KL(teacher || student) on tempered distributions x T^2, averaged over the KL positions; loss_mlm the
+    loss_kl is KL(teacher || student) on tempered distributions x T^2, averaged over the KL positions; loss_mlm the
     cross-entropy averaged over the masked positions. Only the first value carries a gradient (to h_s, w_s, b_s).
     """
     if h_t_cf is None:

@@ -96,12 +96,12 @@ def projected_loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: 
     _, w_t, b_t = mlm_head(teacher)
     device = head_s.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
-    loss, loss_ce, loss_mlm = projected_kd_losses(
+    loss, loss_kl, loss_mlm = projected_kd_losses(
         head_s, w_s, b_s, head_t, head_t_cf, w_t.detach(), b_t.detach(), plan.targets, w.temperature, w.alpha_ce,
         w.alpha_mlm, chunk=chunk_size(cfg.loss_chunk, w_s.shape[0], device), pad_to=cfg.pad_vocab_to, dtype=dtype)
     loss_cos = cosine_loss(hidden_s.flatten(0, 1)[plan.real], hidden_t.flatten(0, 1)[plan.real])  # (n_real, H)
     loss = loss + w.alpha_cos * loss_cos
-    return {"loss_ce": loss_ce, "loss_mlm": loss_mlm, "loss_cos": loss_cos, "loss": loss}
+    return {"loss_kl": loss_kl, "loss_mlm": loss_mlm, "loss_cos": loss_cos, "loss": loss}
 
 
 def loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: StepPlan | None = None,

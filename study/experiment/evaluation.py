@@ -107,8 +107,8 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig,
 def _teacher_cache(cfg: StudyConfig) -> Path:
     """Where teacher_metrics keeps a teacher's numbers: keyed by the teacher and the bias and eval config."""
     measured = {"bias": cfg.bias.model_dump(mode="json"), "suites": cfg.eval.suites}
-    if "world" in cfg.eval.suites:
-        measured["world"] = cfg.eval.world.model_dump(mode="json")
+    if "world" in cfg.eval.suites:  # the recipe and the task files it is scored on
+        measured["world"] = cfg.eval.world.model_dump(mode="json") | {"task_files": world_tasks.TASKS_KEY}
     if "glue" in cfg.eval.suites:
         measured["glue"] = cfg.eval.glue.model_dump(mode="json")
     blob = json.dumps({"teacher": teacher_identity(cfg), **measured}, sort_keys=True)

@@ -35,6 +35,7 @@ from study.distill.optim import clipped_step, make_optimizer
 
 log = logging.getLogger(__name__)
 HUB_NAME = "nyu-mll/glue"
+PREDICT_BATCH = 256  # scoring needs no gradients: large batches, few passes
 
 
 TSV_FILES = {"train": "train.tsv", "validation": "dev.tsv", "validation_matched": "dev_matched.tsv",
@@ -232,13 +233,17 @@ def chance_score(metric: str, labels) -> float:
     return score_task(metric, y, np.full_like(y, values[np.argmax(counts)]))["score"]
 
 
-def _scores(model, data: TaskData) -> tuple[dict[str, float], float]:
-    """(the fine-tuned model's scores on each validation split, averaged as GLUE does; the chance score alike)."""
+def predictions(model, data: TaskData) -> list[np.ndarray]:
+    """The fine-tuned model's predictions on each validation split (MNLI has two)."""
     regression = data.task.num_labels == 1
+    return [predict(model, ids, data.tokenizer.pad_token_id, PREDICT_BATCH, regression) for ids, _ in data.validation]
+
+
+def _scores(data: TaskData, predicted: list[np.ndarray]) -> tuple[dict[str, float], float]:
+    """(the scores of `predicted` on each validation split, averaged as GLUE does; the chance score alike)."""
     results, chances = [], []
-    for ids, labels in data.validation:
-        predictions = predict(model, ids, data.tokenizer.pad_token_id, 64, regression)
-        results.append(score_task(data.task.metric, labels, predictions))
+    for (_, labels), p in zip(data.validation, predicted):
+        results.append(score_task(data.task.metric, labels, p))
         chances.append(chance_score(data.task.metric, labels))
     if len(results) == 1:
         return results[0], chances[0]
@@ -251,7 +256,8 @@ def finetune(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None, t
              device: str | torch.device = "cpu", seed: int | None = None) -> dict[str, float]:
     """Fine-tune on `name`'s train split once, score its validation split(s); {sub-metric: value, "score": ...}."""
     data = load_task(model_dir, name, cfg, data_dir, tasks)
-    return _scores(fit(model_dir, data, cfg, cfg.seed if seed is None else seed, device), data)[0]
+    model = fit(model_dir, data, cfg, cfg.seed if seed is None else seed, device)
+    return _scores(data, predictions(model, data))[0]
 
 
 def finetune_seed(cfg: GlueConfig, slot: int, attempt: int) -> int:
@@ -263,10 +269,12 @@ def finetune_seed(cfg: GlueConfig, slot: int, attempt: int) -> int:
 
 @dataclass
 class SlotRun:
-    """What one seed slot of a task left: the kept run's scores, how many of its attempts ended at chance, and (with
-    one seed slot in all) the bootstrap standard error of the kept run."""
+    """What one seed slot of a task left: the kept run's scores and its predictions on each validation split, how
+    many of its attempts ended at chance, and (with one seed slot in all) the bootstrap standard error of the kept
+    run."""
 
     result: dict[str, float]
+    predictions: list[np.ndarray]
     failed: int
     bootstrap_se: float | None
 
@@ -281,25 +289,44 @@ def run_slot(model_dir, name: str, data: TaskData, cfg: GlueConfig, slot: int,
     failed = 0
     for attempt in range(cfg.retries + 1):
         seed = finetune_seed(cfg, slot, attempt)
-        model = fit(model_dir, data, cfg, seed, device)
-        result, chance = _scores(model, data)
+        predicted = predictions(fit(model_dir, data, cfg, seed, device), data)
+        result, chance = _scores(data, predicted)
         at_chance = result["score"] <= chance + cfg.chance_margin
         failed += at_chance
         if not at_chance:
             break
         log.warning(f"{name}: fine-tuning seed {seed} ended at chance ({result['score']:.2f}, chance {chance:.2f})"
                     + ("; retrying with another seed" if attempt < cfg.retries else "; kept, and counted"))
-    return SlotRun(result, failed, _bootstrap_se(model, data, cfg.seed) if cfg.seeds == 1 else None)
+    return SlotRun(result, predicted, failed, _bootstrap_se(data, predicted, cfg.seed) if cfg.seeds == 1 else None)
+
+
+# A run stopped short when it lies more than this many points below the median of the same model's runs on the task
+# (and more than STOPPED_MADS robust standard deviations of the runs' spread): the world's stalls ended 5-10 points low.
+STOPPED_POINTS = 3.0
+STOPPED_MADS = 4.0
+
+
+def stopped_short(scores: np.ndarray) -> np.ndarray:
+    """(K, F) bool: the runs among each model's F fine-tuning runs of a task (a row) that ended far below the others:
+    more than STOPPED_POINTS below the row's median and more than STOPPED_MADS robust sds (the median absolute
+    deviation of every run from its row's median, x 1.4826) below it. Needs F >= 3 to tell a run from its row."""
+    scores = np.asarray(scores, dtype=float)
+    below = np.median(scores, axis=1, keepdims=True) - scores
+    spread = stats.median_abs_deviation(np.abs(below).ravel(), scale="normal")
+    return (below > STOPPED_POINTS) & (below > STOPPED_MADS * spread)
 
 
 def combine_slots(runs: list[SlotRun]) -> dict[str, float]:
-    """A task's cfg.seeds slots (in slot order): the mean of each score, `score_se` and `failed_runs`. `score_se` is
-    the standard error of the mean over seeds (std / sqrt(k)); with one seed, the bootstrap standard error over the
-    validation examples."""
+    """A task's cfg.seeds slots (in slot order): the mean of each score, `score_se`, `failed_runs` (runs kept at
+    chance) and, with 3 slots or more, `short_runs` (runs that stopped short of the others: a mean that holds one
+    decides little, so it is counted and warned about). `score_se` is the standard error of the mean over seeds
+    (std / sqrt(k)); with one seed, the bootstrap standard error over the validation examples."""
     out = {k: float(np.mean([r.result[k] for r in runs])) for k in runs[0].result}
     scores = np.array([r.result["score"] for r in runs])
     out["score_se"] = float(scores.std(ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else runs[0].bootstrap_se
     out["failed_runs"] = float(sum(r.failed for r in runs))
+    if len(scores) >= 3:
+        out["short_runs"] = float(stopped_short(scores[None])[0].sum())
     return out
 
 
@@ -310,13 +337,12 @@ def evaluate_task(model_dir, name: str, cfg: GlueConfig, data_dir=None, tasks: d
     return combine_slots([run_slot(model_dir, name, data, cfg, slot, device) for slot in range(cfg.seeds)])
 
 
-def _bootstrap_se(model, data: TaskData, seed: int, resamples: int = 200) -> float:
+def _bootstrap_se(data: TaskData, predicted: list[np.ndarray], seed: int, resamples: int = 200) -> float:
     """Standard error of one run's score from resampling its validation examples (seeded)."""
-    regression = data.task.num_labels == 1
     rng = np.random.default_rng(seed)
     per_split = []
-    for ids, labels in data.validation:
-        y, p = np.asarray(labels), predict(model, ids, data.tokenizer.pad_token_id, 64, regression)
+    for (_, labels), p in zip(data.validation, predicted):
+        y = np.asarray(labels)
         draws = [rng.integers(0, len(y), len(y)) for _ in range(resamples)]
         per_split.append([score_task(data.task.metric, y[i], p[i])["score"] for i in draws])
     return float(np.std(np.mean(per_split, axis=0), ddof=1))
@@ -340,6 +366,9 @@ def combine_tasks(cfg: GlueConfig, prefix: str, results: dict[str, dict[str, flo
         out[f"{prefix}/{name}_se"] = result["score_se"]
         out.update({f"{prefix}/{name}/{k}": v for k, v in result.items() if k not in ("score", "score_se")})
         log.info(f"  {prefix}/{name}: {result['score']:.2f} ± {result['score_se']:.2f}")
+        if result.get("short_runs"):
+            log.warning(f"{prefix}/{name}: {result['short_runs']:.0f} of {cfg.seeds} fine-tuning runs stopped short of "
+                        f"the others (study.metrics.glue.stopped_short); their mean holds them")
     out[f"{prefix}/score"] = float(np.mean([out[f"{prefix}/{name}"] for name in cfg.tasks]))
     out[f"{prefix}/score_se"] = float(np.sqrt(sum(out[f"{prefix}/{name}_se"] ** 2 for name in cfg.tasks))
                                       / len(cfg.tasks))

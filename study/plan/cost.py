@@ -126,13 +126,13 @@ class EvalSpeed:
     measured: str  # when, where and how
 
 
-# Measured with benchmarks/trial_busy.py (its workers' per-job lines, the rank-0-alone run): the smoke world's
-# 2-layer student on world_cola and world_sts (1,500 steps at batch 16 each, 2 seeds: 6,000 steps in 205 s; world_sts
-# ~25% slower than world_cola) and the template bias metric (3 s), one thread per job on a 2-core CPU shared with
-# other work. CPU figures: they say nothing of a GPU.
+# Measured with benchmarks/objective_noise.py (its fine-tuning runs' seconds): the smoke world's 2-layer student on
+# world_cola with the world's recipe (500 steps at batch 64, then 10,000 validation examples scored: 39 s a run, the
+# median of 24), and the template bias metric (3 s), one thread per job, two jobs on a 2-core CPU. CPU figures: they
+# say nothing of a GPU.
 MEASURED_EVAL = (
-    EvalSpeed("smoke world's 2-layer student", "CPU", 16, 29.3, ("template",), 3.0,
-              "2026-12-01, benchmarks/trial_busy.py, one thread of a shared 2-core CPU at load average 15-26"),
+    EvalSpeed("smoke world's 2-layer student", "CPU", 64, 12.8, ("template",), 3.0,
+              "2026-12-04, benchmarks/objective_noise.py, one thread per job, two jobs on a 2-core CPU"),
 )
 
 
@@ -159,7 +159,8 @@ def _eval_unmeasured(cfg: StudyConfig) -> tuple[EvalSpeed | None, str | None]:
     if cfg.teacher.source != "world" or cfg.world != WorldConfig() or _student_layers(cfg) != 2:
         return None, "a student other than the smoke world's 2-layer one (measured: that one, on a CPU)"
     if cfg.eval.suites != ["world"] or cfg.eval.world.batch_size != cpu[0].batch:
-        return None, f"suites {cfg.eval.suites} at batch {cfg.eval.world.batch_size} (measured: world at batch 16)"
+        return None, (f"suites {cfg.eval.suites} at batch {cfg.eval.world.batch_size} (measured: world at batch "
+                      f"{cpu[0].batch})")
     if set(cfg.bias.metrics) != set(cpu[0].bias_metrics):
         return None, f"bias metrics {cfg.bias.metrics} (measured: {list(cpu[0].bias_metrics)})"
     return cpu[0], None

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from study.config import StudyConfig
 from study.plan.cost import estimate, evaluation_estimate
+from study.plan.power import power_lines
 from study.record.folder import tracking_uri
 
 
@@ -28,8 +29,8 @@ def _confirm(search) -> str:
         return "  confirm  none"
     who = f"the {c.top} best trial(s)" + (", the anchors" if c.anchors else "") + (
         f" and the control ({search.control_anchor})" if search.control_anchor else "")
-    return (f"  confirm  a race of {who} on shared seeds, {c.seeds} to {c.max_seeds} each, at most {c.runs} "
-            f"runs")
+    per = f"{c.budget} runs per trial" if c.budget is not None else "as many runs as max_seeds allows"
+    return f"  confirm  a race of {who} on shared seeds, {c.seeds} to {c.max_seeds} each, at most {per}"
 
 
 def _goal(o) -> str:
@@ -92,6 +93,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         *estimate(cfg),
         *evaluation_estimate(cfg),
         _confirm(search),
+        *power_lines(cfg),
         f"  rerun    {cfg.rerun.seeds} seeds; --full sets " + (", ".join(f"{k}={v}" for k, v in cfg.rerun.full.items())
                                                               or "nothing more"),
         f"  storage  {search.storage_path}; tracking {tracking_uri(cfg.tracking.uri, Path(study_dir))}",

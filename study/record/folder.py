@@ -1,6 +1,6 @@
 """The study folder: everything one study writes lives under one directory, so it can be resumed, copied or deleted
-as a unit. This module is the one place that knows its layout, creates it, reopens it and reads it back; the search,
-`kdstudy rerun` and `analysis` all go through it.
+as a unit. This module is the one place that knows its layout (and the layout of the study's storage), creates it,
+reopens it and reads it back; the search, `kdstudy rerun` and `analysis` all go through it.
 
     study.yaml     the resolved config and the git commit it ran at
     study.json     where its parts are (its meta): tracking URI, MLflow experiment and parent run, Ray storage
@@ -8,13 +8,25 @@ as a unit. This module is the one place that knows its layout, creates it, reope
     optuna.db      the Optuna study (RDB storage)
     mlflow.db      MLflow's store (unless tracking.uri or $MLFLOW_TRACKING_URI names a server)
     mlartifacts/   MLflow's artifacts: students, figures, tables
-    ray/           Tune's experiment and each trial's Train checkpoints (search.storage_path moves it, e.g. to S3)
+    ray/           the study's storage by default (search.storage_path moves it, e.g. to S3; below)
     pareto.json, pareto.png, pareto_parallel.png     the front, written when the study ends
-    reruns/        `kdstudy rerun`'s results
-    confirm/       the confirm stage's results, one JSON per confirmed trial
     importance.json, importance.png   what drives each objective (hyperparameter importance), at the end
+    effects.json, effects.png         a grid study's effects, at the end
+    confirm/       the confirm stage: <trial>.json per raced trial, race.json, runs/<trial>-seed<k>.json per run
+    reruns/        `kdstudy rerun`'s results: <trial>.json, <trial>-full.json
+    export/        `kdstudy export`'s students: export/<trial>/
+    logs/          driver.log (the libraries' lines on the driver) and <train run>.log for each Train run
     driver.lock    while a driver runs the study: its pid, host and command (one driver per study)
-    logs/          driver.log (the libraries' lines on the driver), <train run>.log (each trial's and seed run's)
+    tracking-outbox.json   while the tracking server is down: the runs waiting for it (study.record.outbox)
+
+The study's storage (search.storage_path):
+
+    tune/                              Tune's experiment
+    <train run>/                       a Train run: train-<trial> for a trial, <stage>-<label>-seed<k> for a seed run
+        checkpoint_*/student/          the student's model dir, in the final checkpoint
+        checkpoint_*/evaluation.json   the student's metrics, in the final checkpoint
+        result.json                    every metric once the run is evaluated (or its failure)
+    record/                            the study record's copy when the storage is elsewhere (study.record.mirror)
 """
 
 from __future__ import annotations
@@ -42,23 +54,34 @@ OPTUNA = "optuna.db"
 MLFLOW = "mlflow.db"
 ARTIFACTS = "mlartifacts"
 RAY = "ray"
-TUNE = "tune"  # Tune's experiment under the Ray storage path
 PARETO_JSON = "pareto.json"
 PARETO_TXT = "pareto.txt"  # logged to MLflow only
 PARETO_FIGURE = "pareto.png"
 PARALLEL_FIGURE = "pareto_parallel.png"
-RERUNS = "reruns"
-CONFIRM = "confirm"  # the confirm stage's results, one JSON per confirmed trial
 IMPORTANCE_JSON = "importance.json"
 IMPORTANCE_FIGURE = "importance.png"
 EFFECTS_JSON = "effects.json"  # a grid study's main effects, interactions and ANOVA (analysis.effects)
+EFFECTS_TXT = "effects.txt"  # logged to MLflow only
 EFFECTS_FIGURE = "effects.png"
-LOCK = "driver.lock"
-LOGS = "logs"  # the driver's library lines and each Train run's own
+CONFIRM = "confirm"
+RACE = "race.json"  # in confirm/
+SEED_RUNS = "runs"  # in confirm/
+RERUNS = "reruns"
+EXPORT = "export"
+LOGS = "logs"
 DRIVER_LOG = "driver.log"  # in logs/: the libraries' lines on the driver, while the live view shows the study
+LOCK = "driver.lock"
+OUTBOX = "tracking-outbox.json"
 # What a study start writes; a folder holding only these (and no study.json) is a start that did not get that far
 OWN = {CONFIG, META, TEACHER, OPTUNA, MLFLOW, ARTIFACTS, RAY, LOCK, PARETO_JSON, PARETO_FIGURE, PARALLEL_FIGURE,
        RERUNS, CONFIRM, IMPORTANCE_JSON, IMPORTANCE_FIGURE, LOGS, EFFECTS_JSON, EFFECTS_FIGURE}
+
+# In the study's storage
+TUNE = "tune"
+STUDENT = "student"  # in a Train run's final checkpoint
+EVALUATION = "evaluation.json"  # in a Train run's final checkpoint
+RESULT = "result.json"  # in a Train run's folder
+RECORD = "record"
 
 log = logging.getLogger(__name__)
 _held: list[Path] = []  # the folder this process's driver holds (hold): where a moved study's record now is
@@ -91,9 +114,14 @@ def portable(cfg: StudyConfig) -> StudyConfig:
     return cfg.model_copy(update={"study_dir": None, "search": search})
 
 
+def local_store(directory: str | Path) -> str:
+    """The tracking URI of the MLflow store in the study folder."""
+    return f"sqlite:///{(Path(directory) / MLFLOW).resolve()}"
+
+
 def tracking_uri(configured: str | None, study_dir: Path) -> str:
     """The YAML's tracking.uri, else $MLFLOW_TRACKING_URI, else a SQLite store in the study folder (absolute URI)."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(study_dir / MLFLOW).resolve()}"
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or local_store(study_dir)
 
 
 def tune_state(cfg: StudyConfig) -> str:
@@ -101,14 +129,53 @@ def tune_state(cfg: StudyConfig) -> str:
     return f"{cfg.search.storage_path.rstrip('/')}/{TUNE}"
 
 
+def train_run(trial_id: str) -> str:
+    """The name of a trial's Train run: its folder in the study's storage and its log's name."""
+    return f"train-{trial_id}"
+
+
+def seed_run(stage: str, label: str, seed: int) -> str:
+    """The name of a seed run's Train run (`stage` confirm or rerun; `label` what it runs again)."""
+    return f"{stage}-{label}-seed{seed}"
+
+
 def trial_log(study_dir: str | Path, name: str) -> Path:
-    """The log file of the Train run `name` (train-<trial id>, or a seed run's name) in the study folder."""
+    """The log file of the Train run `name` (train_run or seed_run) in the study folder."""
     return Path(study_dir) / LOGS / f"{name}.log"
 
 
 def driver_log(study_dir: str | Path) -> Path:
     """The libraries' lines on the driver of a study or a rerun (study.runtime.libraries_to_file)."""
     return Path(study_dir) / LOGS / DRIVER_LOG
+
+
+def confirm_result(study_dir: str | Path, trial_id: str) -> Path:
+    """A raced trial's result: its seed means, P(front), place and verdicts."""
+    return Path(study_dir) / CONFIRM / f"{trial_id}.json"
+
+
+def confirm_seed_result(study_dir: str | Path, trial_id: str, seed: int) -> Path:
+    """One finished run of the race: the metrics of trial `trial_id` at seed `seed`."""
+    return Path(study_dir) / CONFIRM / SEED_RUNS / f"{trial_id}-seed{seed}.json"
+
+
+def race_result(study_dir: str | Path) -> Path:
+    """How the race went: its rounds, runs, why it stopped."""
+    return Path(study_dir) / CONFIRM / RACE
+
+
+def rerun_label(trial_id: str, full: bool) -> str:
+    """What a rerun's result, its Train runs and its MLflow run are named after."""
+    return f"{trial_id}-full" if full else trial_id
+
+
+def rerun_result(study_dir: str | Path, trial_id: str, full: bool) -> Path:
+    return Path(study_dir) / RERUNS / f"{rerun_label(trial_id, full)}.json"
+
+
+def export_dir(study_dir: str | Path, trial_id: str) -> Path:
+    """Where `kdstudy export` writes a trial's student unless told otherwise."""
+    return Path(study_dir) / EXPORT / trial_id
 
 
 # --- one driver per study ---------------------------------------------------------------------------------------
@@ -263,9 +330,9 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     from study.record import tracking
 
     directory = Path(cfg.study_dir)
+    kept = portable(cfg)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / TEACHER).write_text(json.dumps(teacher, indent=2, sort_keys=True))
-    write_snapshot(directory / CONFIG, portable(cfg))
     uri = tracking_uri(cfg.tracking.uri, directory)
     client = tracking.connect(uri)
     local = (directory / ARTIFACTS).resolve().as_uri() if tracking.is_local(uri) else None  # a server decides its own
@@ -275,11 +342,11 @@ def _create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
         "objectives": ", ".join(f"{o.key} ({o.mode})" for o in search.objectives), "sampler": search.sampler.name,
         "num_samples": search.num_samples, "space": ", ".join(search.space), "study_dir": directory})
     tracking.log_metrics(client, parent_id, {f"teacher/{k}": v for k, v in teacher.items()})
-    client.log_artifact(parent_id, str(directory / CONFIG))
+    client.log_artifact(parent_id, str(write_snapshot(directory / CONFIG, kept)))
     # A store in the folder is marked so (local_tracking), and found again wherever the folder is (read_meta).
-    meta = {"name": cfg.name, "tracking_uri": uri, "local_tracking": uri == _folder_store(directory),
+    meta = {"name": cfg.name, "tracking_uri": uri, "local_tracking": uri == local_store(directory),
             "experiment_id": experiment_id, "parent_run_id": parent_id,
-            "storage_path": portable(cfg).search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "storage_path": kept.search.storage_path, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (directory / META).write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -308,7 +375,7 @@ def moved_here(directory: Path) -> None:
 
     path = directory / META
     meta = json.loads(path.read_text())
-    store = _folder_store(directory)
+    store = local_store(directory)
     if not meta.get("local_tracking") or meta["tracking_uri"] == store:
         return
     old = Path(meta["tracking_uri"].removeprefix("sqlite:///")).parent
@@ -353,10 +420,6 @@ def _mark_resumed(directory: Path) -> str:
 # --- reading a study back ----------------------------------------------------------------------------------------
 
 
-def _folder_store(directory: Path) -> str:
-    return f"sqlite:///{(Path(directory) / MLFLOW).resolve()}"
-
-
 def read_meta(study_dir: Path) -> dict:
     """study.json, with the paths in the folder (its MLflow store, its Ray storage) where the folder now is."""
     path = Path(study_dir) / META
@@ -367,7 +430,7 @@ def read_meta(study_dir: Path) -> dict:
     except (ValueError, OSError) as err:
         raise ConfigError(f"{path}: not a readable study record ({err})") from None
     if meta.get("local_tracking"):
-        meta["tracking_uri"] = _folder_store(Path(study_dir))
+        meta["tracking_uri"] = local_store(Path(study_dir))
     storage = meta.get("storage_path")
     if storage and "://" not in storage and not Path(storage).is_absolute():
         meta["storage_path"] = str((Path(study_dir) / storage).resolve())

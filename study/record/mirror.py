@@ -31,7 +31,6 @@ from study.runtime import error_line
 
 log = logging.getLogger(__name__)
 
-RECORD = "record"  # the record's folder under the storage path
 DATABASES = {folder.OPTUNA, folder.MLFLOW}
 KEPT = [folder.META, folder.CONFIG, folder.TEACHER, folder.OPTUNA, folder.MLFLOW, folder.ARTIFACTS, folder.CONFIRM,
         folder.RERUNS, folder.PARETO_JSON, folder.PARETO_FIGURE, folder.PARALLEL_FIGURE, folder.IMPORTANCE_JSON,
@@ -41,7 +40,7 @@ KEPT = [folder.META, folder.CONFIG, folder.TEACHER, folder.OPTUNA, folder.MLFLOW
 def record_uri(storage_path: str) -> str:
     """Where the record is in the storage: a URI (s3://...) or an absolute local path."""
     base = storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
-    return f"{base.rstrip('/')}/{RECORD}"
+    return f"{base.rstrip('/')}/{folder.RECORD}"
 
 
 def needed(study_dir: str | Path, storage_path: str) -> bool:
@@ -89,7 +88,7 @@ def pull_record(storage_path: str, study_dir: Path) -> None:
     except (OSError, pyarrow.ArrowException) as err:  # pyarrow's own errors: an unknown scheme, no network to S3
         raise DataError(f"{storage_path}: cannot read a study record there ({error_line(err)})") from None
     if not found:
-        raise folder.ConfigError(f"{storage_path}: no study record there (no {RECORD}/{folder.META})")
+        raise folder.ConfigError(f"{storage_path}: no study record there (no {folder.RECORD}/{folder.META})")
     if study_dir.exists() and any(study_dir.iterdir()):
         raise folder.ConfigError(f"{study_dir}: not empty; pull a study record into a new or empty folder")
     study_dir.mkdir(parents=True, exist_ok=True)

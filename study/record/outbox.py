@@ -23,10 +23,10 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from study.record import tracking
+from study.record.folder import OUTBOX, STUDENT
 
 log = logging.getLogger(__name__)
 
-OUTBOX = "tracking-outbox.json"
 # MLflow's client reads these at each request; a request to a server that is down then fails in ~3 s, not ~4 min.
 FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
@@ -132,7 +132,7 @@ class Outbox:
             return
         if end["status"] == "FINISHED":
             tracking.log_metrics(client, run_id, end["metrics"], tags=end["tags"])
-            student = Path(end["student"]) / "student" if end.get("student") else None
+            student = Path(end["student"]) / STUDENT if end.get("student") else None
             if self.log_models and student is not None and student.is_dir():  # local checkpoints only
-                client.log_artifacts(run_id, str(student), "student")
+                client.log_artifacts(run_id, str(student), STUDENT)
         tracking.end_run(client, run_id, end["status"], end.get("reason"))

@@ -60,7 +60,7 @@ def open_experiment(client: MlflowClient, name: str, artifact_location: str | No
     if experiment is None:
         return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
     for key, value in EXPERIMENT_KIND.items():
-        if key not in experiment.tags:  # made by an older kdstudy, or by hand on a server
+        if key not in experiment.tags:  # an experiment made by hand on a server, or by another tool
             client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 

@@ -4,10 +4,10 @@ from the control on every objective, with a verdict.
 
     search:
       control: plain_kd          # default: the first anchor
-      confirm: {top: 3, seeds: 2, max_seeds: 8, budget: 24}
+      confirm: {top: 3, seeds: 2, max_seeds: 8, budget: 6}
 
 Who runs: the `top` best finished trials by non-domination rank, one per configuration (a configuration the sampler
-proposed twice is confirmed once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
+proposed twice is raced once: its runs would be the same), the anchors (`confirm.anchors`, default true: their
 verdicts answer "does the paper's setting help"), and the control anchor, which runs every seed any trial runs. Seeds:
 k = 1, 2, ... shifts every seed by k (study.reruns.seeds), the same k for every trial, so that differences are taken
 seed by seed; seed 0 is the search's own run. A trial picked by its value keeps that run beside its means as
@@ -16,7 +16,7 @@ their values, count it as their seed 0 and run one seed fewer. The rounds are an
 
 Each run's metrics go to confirm/runs/<trial>-seed<k>.json as its round ends; an interrupted stage replays the race
 from them and from the Train runs that finished (their saved results), so every (trial, seed) runs once. At the end
-each confirmed trial gets confirm/<trial>.json and one MLflow run under the parent tagged confirm_of=<trial>: the
+each raced trial gets confirm/<trial>.json and one MLflow run under the parent tagged confirm_of=<trial>: the
 means over its seeds (std, 95% interval), its single run, `confirm/p_front`, its place and its verdicts; and
 confirm/race.json says how the race went (rounds, runs, why it stopped, what a fixed stage would have cost).
 """
@@ -34,11 +34,9 @@ from analysis.race import RaceResult, race
 from analysis.runs import StudyRecord, Trial, read_study
 from study.config import StudyConfig
 from study.record import folder, tracking
-from study.reruns.seeds import log_seed_run, run_seeds, seed_config, seed_result, write_result
+from study.reruns.seeds import log_seed_run, run_seeds, seed_result, write_result
 
 log = logging.getLogger(__name__)
-RUNS = "runs"  # confirm/runs/<trial>-seed<k>.json: one finished run's metrics
-RACE = "race.json"
 
 
 def chosen_trials(record: StudyRecord, top: int) -> tuple[list[Trial], dict[str, str]]:
@@ -72,7 +70,7 @@ def anchor_trials(record: StudyRecord) -> list[Trial]:
 
 def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float], at_once: int) -> list[dict]:
     """Race the study's best trials and its control (cfg.search.confirm), `at_once` runs at a time (as many as the
-    search ran trials); Ray must be up. Returns each confirmed trial's result."""
+    search ran trials); Ray must be up. Returns each raced trial's result."""
     spec = cfg.search.confirm
     directory = Path(cfg.study_dir)
     record = read_study(directory)
@@ -83,11 +81,10 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float], at_once: int)
     anchors = anchor_trials(record) if spec.anchors else []
     contenders = {t.trial_id: t for t in [*chosen, *anchors, *([control] if control else [])]}
     for repeat, of in repeats.items():
-        log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; confirmed once, as {of}")
+        log.info(f"confirm stage: trial {repeat} is trial {of}'s configuration again; raced once, as {of}")
     log.info(f"confirm stage: {', '.join(contenders)} race on shared seeds ({spec.seeds} first, doubling to at "
-             f"most {spec.max_seeds}; at most {spec.runs} runs); control: "
+             f"most {spec.max_seeds}; at most {spec.runs(len(contenders))} runs); control: "
              f"{control.trial_id + ' (' + control.anchor + ')' if control else 'none (no anchor finished)'}")
-    out_dir = directory / folder.CONFIRM
     params = {tid: json.loads(t.tags[tracking.PARAMS_JSON]) for tid, t in contenders.items()}
     # an anchor's search run is its seed 0: it was run whatever its value, so it is a draw like any other
     unpicked = {t.trial_id for t in anchors + ([control] if control else [])}
@@ -100,27 +97,28 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float], at_once: int)
         """Run what is missing of `requests` (a replayed race finds the rest on disk); their objective values."""
         todo = {}
         for tid, k in requests:
-            path = out_dir / RUNS / f"{tid}-seed{k}.json"
+            path = folder.confirm_seed_result(directory, tid, k)
             if path.is_file():
                 per_run[(tid, k)] = json.loads(path.read_text())
             else:
-                todo[(tid, k)] = (seed_config(cfg, params[tid], k, full=False), f"confirm-{tid}-seed{k}")
+                todo[(tid, k)] = (params[tid], k, folder.seed_run("confirm", tid, k))
         finished, failed = run_seeds(cfg, teacher, todo, at_once)
         for (tid, k), metrics in finished.items():
-            write_result(out_dir / RUNS / f"{tid}-seed{k}.json", metrics)
+            write_result(folder.confirm_seed_result(directory, tid, k), metrics)
         for (tid, k), reason in failed.items():
-            log.warning(f"confirm-{tid}-seed{k} failed ({reason}); the race goes on without it")
+            log.warning(f"{todo[(tid, k)][2]} failed ({reason}); the race goes on without it")
         per_run.update(finished)
         return {key: objective_values(per_run[key]) for key in requests if key in per_run}
 
     objectives = cfg.search.objectives
     given = {key: objective_values(m) for key, m in per_run.items()}
     result = race(list(params), control.trial_id if control else None, run, record.metrics, record.modes,
-                  [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs, given=given)
+                  [o.margin for o in objectives], spec.seeds, spec.max_seeds, spec.runs(len(contenders)), given=given)
     log.info(f"confirm stage: {result.stopped}; {result.runs} runs in {len(result.rounds)} round(s) (a fixed stage "
              f"deciding as much: {result.fixed_runs()} runs)")
-    write_result(out_dir / RACE, race_summary(result, control))
-    results = [write_result(out_dir / f"{tid}.json", confirmed(tid, contenders[tid], params[tid], per_run, result))
+    write_result(folder.race_result(directory), race_summary(result, control))
+    results = [write_result(folder.confirm_result(directory, tid),
+                            raced_result(tid, contenders[tid], params[tid], per_run, result))
                for tid in contenders]
     return [_logged(record, path) for path in results]
 
@@ -136,8 +134,8 @@ def _metrics(trial: Trial) -> dict[str, float]:
     return {m: v for m, v in trial.metrics.items() if "/" in m}
 
 
-def confirmed(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceResult) -> dict:
-    """A confirmed trial's record: the metrics of the seeds that count for it and their summary, its single run,
+def raced_result(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceResult) -> dict:
+    """A raced trial's record: the metrics of the seeds that count for it and their summary, its single run,
     P(front), its place and its verdicts against the control."""
     seeds = result.seeds[tid]
     per_seed = {k: per_run[(tid, k)] for k in seeds}
@@ -149,7 +147,7 @@ def confirmed(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceR
 
 
 def _logged(record: StudyRecord, path: Path) -> dict:
-    """The confirmed trial's result, logged to MLflow unless a run for it is there already (a resumed stage)."""
+    """The raced trial's result, logged to MLflow unless a run for it is there already (a resumed stage)."""
     result = json.loads(path.read_text())
     trial_id = result[tracking.CONFIRM_OF]
     existing = tracking.child_runs(record.client, record.meta["experiment_id"], record.meta["parent_run_id"],

@@ -27,10 +27,10 @@ from analysis.pick import RECOMMENDED_PICK, pick_trial
 from analysis.report import table_console
 from analysis.runs import StudyRecord, Trial, read_study
 from study.cluster.capacity import Capacity, trials_at_once
-from study.cluster.checkpoint import STUDENT, fetch_student
 from study.cluster.start import start_ray, teacher_metrics_task
 from study.config import StudyConfig
 from study.record import folder, tracking
+from study.record.checkpoint import fetch_student
 from study.reruns.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
 from study.runtime import error_line, libraries_to_file
 from study.student import registry
@@ -47,18 +47,18 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     params = json.loads(trial.tags[tracking.PARAMS_JSON])
     cfg = folder.resolve(record.config, record.directory)
     seeds = seeds or cfg.rerun.seeds
-    label = f"{trial.trial_id}{'-full' if full else ''}"
-    runs = {k: (seed_config(cfg, params, k, full), f"rerun-{label}-seed{k}") for k in range(seeds)}
+    label = folder.rerun_label(trial.trial_id, full)
+    runs = {k: (params, k, folder.seed_run("rerun", label, k)) for k in range(seeds)}
     log.info(f"rerun of trial {trial.trial_id} ({pick}) with {seeds} seed(s){', full budget' if full else ''}: "
              f"{', '.join(f'{k}={v}' for k, v in params.items())}")
 
     with libraries_to_file(folder.driver_log(record.directory)) if quiet else contextlib.nullcontext():
-        per_seed, failed = run_on_ray(cfg, runs, address, quiet)
+        per_seed, failed = run_on_ray(cfg, params, runs, full, address, quiet)
         if not per_seed:
             raise RuntimeError(f"every seed of the rerun failed: {failed}")
         result = seed_result(params, per_seed, failed, seeds, rerun_of=trial.trial_id, pick=pick, full=full)
         result["original"] = {m: trial.metrics.get(m) for m in result["summary"]}
-        out = write_result(Path(record.directory) / folder.RERUNS / f"{label}.json", result)
+        out = write_result(folder.rerun_result(record.directory, trial.trial_id, full), result)
         tags = {tracking.RERUN_OF: trial.trial_id, tracking.ROLE: "rerun", "pick": pick, "full": str(full).lower(),
                 tracking.SEEDS: str(seeds)}
         result["mlflow_run_id"] = log_seed_run(record, result, out, tags, f"rerun-{label}")
@@ -73,13 +73,15 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     return result
 
 
-def run_on_ray(cfg: StudyConfig, runs: dict, address: str | None, quiet: bool) -> tuple[dict, dict]:
+def run_on_ray(cfg: StudyConfig, params: dict, runs: dict, full: bool, address: str | None,
+               quiet: bool) -> tuple[dict, dict]:
     """The seeds on Ray, started or joined: as many at a time as it holds, after the teacher's measurement."""
     started = start_ray(cfg, address, log_to_driver=not quiet)
     try:
         at_once = trials_at_once(cfg.search, Capacity.of_cluster())  # before the teacher: one that cannot run says so
-        teacher = teacher_metrics_task(runs[0][0])  # the full budget may measure more (all nine GLUE tasks)
-        return run_seeds(cfg, teacher, runs, at_once)
+        # the full budget may measure more (all nine GLUE tasks)
+        teacher = teacher_metrics_task(seed_config(cfg, params, 0, full))
+        return run_seeds(cfg, teacher, runs, at_once, full)
     finally:
         if started:
             ray.shutdown()
@@ -98,7 +100,7 @@ def register_rerun(record: StudyRecord, trial: Trial, pick: str, result: dict) -
             return None
         seeds = registry.seeds_text(result, record.metrics)
         alias = registry.RECOMMENDED if pick == RECOMMENDED_PICK else None
-        version = registry.register_student(record.client, record.name, student, f"{uri}/{STUDENT}",
+        version = registry.register_student(record.client, record.name, student, f"{uri}/{folder.STUDENT}",
                                             result["mlflow_run_id"],
                                             registry.version_tags(trial.trial_id, pick, seeds), alias)
     log.info(f"seed {seed}'s student registered as MLflow model {record.name} version {version}"

@@ -2,7 +2,8 @@
 `kdstudy rerun` and the confirm stage both do, in one place:
 
     seed_config      the trial's config for seed k: every seed (distillation, bias, fine-tuning) moved by k
-    run_seeds        each (config, Train run name) as a Ray task of its own, as many at once as the cluster holds
+    run_seeds        each (params, seed, Train run name) as a Ray task of its own at its seed's config, as many at
+                     once as the search ran trials
     seed_result      the per-seed metrics with their mean, std and 95% interval, the failures, the params
     write_result     that result as JSON, atomically (a temporary file renamed into place)
     log_seed_run     that result as one MLflow run under the study's parent run
@@ -51,16 +52,19 @@ def shown_metrics(cfg: StudyConfig, names: set[str]) -> list[str]:
 
 
 @ray.remote
-def run_seed(cfg: StudyConfig, teacher: dict[str, float], name: str) -> dict:
-    """One seed: the same distillation and evaluation as a trial, as a Ray task of its own."""
+def run_seed(cfg: StudyConfig, params: dict, seed: int, full: bool, teacher: dict[str, float], name: str) -> dict:
+    """One seed of a trial (its params): the same distillation and evaluation as a trial, at seed_config, as a Ray
+    task of its own."""
     setup_worker_logging(trial_log(cfg.study_dir, name))
-    metrics, uri = distill_and_evaluate(cfg, teacher, name)
+    metrics, uri = distill_and_evaluate(seed_config(cfg, params, seed, full), teacher, name)
     return {**metrics, tracking.STUDENT_URI: uri}
 
 
-def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict, at_once: int) -> tuple[dict, dict[object, str]]:
-    """Distil and evaluate each of `runs` ({key: (config, Train run name)}) as a Ray task of its own, `at_once` at a
-    time (study.cluster.capacity.trials_at_once: what the cluster holds, each run counted as a trial), the next one
+def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict, at_once: int,
+              full: bool = False) -> tuple[dict, dict[object, str]]:
+    """Distil and evaluate each of `runs` ({key: (a trial's params, seed, Train run name)}) at its seed_config, as a
+    Ray task of its own, `at_once` at a time (study.cluster.capacity.trials_at_once: what the cluster holds, each run
+    counted as a trial), the next one
     started as one finishes: ({key: metrics}, {key: one-line failure}). Ray must be up.
 
     The cap is ours, not the cluster's: a task waiting on its Train run gives its CPU back to Ray while it waits, so
@@ -73,17 +77,17 @@ def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict, at_once: 
     done_runs, failed = {}, {}
     while waiting or pending:
         while waiting and len(pending) < at_once:
-            key, (c, name) = waiting.pop(0)
-            pending[task.remote(c, teacher, name)] = key
+            key, (params, seed, name) = waiting.pop(0)
+            pending[task.remote(cfg, params, seed, full, teacher, name)] = key
         done, _ = ray.wait(list(pending), num_returns=1)
         key = pending.pop(done[0])
         try:
             done_runs[key] = ray.get(done[0])
-            log.info(f"{runs[key][1]} finished: " + ", ".join(
+            log.info(f"{runs[key][2]} finished: " + ", ".join(
                 f"{m} {done_runs[key][m]:.4g}" for m in shown_metrics(cfg, set(done_runs[key]))[:3]))
         except ray.exceptions.RayTaskError as err:
             failed[key] = error_line(err)
-            log.info(f"{runs[key][1]} FAILED: {failed[key]}")
+            log.info(f"{runs[key][2]} FAILED: {failed[key]}")
     return done_runs, failed
 
 

@@ -6,7 +6,7 @@ Pareto front at the end.
 The flow, each part in its own module: the study folder is created or reopened (study.record.folder), Ray is
 started or joined and the teacher measured (study.cluster.start), Tune runs the trials that the Optuna sampler
 (study.search.space) proposes (here), the callbacks record each trial in MLflow and print progress
-(study.search.callbacks), the best trials are confirmed with more seeds (study.reruns.confirm, when search.confirm is
+(study.search.callbacks), the best trials race on more seeds (study.reruns.confirm, when search.confirm is
 set), and the fronts are published (study.publish).
 """
 

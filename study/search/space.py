@@ -36,7 +36,7 @@ def suggest(trial: optuna.Trial, space: dict[str, ParamSpec], repeats: int = 1) 
 
 
 class NSGAIISampler(optuna.samplers.NSGAIISampler):
-    """Optuna's NSGA-II, picklable again. Ray pickles the searcher with its sampler (the Tuner's saved state, from
+    """Optuna's NSGA-II, made picklable. Ray pickles the searcher with its sampler (the Tuner's saved state, from
     which --resume restores it); Optuna 5.1 gave the genetic samplers a threading.Lock, which pickle refuses ("cannot
     pickle '_thread.lock' object" as the Tuner starts). The lock guards a cache within one process, so a copy gets a
     new one."""
@@ -74,10 +74,10 @@ def make_searcher(cfg: StudyConfig, storage: optuna.storages.BaseStorage) -> Opt
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what the dashboard reads
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         named.set_metric_names(metrics)
+    sampler = make_sampler(search.sampler)
     return OptunaSearch(
         space=functools.partial(suggest, space=dict(search.space), repeats=search.repeats), metric=metrics, mode=modes,
-        points_to_evaluate=planned_points(search) or None, sampler=make_sampler(search.sampler),
-        study_name=cfg.name, storage=storage)
+        sampler=sampler, points_to_evaluate=planned_points(search) or None, study_name=cfg.name, storage=storage)
 
 
 def planned_points(search: SearchConfig) -> list[dict]:

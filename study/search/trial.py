@@ -18,19 +18,19 @@ import ray.tune
 
 from study.cluster.train_run import TrialFailed, distill_and_evaluate
 from study.config import ConfigError, StudyConfig, with_params
-from study.record.folder import trial_log
+from study.record.folder import train_run, trial_log
 from study.runtime import setup_worker_logging
 
 
 def run_trial(params: dict, *, cfg: StudyConfig, teacher: dict[str, float]) -> None:
     """Tune function trainable: the study's base config with this trial's sampled values, distilled and measured."""
     trial_id = ray.tune.get_context().get_trial_id()
-    setup_worker_logging(trial_log(cfg.study_dir, f"train-{trial_id}"))
+    setup_worker_logging(trial_log(cfg.study_dir, train_run(trial_id)))
     try:
         cfg = with_params(cfg, params)  # the trial's config: its sampled values set and validated, once
     except ConfigError as err:
         raise TrialFailed(f"sampled config is invalid: {err}") from None
-    metrics, uri = distill_and_evaluate(cfg, teacher, f"train-{trial_id}")
+    metrics, uri = distill_and_evaluate(cfg, teacher, train_run(trial_id))
     for objective in cfg.search.objectives:
         value = metrics.get(objective.key)
         if value is None or not math.isfinite(value):

@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from study.record.folder import LOGS, trial_log
+from study.record.folder import LOGS, train_run, trial_log
 
 
 def live_wanted(verbosity: int) -> bool:
@@ -67,7 +67,7 @@ class StudyView:
 
     def phase(self, trial_id: str) -> str:
         """The trial's last line in its log file: its step, or what it measures."""
-        path = trial_log(self.study_dir, f"train-{trial_id}")
+        path = trial_log(self.study_dir, train_run(trial_id))
         try:
             with path.open("rb") as f:
                 f.seek(max(0, path.stat().st_size - 2000))
@@ -77,7 +77,7 @@ class StudyView:
         if not lines:
             return ""
         last = lines[-1].split(" ", 2)[-1].strip()  # without the file's timestamp (date, time)
-        last = last.split("] ", 1)[-1] if last.startswith("[train-") else last  # and the trial's own name
+        last = last.removeprefix(f"[{train_run(trial_id)}] ")  # and the trial's own name
         return last.split(", eta")[0][:48]  # the trial's own ETA is the view's business
 
     def render(self):
@@ -93,7 +93,7 @@ class StudyView:
                       self.objectives]
             table.add_row(trial_id, row["params"], row["state"],
                           self.phase(trial_id) if row["state"] == "running" else "", *values,
-                          trial_log("", f"train-{trial_id}").name)
+                          trial_log("", train_run(trial_id)).name)
         states = [r["state"] for r in self.trials.values()]
         eta = self.eta()
         footer = (f"{states.count('done')}/{self.total} done, {states.count('running')} running, "

@@ -18,9 +18,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from study.catalog import BIAS_METRICS, GLUE_TASKS, WORLD_TASKS
 from study.config import StudyConfig
+from study.metrics.bias.bootstrap import Z95
 from study.metrics.bias_data import BENCHMARKS
-
-Z95 = 1.959964  # the normal 97.5% quantile: a 95% interval from a standard error
 
 # (task type, task name, dataset type, dataset name) of each bias metric's results
 BIAS_DATASETS = {

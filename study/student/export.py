@@ -21,10 +21,11 @@ import yaml
 
 from analysis.pick import RECOMMENDED_PICK, pick_trial
 from analysis.runs import StudyRecord, Trial, read_study
-from study.cluster.checkpoint import STUDENT, fetch_student
 from study.config import with_params
 from study.errors import DataError
 from study.record import folder, tracking
+from study.record.checkpoint import fetch_student
+from study.record.folder import STUDENT
 from study.student import registry
 from study.student.card import CardFacts, card_metrics, model_card, seed_value, trial_value
 
@@ -32,9 +33,9 @@ log = logging.getLogger(__name__)
 
 
 def rerun_of(record: StudyRecord, trial: Trial) -> dict | None:
-    """The trial's rerun result (reruns/<trial>-full.json before reruns/<trial>.json), None if it has none."""
-    for label in (f"{trial.trial_id}-full", trial.trial_id):
-        path = Path(record.directory) / folder.RERUNS / f"{label}.json"
+    """The trial's rerun result (the full-budget one first), None if it has none."""
+    for full in (True, False):
+        path = folder.rerun_result(record.directory, trial.trial_id, full)
         if path.is_file():
             return json.loads(path.read_text())
     return None
@@ -72,7 +73,7 @@ def export(study_dir: str | Path, pick: str = RECOMMENDED_PICK, to: str | Path |
     record = read_study(study_dir)
     trial = pick_trial(record, pick)
     rerun = rerun_of(record, trial)
-    out = Path(to) if to else Path(record.directory) / "export" / trial.trial_id
+    out = Path(to) if to else folder.export_dir(record.directory, trial.trial_id)
     if out.exists() and (not out.is_dir() or any(out.iterdir()) and not (out / "README.md").is_file()):
         raise DataError(f"--to {out}: holds files that are not an export; choose a new or empty folder")
     with tempfile.TemporaryDirectory(prefix="kdstudy-export-") as work:

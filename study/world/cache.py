@@ -5,7 +5,7 @@ moving a finished one into place atomically.
         corpus.txt      the sentences, one a line
         teacher/        the pretrained BertForMaskedLM and its tokenizer
         world.json      the configuration, the planted shares, the corpus hash, the pretraining curve
-        tasks-v<N>/     the world's tasks in GLUE formats (study.world.tasks), written on first use
+        tasks-<key>/    the world's tasks in GLUE formats (study.world.tasks), written on first use
 """
 
 from __future__ import annotations

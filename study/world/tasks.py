@@ -5,16 +5,16 @@
                  accuracy
     world_sts    sentence pair, regression 0-5: how closely "this is about the <word> ." matches sentence 1 (a
                  sentence about things, animals, food and places): 5 a word of it, 2.5 another word of the same
-                 kind, 0 a word of a kind it does not mention; Pearson/Spearman
+                 kind, 0 a word of a kind it does not mention; Pearson/Spearman. The kinds share the corpus's slots
+                 and nothing else marks them, so a model knows them only from pretraining.
 
-They are written once per world as parquet under <world>/tasks-v<TASKS_VERSION>/<task>/{train,validation}.parquet, the
-hub-export layout study.metrics.glue reads, and reported as world/<task> and world/score. The validation sets are
-large (2,000 examples: an accuracy near 80% then has a sampling error of about 0.9 points, where 500 gave 1.8), so
-that the task score a study ranks trials by is mostly the student's, not the draw of examples; the training sets are
-large enough for a 2-layer student to learn every task. world_sts grades by the kinds of words the world has, which a
-model knows only from pretraining (the kinds share the corpus's slots, nothing else marks them); its first version
-(one template filled twice, scored by the share of slots that kept their word) asked for slot-by-slot comparison, and
-even the teacher reached a correlation of only 0.14 on it.
+They are written once per world as parquet under <world>/tasks-<TASKS_KEY>/<task>/{train,validation}.parquet, the
+hub-export layout study.metrics.glue reads, and reported as world/<task> and world/score. The sets are as large as a
+task score that decides needs (benchmarks/objective_noise.py): 16,000 training examples, so that fine-tuning reaches
+what a student can do on a task rather than stopping short of it (with 4,000, one student in six ended world_sts 7-9
+points below the others, on every fine-tuning seed), and 40,000 validation examples, so that the draw of examples adds
+little to a difference between two students: scoring one takes seconds, and with 10,000 the draw alone moved
+world_cola's paired difference by 0.23 points per seed, a third of its variance.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from study.world.cache import World
 from study.world.corpus import generate_corpus, render, sample_words
 from study.world.words import ANIMALS, FOODS, NEUTRAL_TEMPLATES, OCCUPATION_TEMPLATES, PLACES, THINGS
 
-SIZES = {"train": 4000, "validation": 2000}
-TASKS_VERSION = 3  # bump when the tasks change, so a world's old task files are not reused
+SIZES = {"train": 16000, "validation": 40000}
+TASKS_KEY = "16k-40k"  # in the task files' folder name: changes with the generator or SIZES, so no stale file is read
 
 
 def _cola(rng: random.Random, sentence: str) -> dict:
@@ -114,4 +114,4 @@ def generate_corpus_like(seed: int, n: int) -> list[str]:
 
 
 def task_dir(world: World) -> Path:
-    return write_tasks(world.root / f"tasks-v{TASKS_VERSION}", world.info["config"]["seed"])
+    return write_tasks(world.root / f"tasks-{TASKS_KEY}", world.info["config"]["seed"])

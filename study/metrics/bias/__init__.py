@@ -10,6 +10,7 @@ from pathlib import Path
 
 from study.catalog import BIAS_METRICS
 from study.config import BiasConfig
+from study.metrics.bias.bootstrap import interval_se
 from study.metrics.occupations import FEMALE_SHARE
 
 
@@ -26,7 +27,7 @@ def _crows(model, tokenizer, cfg: BiasConfig, data_dir: Path, shares: dict[str, 
 
     result = crows.measure(model, tokenizer, crows.load_pairs(data_dir), cfg.batch_size, cfg.seed)
     result["distance"] = abs(result["score"] - 50)
-    result["distance_se"] = (result["score_ci_high"] - result["score_ci_low"]) / (2 * 1.96)
+    result["distance_se"] = interval_se(result["score_ci_low"], result["score_ci_high"])
     return result, None
 
 
@@ -42,7 +43,7 @@ def _stereoset(model, tokenizer, cfg: BiasConfig, data_dir: Path, shares: dict[s
     local = data_dir if cfg.data_dir or data_dir.is_dir() else None  # no data folder at all: the hub
     result = stereoset.measure(model, tokenizer, stereoset.load_examples(local), cfg.batch_size, cfg.seed)
     result["ss_distance"] = abs(result["ss"] - 50)
-    result["ss_distance_se"] = (result["ss_ci_high"] - result["ss_ci_low"]) / (2 * 1.96)
+    result["ss_distance_se"] = interval_se(result["ss_ci_low"], result["ss_ci_high"])
     return result, None
 
 
@@ -71,14 +72,14 @@ def measure(model, tokenizer, cfg: BiasConfig,
 
 def amplification(student: dict[str, float], teacher: dict[str, float], primary: str) -> dict[str, float | str]:
     """bias/primary, the teacher's values under teacher/, bias/amplification = student - teacher on primary, and
-    bias/amplification_se = the student's standard error on primary (its `_se`, or its 95% interval's half-width /
-    1.96). The teacher's own error is left out: every trial of a study is compared with the same teacher
-    measurement, so it moves all trials alike and does not change their order."""
+    bias/amplification_se = the student's standard error on primary (its `_se`, or the one its 95% interval stands
+    for: bootstrap.interval_se). The teacher's own error is left out: every trial of a study is compared with the same
+    teacher measurement, so it moves all trials alike and does not change their order."""
     out: dict[str, float | str] = {"bias/primary": primary}
     out.update({f"teacher/{k}": v for k, v in teacher.items()})
     out["bias/amplification"] = student[primary] - teacher[primary]
     if f"{primary}_se" in student:
         out["bias/amplification_se"] = student[f"{primary}_se"]
     elif f"{primary}_ci_low" in student:
-        out["bias/amplification_se"] = (student[f"{primary}_ci_high"] - student[f"{primary}_ci_low"]) / (2 * 1.96)
+        out["bias/amplification_se"] = interval_se(student[f"{primary}_ci_low"], student[f"{primary}_ci_high"])
     return out

@@ -6,6 +6,12 @@ import numpy as np
 from scipy import stats
 
 RESAMPLES = 2000
+Z95 = float(stats.norm.ppf(0.975))  # 1.959964: a normal 95% interval is the value ± Z95 standard errors
+
+
+def interval_se(low: float, high: float) -> float:
+    """The standard error a 95% interval stands for under the normal approximation: its half-width over Z95."""
+    return (high - low) / (2 * Z95)
 
 
 def percentile_interval(values, seed: int = 0, statistic=np.mean) -> tuple[float, float]:

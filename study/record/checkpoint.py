@@ -1,8 +1,5 @@
-"""What a trial's Ray Train run leaves in its storage (a local path or s3://..., gs://...), and reading it back:
-
-    <storage>/<train run>/checkpoint_*/student/          the student's model dir, in the final checkpoint
-    <storage>/<train run>/checkpoint_*/evaluation.json   the student's metrics, in the final checkpoint
-    <storage>/<train run>/result.json                    every metric once the run is evaluated (or its failure)
+"""Reading back what a Train run left in the study's storage (a local path or s3://..., gs://...): the student's
+metrics and the student itself from its final checkpoint (the layout is study.record.folder's).
 
 No Ray here: `kdstudy export` and `kdstudy rerun` read a student back without starting it.
 """
@@ -14,9 +11,7 @@ from pathlib import Path
 
 import pyarrow.fs
 
-STUDENT = "student"
-EVALUATION = "evaluation.json"
-RESULT = "result.json"
+from study.record.folder import EVALUATION, STUDENT
 
 
 def read_evaluation(path: str, filesystem: pyarrow.fs.FileSystem) -> dict[str, float] | None:

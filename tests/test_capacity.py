@@ -13,6 +13,7 @@ from tests.conftest import study_raw
 SMOKE = ScalingConfig(num_workers=1, cpus_per_worker=1)  # search_spaces/smoke.yaml: its process takes a CPU too
 PAPER = ScalingConfig(num_workers=4, use_gpu=True, cpus_per_worker=4, trial_cpus=0,
                       trial_resources={"kdstudy_trial": 1})  # search_spaces/paper.yaml
+TWO_GPU_WORKERS = ScalingConfig(num_workers=2, use_gpu=True, cpus_per_worker=1, trial_resources={"kdstudy_trial": 1})
 HEAD = {"CPU": 0.0, "kdstudy_trial": 8.0, "memory": 3e10, "node:10.0.0.1": 1.0}  # cluster.yaml's head
 GPU_NODE = {"CPU": 8.0, "GPU": 1.0, "accelerator_type:A10G": 1.0}  # a g5.2xlarge
 
@@ -34,6 +35,17 @@ def search(scaling: ScalingConfig, wanted="auto") -> SearchConfig:
     ([HEAD] + [GPU_NODE] * 8, PAPER, 2),
     ([HEAD] + [{"CPU": 64.0, "GPU": 8.0}] * 16, PAPER, 8),  # 32 trials' workers fit, the head 8 processes
     ([{"CPU": 64.0, "GPU": 8.0}] * 16, PAPER.model_copy(update={"trial_resources": {}}), 32),  # 2 per 8-GPU node
+    # GPUs decide: the first trial takes CPU 1 + 2 x (CPU 1, GPU 1); the second's process fits, its workers find no GPU
+    ([{"CPU": 16.0, "GPU": 2.0, "kdstudy_trial": 8.0}], TWO_GPU_WORKERS, 1),
+    ([{"CPU": 16.0, "GPU": 4.0, "kdstudy_trial": 8.0}], TWO_GPU_WORKERS, 2),
+    ([{"CPU": 16.0, "GPU": 2.0, "kdstudy_trial": 8.0}], TWO_GPU_WORKERS.model_copy(update={"gpus_per_worker": 0.5}),
+     2),  # 2 workers x 0.5 GPU: a GPU per trial
+    # a custom resource decides: each process holds a kdstudy_trial, the head has 2 of them, CPUs for 8 trials
+    ([{"CPU": 16.0, "kdstudy_trial": 2.0}], SMOKE.model_copy(update={"trial_resources": {"kdstudy_trial": 1}}), 2),
+    ([{"CPU": 16.0, "kdstudy_trial": 2.0}], SMOKE.model_copy(update={"trial_resources": {"kdstudy_trial": 0.5}}), 4),
+    ([{"CPU": 16.0}], SMOKE.model_copy(update={"trial_resources": {"kdstudy_trial": 1}}), 0),  # no node declares it
+    # processes on the head (CPU 0, kdstudy_trial 8), workers on a CPU node: 4 CPUs hold 4 workers
+    ([HEAD, {"CPU": 4.0}], SMOKE.model_copy(update={"trial_cpus": 0, "trial_resources": {"kdstudy_trial": 1}}), 4),
 ])
 def test_trials_that_fit_counted_by_hand(nodes, scaling, expected):
     assert Capacity(nodes, autoscaling=False).trials_that_fit(scaling) == expected
@@ -46,6 +58,25 @@ def test_a_fixed_cluster_runs_what_fits_and_caps_a_number_saying_so(caplog):
         assert trials_at_once(search(SMOKE, wanted=2), two_cpus) == 1
     assert "max_concurrent_trials is 2, but the cluster (CPU 2, kdstudy_trial 8 on 1 node) holds 1" in caplog.text
     assert trials_at_once(search(SMOKE, wanted=1), Capacity([{"CPU": 8.0}], autoscaling=False)) == 1
+
+
+def test_a_custom_resource_caps_the_trials_and_a_number_above_what_fits_is_capped():
+    head = Capacity([{"CPU": 16.0, "kdstudy_trial": 3.0}], autoscaling=False)
+    one_each = SMOKE.model_copy(update={"trial_resources": {"kdstudy_trial": 1}})
+    assert trials_at_once(search(one_each), head) == 3  # CPUs for 8 trials, kdstudy_trial for 3
+    assert trials_at_once(search(one_each, wanted=5), head) == 3
+    assert trials_at_once(search(one_each, wanted=2), head) == 2  # a number below what fits is kept
+    gpus = Capacity([{"CPU": 16.0, "GPU": 2.0, "kdstudy_trial": 8.0}], autoscaling=False)
+    assert trials_at_once(search(TWO_GPU_WORKERS), gpus) == 1
+
+
+def test_a_cluster_without_the_custom_resource_holds_no_trial_and_says_what_it_has():
+    with pytest.raises(ConfigError) as err:
+        trials_at_once(search(SMOKE.model_copy(update={"trial_resources": {"kdstudy_trial": 1}})),
+                       Capacity([{"CPU": 2.0, "memory": 1e9}], autoscaling=False))
+    assert str(err.value) == (
+        "search.scaling: a trial holds its process CPU 1, kdstudy_trial 1 and 1 worker x CPU 1; the cluster has CPU 2 "
+        "on 1 node, which holds not one, and no autoscaler adds nodes to it")
 
 
 def test_a_fixed_cluster_that_holds_no_trial_is_one_line_naming_both_sides():

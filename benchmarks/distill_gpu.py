@@ -32,6 +32,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
 from study.config import DistillConfig
+from study.device import BF16_ATOL, BF16_RTOL
 from study.distill.batches import DistillData, assemble
 from study.distill.data import selection_weights
 from study.distill.gender import FUNCTION_WORDS, GENDERED_WORDS
@@ -41,7 +42,6 @@ from study.distill.step import MixupStudent, loss_step
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM
 PAIRS = [("he", "she"), ("man", "woman"), ("father", "mother"), ("king", "queen"), ("boy", "girl")]
-BF16_RTOL, BF16_ATOL = 2e-2, 2e-3
 
 
 def tokenizer_of_size(vocab_size: int) -> BertTokenizer:

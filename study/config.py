@@ -291,6 +291,9 @@ class EvalConfig(Strict):
     suites: list[Literal[EVAL_SUITES]] = []  # type: ignore[valid-type]
     glue: GlueConfig = GlueConfig()
     world: WorldTasksConfig = WorldTasksConfig()
+    # A fine-tuning run at batch 32 leaves a GPU idle most of the time; on CUDA a process's seed slots run this many
+    # at once, each in a process of its own (study.experiment.job_runner). How much it gains is unmeasured.
+    jobs_per_gpu: int = Field(2, ge=1, description="fine-tuning runs at once on one GPU (CUDA only)")
 
 
 # --- the search: what is sampled, what is optimised, how a trial runs -------------------------------------------

@@ -149,3 +149,35 @@ def test_compiled_encoders_give_the_eager_loss(world_models):
         compiled = loss_step(torch.compile(model), teacher, batch, c, teacher_encoder=torch.compile(teacher.base_model))
     for k in eager:
         assert compiled[k].item() == pytest.approx(eager[k].item(), rel=1e-5, abs=1e-6), k
+
+
+def test_liger_kl_equals_the_projected_kl():
+    """Liger's chunked KL (beta 0, weight T^2, masked by target ids, padded vocabulary with -1e4 biases) against the
+    projected loss's loss_ce, values and gradients, on the CPU where Liger imports (its cross-entropy, a Triton
+    kernel, runs on CUDA only)."""
+    pytest.importorskip("liger_kernel.chunked_loss", reason="Liger Kernel (the [gpu] extra) is not installed")
+    from study.distill.fused_loss import _padded, liger_kl
+    from study.distill.projected_loss import KDTargets, projected_kd_losses
+
+    torch.manual_seed(0)
+    n, H, V, T = 10, 8, 70, 2.0  # 70 words padded to 128: the padded rows must take no probability
+    h_s, w_s, b_s = torch.randn(n, H), torch.randn(V, H) * 0.5, torch.randn(V)
+    h_t, w_t, b_t = torch.randn(n, H), torch.randn(V, H) * 0.5, torch.randn(V)
+    kl = torch.tensor([1.0, 1, 0, 1, 1, 1, 0, 1, 1, 1])  # 8 KL positions
+    t = KDTargets(kl=kl, labels=torch.full((n,), -100), cf_labels=torch.full((n,), -100), lam=torch.ones(n),
+                  n_plain=n, n_kl=8, n_kl_plain=8, n_mlm=0)
+    results = []
+    for route in ("projected", "liger"):
+        leaves = [x.clone().requires_grad_() for x in (h_s, w_s, b_s)]
+        if route == "projected":
+            loss = projected_kd_losses(*leaves, h_t, None, w_t, b_t, t, T, 1.0, 0.0, chunk=4, pad_to=64)[0]
+        else:
+            ws, bs = _padded(leaves[1], leaves[2], 128, torch.float32)
+            wt, bt = _padded(w_t, b_t, 128, torch.float32)
+            loss = liger_kl(leaves[0], ws, bs, h_t, wt, bt, t, T, chunk=4, compiled=False)
+        loss.backward()
+        results.append((loss.item(), [x.grad for x in leaves]))
+    (ref, ref_grads), (got, got_grads) = results
+    assert got == pytest.approx(ref, rel=1e-5)
+    for a, b in zip(ref_grads, got_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -60,15 +60,30 @@ def _padded(w: torch.Tensor, b: torch.Tensor, rows: int, dtype: torch.dtype) -> 
     return w, b
 
 
+def liger_kl(hs, ws, bs, ht, wt, bt, t: KDTargets, temperature: float, chunk: int,
+             compiled: bool = True) -> torch.Tensor:
+    """loss_ce of the first t.n_plain positions: KL(teacher || student) x T^2 summed over their KL positions and
+    divided by the whole batch's (t.n_kl). Inputs already cast and padded (liger_plain_losses); runs on a CPU too
+    (Liger's chunked losses are plain PyTorch, torch.compile'd unless `compiled` is off)."""
+    from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
+
+    n, T = t.n_plain, temperature
+    kl_ids = torch.where(t.kl[:n] > 0, 0, -100)  # Liger masks the KL by target ids
+    # weight T^2 (soft-target gradients scale as 1/T^2), fixed for the run: a weight that changed every step would
+    # recompile Liger's torch.compile'd chunk every step
+    kl = LigerFusedLinearJSDLoss(weight_hard_loss=0.0, weight_soft_loss=T * T, beta=0.0, temperature=T,
+                                 compiled=compiled, chunk_size=chunk)(hs, ws, ht, wt, kl_ids, bs, bt)
+    return kl * (t.n_kl_plain / t.n_kl)  # Liger averaged over the plain KL positions: over all of them
+
+
 def liger_plain_losses(h_s, w_s, b_s, h_t, w_t, b_t, t: KDTargets, temperature: float, chunk: int, pad_to: int | None,
                        dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss_ce, loss_mlm) of the first t.n_plain positions, each summed over them and divided by the whole batch's
     count (t.n_kl, t.n_mlm), so that adding the mixed positions' part gives the batch's terms. Both carry the
     gradient to h_s, w_s and b_s. h_* (n, H), w_* (V, H), b_* (V,)."""
-    from liger_kernel.chunked_loss import LigerFusedLinearJSDLoss
     from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
-    n, T = t.n_plain, temperature
+    n = t.n_plain
     rows = padded_size(w_s.shape[0], pad_to)
     ws, bs = _padded(w_s, b_s, rows, dtype)
     wt, bt = _padded(w_t.detach(), b_t.detach(), rows, dtype)
@@ -78,13 +93,8 @@ def liger_plain_losses(h_s, w_s, b_s, h_t, w_t, b_t, t: KDTargets, temperature: 
     # autocast off: the inputs are cast above, and Liger's chunk adds the bias into the matmul's output in place
     with torch.autocast(h_s.device.type, enabled=False):
         if t.n_kl_plain:
-            kl_ids = torch.where(t.kl[:n] > 0, 0, -100)  # Liger masks the KL by target ids
-            # weight T^2 (soft-target gradients scale as 1/T^2), fixed for the run: a weight that changed every step
-            # would recompile Liger's torch.compile'd chunk every step
-            kl = LigerFusedLinearJSDLoss(weight_hard_loss=0.0, weight_soft_loss=T * T, beta=0.0, temperature=T,
-                                         chunk_size=chunk)(hs, ws, ht, wt, kl_ids, bs, bt)
-            loss_ce = kl * (t.n_kl_plain / t.n_kl)  # Liger averaged over the plain KL positions: over all of them
-        if t.n_mlm:
+            loss_ce = liger_kl(hs, ws, bs, ht, wt, bt, t, temperature, chunk)
+        if n and t.n_mlm:  # (every row mixed: nothing here)
             ce = LigerFusedLinearCrossEntropyLoss(ignore_index=-100, reduction="sum", accum_dtype=torch.float32)
             loss_mlm = ce(ws, hs, t.labels[:n], bs) / t.n_mlm
     return loss_ce, loss_mlm

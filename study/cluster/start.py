@@ -4,6 +4,7 @@ teacher in a Ray task with a worker's resources (on a GPU node when the workers 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import secrets
@@ -11,13 +12,16 @@ import secrets
 import ray
 from ray._private import ray_constants
 
-from study.config import StudyConfig
+from study.config import StudyConfig, with_params
+from study.errors import ConfigError
 from study.experiment.evaluation import cached_teacher_metrics, teacher_metrics
 from study.runtime import fix_threads, quiet_libraries, root_cause, setup_worker_logging
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster moves configs and metrics, not data: keep the store small
 SINGLE_MACHINE = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # "0": the node's address is the loopback one
 CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # as this process found it when Ray was imported
+
+log = logging.getLogger(__name__)
 
 
 def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True) -> bool:
@@ -85,6 +89,19 @@ def require_token() -> None:
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+
+
+def on_device(cfg: StudyConfig, choice: str, cluster_gpus: float) -> StudyConfig:
+    """cfg with one run's Ray Train workers on GPUs or not, as `--device` says: cpu: not; cuda: on GPUs, a usage
+    error if the cluster has fewer than one run's workers need; auto: on GPUs when it has that many."""
+    s = cfg.search.scaling
+    need = s.num_workers * s.gpus_per_worker
+    if choice == "cuda" and cluster_gpus < need:
+        raise ConfigError(f"--device cuda: the Ray cluster has {cluster_gpus:g} GPU(s); one run's {s.num_workers} "
+                          f"worker(s) need {need:g}")
+    use_gpu = choice == "cuda" or choice == "auto" and cluster_gpus >= need
+    log.info(f"workers on {'GPUs' if use_gpu else 'CPUs'} (--device {choice}; the cluster has {cluster_gpus:g} GPU(s))")
+    return with_params(cfg, {"search.scaling.use_gpu": use_gpu})
 
 
 @ray.remote

@@ -25,7 +25,7 @@ from rich.table import Table
 from analysis.pick import RECOMMENDED_PICK, pick_trial
 from analysis.report import table_console
 from analysis.runs import StudyRecord, Trial, read_study
-from study.cluster.start import start_ray, teacher_metrics_task
+from study.cluster.start import on_device, start_ray, teacher_metrics_task
 from study.record import folder, tracking
 from study.record.checkpoint import fetch_student
 from study.reruns.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
@@ -35,8 +35,9 @@ from study.student import registry
 log = logging.getLogger(__name__)
 
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
-          address: str | None = None) -> dict:
-    """Rerun the picked trial; returns what was written to reruns/<trial id>[-full].json."""
+          address: str | None = None, device: str = "auto") -> dict:
+    """Rerun the picked trial, its workers on GPUs or not as `device` (auto, cpu, cuda) says
+    (study.cluster.start.on_device); returns what was written to reruns/<trial id>[-full].json."""
     record = read_study(study_dir)
     trial = pick_trial(record, pick)
     params = json.loads(trial.tags[tracking.PARAMS_JSON])
@@ -49,6 +50,7 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
 
     started = start_ray(cfg, address)
     try:
+        cfg = on_device(cfg, device, ray.cluster_resources().get("GPU", 0))
         # the full budget may measure more (all nine GLUE tasks)
         teacher = teacher_metrics_task(seed_config(cfg, params, 0, full))
         per_seed, failed = run_seeds(cfg, teacher, runs, full)

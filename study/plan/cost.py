@@ -247,7 +247,7 @@ def race_runs(cfg: StudyConfig) -> tuple[int, int] | None:
         return None
     anchors = len(search.anchors) if c.anchors else int(search.control_anchor is not None)
     first = c.top * c.seeds + anchors * (c.seeds - 1)
-    return first, min(c.runs, c.top * c.max_seeds + anchors * (c.max_seeds - 1))
+    return first, min(c.runs(c.top + anchors), c.top * c.max_seeds + anchors * (c.max_seeds - 1))
 
 
 def race(cfg: StudyConfig, distill: Part, per_eval: float | None) -> Part | None:

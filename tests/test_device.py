@@ -10,15 +10,13 @@ from study.cli import main
 from study.cluster.start import on_device
 from study.config import DistillConfig
 from study.device import BF16_ATOL, BF16_RTOL, cuda_count, describe, resolve_device
-from study.distill.batches import DistillData, assemble
-from study.distill.data import selection_weights
 from study.distill.fused_loss import liger_installed, loss_route
 from study.distill.loop import compile_on, device_teacher
 from study.distill.models import make_student
 from study.distill.step import MixupStudent, loss_step
 from study.errors import ConfigError
 from study.load import parse_config
-from tests.conftest import tiny_space
+from tests.conftest import batch_for, tiny_space
 
 CPU, GPU0, GPU1 = torch.device("cpu"), torch.device("cuda", 0), torch.device("cuda", 1)
 
@@ -110,21 +108,12 @@ def test_distill_on_cuda_without_a_gpu_is_one_line(study_yaml, capsys):
     assert err == "kdstudy: error: --device cuda: torch sees no CUDA device on this machine"
 
 
-def _mixup_batch(world_models, c):
-    _, tokenizer, ids = world_models
-    data = DistillData(ids[:200], tokenizer, c)
-    weights = selection_weights(data.ids, len(tokenizer), tokenizer.all_special_ids, c.masking)
-    gendered = [i for i in range(len(data.ids)) if data.cf[i] is not None][:5]
-    neutral = [i for i in range(len(data.ids)) if data.cf[i] is None][:3]
-    return assemble(data, gendered + neutral, c, tokenizer, weights, torch.Generator().manual_seed(0))
-
-
 def test_a_bf16_teacher_keeps_the_loss_within_bf16_tolerance(world_models):
     """The teacher's weights in bf16 (what train() holds on CUDA), the step under bf16 autocast (a CPU has it too),
     against the fp32 reference loss: every term within BF16_RTOL |fp32| + BF16_ATOL."""
     teacher, _, _ = world_models
     c = DistillConfig(steps=1, batch_size=8, max_length=24, mitigation={"mode": "mixup", "p": 0.7})
-    batch = _mixup_batch(world_models, c)
+    batch = batch_for(world_models, c)
     torch.manual_seed(0)
     model = MixupStudent(make_student(teacher, 1)).eval()
     with torch.no_grad():
@@ -142,7 +131,7 @@ def test_a_bf16_teacher_keeps_the_loss_within_bf16_tolerance(world_models):
 def test_compiled_encoders_give_the_eager_loss(world_models):
     teacher, _, _ = world_models
     c = DistillConfig(steps=1, batch_size=8, max_length=24, mitigation={"mode": "mixup", "p": 0.7})
-    batch = _mixup_batch(world_models, c)
+    batch = batch_for(world_models, c)
     model = MixupStudent(make_student(teacher, 1)).eval()
     with torch.no_grad():
         eager = loss_step(model, teacher, batch, c)

@@ -7,12 +7,12 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from study.config import DistillConfig
-from study.distill.batches import DistillData, assemble, make_plan
-from study.distill.data import selection_weights
+from study.distill.batches import make_plan
 from study.distill.loop import train
 from study.distill.models import make_student
 from study.distill.projected_loss import KDTargets, chunk_size, projected_kd_losses
 from study.distill.step import MixupStudent, loss_step
+from tests.conftest import batch_for
 
 MODES = {
     "none": {"mode": "none"},
@@ -25,16 +25,6 @@ MODES = {
 def cfg(**kw):
     base = {"steps": 4, "batch_size": 8, "max_length": 24, "log_every": 2}
     return DistillConfig.model_validate({**base, **kw})
-
-
-def batch_for(world_models, c):
-    """A batch mixing gendered and neutral sequences, so mixup has mixed and unmixed rows."""
-    _, tokenizer, ids = world_models
-    data = DistillData(ids[:200], tokenizer, c)
-    weights = selection_weights(data.ids, len(tokenizer), tokenizer.all_special_ids, c.masking)
-    gendered = [i for i in range(len(data.ids)) if data.cf[i] is not None][:5]
-    neutral = [i for i in range(len(data.ids)) if data.cf[i] is None][:3]
-    return assemble(data, gendered + neutral, c, tokenizer, weights, torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("kl_positions", ["all", "masked"])

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import secrets
+import socket
 
 import ray
 from ray._private import ray_constants
@@ -42,12 +43,37 @@ def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True)
     cpus = max(os.cpu_count() or 1, math.ceil(per_trial * concurrent))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     custom = {k: v * concurrent for k, v in s.trial_resources.items()}  # as a cluster's head
-    with on_loopback():
+    gcs = f"127.0.0.1:{free_port()}"
+    with on_loopback(), gcs_port(gcs):
         # address "local": a new cluster of this study's own, never one that another study or a `ray start` on this
-        # machine left in RAY_ADDRESS or /tmp/ray/ray_current_cluster (ray.init's default would join that one)
+        # machine left in RAY_ADDRESS or /tmp/ray/ray_current_cluster (ray.init's default would join that one).
+        # RAY_ADDRESS in the workers: Ray's own actors that look the cluster up (Ray Train's placement-group cleaner)
+        # find this one, not "multiple active Ray instances" when another cluster runs on the machine.
         ray.init(address="local", num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
-                 include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver)
+                 include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver,
+                 runtime_env={"env_vars": {ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE: gcs}})
     return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gcs_port(address: str):
+    """The local cluster started in this block has its GCS at `address`'s port (Ray reads RAY_GCS_SERVER_PORT when it
+    starts a head), so that its address is known before it starts."""
+    before = os.environ.get(ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE)
+    os.environ[ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE] = address.rpartition(":")[2]
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE, None)
+        else:
+            os.environ[ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE] = before
 
 
 @contextlib.contextmanager

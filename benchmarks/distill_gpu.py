@@ -4,8 +4,10 @@ A random-init bert-base-shaped teacher (BertConfig defaults: 12 x 768, vocabular
 project's 6-layer student (study.distill.models.make_student), 128-token sequences of random word ids (half of them with
 gendered words, so mixup mixes), bf16 autocast on a GPU. `train()` runs a fixed number of steps at each batch size,
 modes none and mixup, for
-    old: loss_chunk 0, pad_vocab_to 0   (full (B, L, V) logits and the reference distill_losses)
-    new: the defaults                    (projected loss over a vocabulary padded to 64, no step sync, fused AdamW)
+    old: loss_chunk 0, pad_vocab_to 0   (full (B, L, V) logits and the reference distill_losses; an fp32 teacher,
+         teacher_bf16 and compile off    no compile)
+    new: the defaults                    (projected loss over a vocabulary padded to 64, no step sync, fused AdamW;
+                                          on CUDA a bf16 teacher, compiled encoders, Liger's losses where installed)
 Without a GPU it runs a tiny configuration (small model, few steps) so that it stays runnable everywhere; its
 figures say nothing about a GPU.
 
@@ -16,7 +18,8 @@ FLOPs per token (matmuls only): teacher forward + student forward and backward (
 (Q, K, V, O and the FFN; attention scores and values over L tokens; the head transform; the vocabulary
 projection, unpadded V). Under mixup the teacher's extra forward on counterfactuals is not counted. MFU is against
 the card's bf16 dense peak (H100/H200 SXM: 989 TFLOP/s). Before the table, the bf16 path's loss on one batch is
-checked against the fp32 reference loss: |bf16 - fp32| <= 2e-2 |fp32| + 2e-3 for each term.
+checked against the fp32 reference loss, with each switch of the GPU path off in turn and kl_positions all and
+masked: |bf16 - fp32| <= 2e-2 |fp32| + 2e-3 for each term (study.device.BF16_RTOL, BF16_ATOL).
 Last line: `ratio: X` = new path at its best batch / old path at the first batch (paper.yaml's 64), mode none.
 """
 
@@ -32,16 +35,17 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
 from study.config import DistillConfig
+from study.device import BF16_ATOL, BF16_RTOL
 from study.distill.batches import DistillData, assemble
 from study.distill.data import selection_weights
+from study.distill.fused_loss import loss_route
 from study.distill.gender import FUNCTION_WORDS, GENDERED_WORDS
-from study.distill.loop import train
+from study.distill.loop import compile_on, device_teacher, train
 from study.distill.models import make_student
 from study.distill.step import MixupStudent, loss_step
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, SXM
 PAIRS = [("he", "she"), ("man", "woman"), ("father", "mother"), ("king", "queen"), ("boy", "girl")]
-BF16_RTOL, BF16_ATOL = 2e-2, 2e-3
 
 
 def tokenizer_of_size(vocab_size: int) -> BertTokenizer:
@@ -94,24 +98,42 @@ def measure(cfg: DistillConfig, teacher, n_student: int, tokenizer, ids, device,
     return rate, peak
 
 
-def bf16_check(teacher, n_student, tokenizer, ids, device) -> bool:
-    """The new path under bf16 autocast against the reference loss in fp32, on one mixup batch."""
-    cfg = DistillConfig(steps=1, batch_size=16, max_length=len(ids[0]), mitigation={"mode": "mixup"})
+# The path before the projected loss and the GPU switches: full logits, an fp32 teacher under autocast, eager.
+OLD = {"loss_chunk": 0, "pad_vocab_to": 0, "teacher_bf16": False, "compile": False}
+# Each switch of the GPU path turned off in turn against the defaults (every switch on where the device has it).
+SWITCHES = {"defaults": {}, "teacher fp32": {"teacher_bf16": False}, "compile off": {"compile": False},
+            "fused loss off": {"fused_loss": False}}
+
+
+def bf16_check(teacher, n_student, tokenizer, ids, device, switches: dict | None = None,
+               kl_positions: str = "all") -> bool:
+    """The path under bf16 autocast, with `switches` set on the defaults, against the reference loss in fp32, on one
+    mixup batch: each term within BF16_RTOL |fp32| + BF16_ATOL."""
+    switches = switches or {}
+    cfg = DistillConfig(steps=1, batch_size=16, max_length=len(ids[0]), mitigation={"mode": "mixup"},
+                        loss={"kl_positions": kl_positions}, **switches)
     data = DistillData(ids[:64], tokenizer, cfg)
     weights = selection_weights(data.ids, len(tokenizer), tokenizer.all_special_ids, cfg.masking)
     batch = assemble(data, list(range(16)), cfg, tokenizer, weights, torch.Generator().manual_seed(0)).to(device)
     model = MixupStudent(make_student(teacher, n_student)).to(device).eval()
     with torch.no_grad():
-        fp32 = loss_step(model, teacher, batch, cfg.model_copy(update={"loss_chunk": 0, "pad_vocab_to": 0}))
+        fp32 = loss_step(model, teacher.to(device), batch, cfg.model_copy(update={"loss_chunk": 0, "pad_vocab_to": 0}))
+        held = device_teacher(teacher, device, cfg.teacher_bf16)  # as train() holds it
+        step_model, encoder = model, None
+        if compile_on(cfg, device):
+            step_model, encoder = torch.compile(model), torch.compile(held.base_model)
+        fused = loss_route(cfg.loss_chunk, cfg.fused_loss, device.type) == "fused"
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            bf16 = loss_step(model, teacher, batch, cfg)
+            bf16 = loss_step(step_model, held, batch, cfg, teacher_encoder=encoder, fused=fused)
     ok = True
+    name = ", ".join(f"{k} {v}" for k, v in switches.items()) or "defaults"
     for k in ("loss_kl", "loss_mlm", "loss_cos", "loss"):
         a, b = fp32[k].item(), bf16[k].item()
         good = abs(a - b) <= BF16_RTOL * abs(a) + BF16_ATOL
         ok &= good
-        print(f"bf16 check {k}: fp32 reference {a:.5f}, bf16 projected {b:.5f} ({'ok' if good else 'EXCEEDS'} "
-              f"|d| <= {BF16_RTOL:g} |fp32| + {BF16_ATOL:g})")
+        print(f"bf16 check ({name}; kl_positions {kl_positions}; {'fused' if fused else 'projected'} loss) {k}: "
+              f"fp32 reference {a:.5f}, bf16 {b:.5f} ({'ok' if good else 'EXCEEDS'} |d| <= {BF16_RTOL:g} |fp32| + "
+              f"{BF16_ATOL:g})")
     return ok
 
 
@@ -146,9 +168,10 @@ def main() -> None:
     print(f"teacher {config.num_hidden_layers} x {config.hidden_size}, vocabulary {config.vocab_size}; student "
           f"{n_student} layers; {length} tokens a sequence; {steps} steps, the first {warmup} not timed")
     print(f"FLOPs/token = (24 H^2 n + 4 L H n + 2 H^2 + 2 H V)|teacher + 3 x (...)|student = {fpt / 1e9:.3f} GFLOP")
-    checked = bf16_check(teacher, n_student, tokenizer, ids, device)
+    checked = all(bf16_check(teacher, n_student, tokenizer, ids, device, switches, kl)
+                  for switches in SWITCHES.values() for kl in ("all", "masked"))
 
-    paths = {"old": {"loss_chunk": 0, "pad_vocab_to": 0}, "new": {}}
+    paths = {"old": OLD, "new": {}}
     rates = {}
     print(f"{'path':4s} {'mode':6s} {'batch':>5s} {'tokens/s':>10s} {'mfu':>6s} {'peak GB':>8s}")
     for mode in ("none", "mixup"):

@@ -1,18 +1,20 @@
 """The `kdstudy` command.
 
     kdstudy world build [CONFIG] [--set key=value ...] [--out DIR]
-    kdstudy distill CONFIG [--set key=value ...] [--out DIR]
-    kdstudy bias MODEL [--config CONFIG] [--out FILE]
-    kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE]
+    kdstudy distill CONFIG [--set key=value ...] [--out DIR] [--device auto|cpu|cuda|cuda:N]
+    kdstudy bias MODEL [--config CONFIG] [--out FILE] [--device ...]
+    kdstudy eval MODEL [--glue TASKS] [--world] [--bias METRICS] [--data-dir DIR] [--out FILE] [--device ...]
     kdstudy data fetch [crows|seat|stereoset|all ...] [--to DIR]
     kdstudy run SPACE.yaml [--set key=value ...] [--study-dir DIR] [--address auto|ray://...]
                 [--resume [--from STORAGE]] [--dry-run]
     kdstudy pull STORAGE DIR
     kdstudy pareto STUDY_DIR [--json] [--importance]
     kdstudy rerun STUDY_DIR [--pick recommended|knee|min:<metric>|max:<metric>|trial:<id>] [--seeds N] [--full]
+                [--device auto|cpu|cuda]
     kdstudy export STUDY_DIR [--pick ...] [--to DIR] [--push-to-hub USER/REPO]
 
-Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2.
+Usage errors (a bad config, a missing file, a model without an MLM head) print one line and exit 2. The commands that
+compute take --device (study.device): auto, the default, is the GPU when there is one.
 """
 
 from __future__ import annotations
@@ -54,22 +56,31 @@ def _metrics_table(title: str, rows: list[tuple[str, object, object]]):
     return table
 
 
-def _report(title: str, metrics: dict[str, float], out: str | None) -> int:
-    """Print metrics as a table; write them as one flat JSON object to `out` if given."""
+def _report(title: str, metrics: dict[str, float], out: str | None, device: str) -> int:
+    """Print metrics as a table; write them as one flat JSON object to `out` if given, with the device they were
+    computed on."""
     from rich.table import Table
 
     from analysis.report import table_console
+    from study.device import DEVICE_TAG
 
-    table = Table(title=title)
+    table = Table(title=title, caption=f"on {device}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in metrics.items():
         table.add_row(k, f"{v:.4f}")
     table_console().print(table)
     if out:
-        Path(out).write_text(json.dumps(metrics, indent=2))
+        Path(out).write_text(json.dumps({**metrics, DEVICE_TAG: device}, indent=2))
         log.info(f"metrics: {out}")
     return 0
+
+
+def _device(choice: str):
+    """The torch.device --device names (a usage error if this machine has none such)."""
+    from study.device import resolve_device
+
+    return resolve_device(choice)
 
 
 def cmd_world_build(args) -> int:
@@ -99,15 +110,17 @@ def cmd_distill(args) -> int:
     from analysis.report import table_console
     from study.experiment.pipeline import run_distillation
 
+    device = _device(args.device)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-distill"  # runs/<name> is the study's
-    metrics = run_distillation(cfg, out)
+    metrics = run_distillation(cfg, out, device)
     keys = [metrics["bias/primary"], "bias/template/abs_mean", "bias/template/spread",
             "bias/template/planted_spearman", "bias/template/planted_slope", "bias/template/majority_skew",
             "world/score", "glue/score"]
     rows = [(k, metrics[f"teacher/{k}"], metrics[k]) for k in dict.fromkeys(keys) if k in metrics]
     rows += [("bias/amplification", "", metrics["bias/amplification"]),
              ("perf/tokens_per_s", "", metrics["perf/tokens_per_s"])]
-    table_console().print(_metrics_table(f"{cfg.name}: mitigation {cfg.distill.mitigation.mode}", rows))
+    table_console().print(_metrics_table(f"{cfg.name}: mitigation {cfg.distill.mitigation.mode}, on "
+                                         f"{metrics['device']}", rows))
     log.info(f"student: {out / 'student'}   metrics: {out / 'metrics.json'}")
     return 0
 
@@ -116,12 +129,14 @@ def cmd_bias(args) -> int:
     cfg = _config(args.config, [])
     quiet_libraries()
     fix_threads(cfg.threads)
+    from study.device import describe
     from study.distill.models import load_masked_lm
     from study.metrics import bias
 
+    device = _device(args.device)
     model, tokenizer = load_masked_lm(args.model)
-    scalars, _ = bias.measure(model, tokenizer, cfg.bias)
-    return _report(f"bias of {args.model}", scalars, args.out)
+    scalars, _ = bias.measure(model.to(device), tokenizer, cfg.bias)
+    return _report(f"bias of {args.model}", scalars, args.out, describe(device))
 
 
 def _csv(value: str) -> list[str]:
@@ -157,11 +172,13 @@ def cmd_eval(args) -> int:
     cfg = _config(args.config, args.set)
     quiet_libraries()
     fix_threads(cfg.threads)
+    from study.device import describe
     from study.distill.models import check_model, load_masked_lm
     from study.metrics import bias, glue
     from study.world import tasks as world_tasks
     from study.world.build import build_world
 
+    device = _device(args.device)
     data_dir = Path(args.data_dir) if args.data_dir else None
     if args.bias or args.glue or args.world:  # every part loads the model: one that is not there is one line first
         args.model = check_model(args.model)
@@ -170,19 +187,19 @@ def cmd_eval(args) -> int:
         names = list(BIAS_METRICS) if args.bias == "all" else _csv(args.bias)
         bias_cfg = _bias_config_for(cfg, names, str(data_dir) if data_dir else cfg.bias.data_dir)
         model, tokenizer = load_masked_lm(args.model)
-        metrics.update(bias.measure(model, tokenizer, bias_cfg)[0])
+        metrics.update(bias.measure(model.to(device), tokenizer, bias_cfg)[0])
     if args.glue:
         tasks = list(GLUE_TASKS) if args.glue == "all" else _csv(args.glue)
         glue_cfg = _validated(GlueConfig, {**cfg.eval.glue.model_dump(), "tasks": tasks}, "--glue")
         glue_dir = glue_cfg.data_dir or (data_dir / "glue" if data_dir and (data_dir / "glue").is_dir() else None)
-        metrics.update(glue.evaluate(args.model, glue_cfg, glue_dir))
+        metrics.update(glue.evaluate(args.model, glue_cfg, glue_dir, device=device))
     if args.world:
         world = build_world(cfg.world)
         metrics.update(glue.evaluate(args.model, cfg.eval.world, world_tasks.task_dir(world), WORLD_TASKS,
-                                     prefix="world"))
+                                     prefix="world", device=device))
     if not metrics:
         raise ConfigError("nothing to evaluate: give --bias, --glue and/or --world")
-    return _report(f"eval of {args.model}", metrics, args.out)
+    return _report(f"eval of {args.model}", metrics, args.out, describe(device))
 
 
 def _seeds(value: str) -> int:
@@ -264,7 +281,8 @@ def cmd_rerun(args) -> int:
     from study.reruns.rerun import rerun
     from study.search.watch import quiet_wanted
 
-    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address, quiet=quiet_wanted(args.verbosity))
+    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address, args.device,
+          quiet=quiet_wanted(args.verbosity))
     return 0
 
 
@@ -337,6 +355,11 @@ def cmd_effects(args) -> int:
     return 0
 
 
+def _device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                        help="where to compute; auto: the first GPU when there is one, else the CPU (default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdstudy", description=__doc__.split("\n")[0])
     loudness = parser.add_mutually_exclusive_group()
@@ -357,12 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("config")
     distill.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     distill.add_argument("--out", help="output dir (default: runs/<name>-distill)")
+    _device_option(distill)
     distill.set_defaults(func=cmd_distill)
 
     measure = sub.add_parser("bias", help="measure the template bias of any masked LM")
     measure.add_argument("model", help="a model dir or hub name")
     measure.add_argument("--config", help="a study YAML whose `bias` section to use")
     measure.add_argument("--out", help="write the metrics as JSON here")
+    _device_option(measure)
     measure.set_defaults(func=cmd_bias)
     ev = sub.add_parser("eval", help="GLUE, the world's tasks and the bias suite for one model")
     ev.add_argument("model", help="a model dir or hub name")
@@ -373,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", help="a study YAML whose world, bias and eval sections to use")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ev.add_argument("--out", help="write the metrics as one flat JSON object here")
+    _device_option(ev)
     ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="the bias benchmarks' files").add_subparsers(dest="action", required=True)
@@ -403,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--seeds", type=_seeds, help="how many seeds (default: the YAML's rerun.seeds)")
     again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
     again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
+    again.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="the seeds' Ray Train workers on GPUs (cuda) or not (cpu); auto: on GPUs when the "
+                            "cluster has enough for them (default)")
     again.set_defaults(func=cmd_rerun)
 
     pull = sub.add_parser("pull", help="copy a study's record from its storage into a folder (then pareto, mlflow ui)")

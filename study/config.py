@@ -164,7 +164,15 @@ class DistillConfig(Strict):
     loss_chunk: int = Field(8192, ge=0, description="positions per chunk of the projected loss on an accelerator (on "
                                                      "a CPU at most 1 MiB of fp32 logits); 0 = the reference loss on "
                                                      "full (B, L, V) logits (unpadded)")
-    compile: bool = Field(False, description="torch.compile the student and teacher encoders")
+    # auto: on CUDA, off on a CPU. On one H200 (benchmarks/distill_gpu.py, bert-base, batch 256, 2026-12-04) the
+    # compiled step ran 303k tokens/s against 270k; on a CPU it was not measured faster, so it stays off there.
+    compile: bool | Literal["auto"] = Field("auto", description="torch.compile the student and teacher encoders")
+    # Under autocast an fp32 teacher has every weight cast to bf16 at every matmul of every step; held in bf16 it is
+    # cast once. Only on CUDA: a CPU computes in fp32.
+    teacher_bf16: bool = Field(True, description="on CUDA, hold the teacher's weights in bf16")
+    # Liger Kernel (the [gpu] extra) on CUDA: fused linear KL and cross-entropy for the rows that are not mixed
+    # (study.distill.fused_loss); elsewhere, and for mixup's mixed rows, the projected loss.
+    fused_loss: bool = Field(True, description="on CUDA with Liger Kernel installed, its fused linear losses")
 
     @model_validator(mode="after")
     def _budget(self) -> "DistillConfig":
@@ -289,6 +297,9 @@ class EvalConfig(Strict):
     suites: list[Literal[EVAL_SUITES]] = []  # type: ignore[valid-type]
     glue: GlueConfig = GlueConfig()
     world: WorldTasksConfig = WorldTasksConfig()
+    # A fine-tuning run at batch 32 leaves a GPU idle most of the time; on CUDA a process's seed slots run this many
+    # at once, each in a process of its own (study.experiment.job_runner). How much it gains is unmeasured.
+    jobs_per_gpu: int = Field(2, ge=1, description="fine-tuning runs at once on one GPU (CUDA only)")
 
 
 # --- the search: what is sampled, what is optimised, how a trial runs -------------------------------------------

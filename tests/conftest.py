@@ -259,3 +259,21 @@ def trial_runs(study_dir: Path) -> list:
 
     meta = json.loads((study_dir / META).read_text())
     return [r for r in connect(meta["tracking_uri"]).search_runs([meta["experiment_id"]]) if TRIAL_ID in r.data.tags]
+
+
+# --- a distillation batch ------------------------------------------------------------------------------------------
+
+
+def batch_for(world_models, c):
+    """A batch mixing gendered and neutral sequences, so mixup has mixed and unmixed rows."""
+    import torch
+
+    from study.distill.batches import DistillData, assemble
+    from study.distill.data import selection_weights
+
+    _, tokenizer, ids = world_models
+    data = DistillData(ids[:200], tokenizer, c)
+    weights = selection_weights(data.ids, len(tokenizer), tokenizer.all_special_ids, c.masking)
+    gendered = [i for i in range(len(data.ids)) if data.cf[i] is not None][:5]
+    neutral = [i for i in range(len(data.ids)) if data.cf[i] is None][:3]
+    return assemble(data, gendered + neutral, c, tokenizer, weights, torch.Generator().manual_seed(0))

@@ -63,3 +63,21 @@ def test_local_ray_listens_on_loopback_only_and_wants_its_token(tiny_world, monk
                 answers.append(err.code().name)
     assert answers == ["UNAUTHENTICATED", "UNAUTHENTICATED", "ok"]
     assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") is None  # restored: a later `ray start` is a cluster
+
+
+def test_ray_s_own_lookups_in_a_worker_find_the_study_s_cluster(tiny_world, monkeypatch):
+    """With another Ray cluster on the machine, Ray's auto-detection (what Ray Train's placement-group cleaner calls)
+    fails with "multiple active Ray instances" unless RAY_ADDRESS names one: a local study's workers have its own."""
+    import ray
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert start_ray(parse_config(tiny_space(num_samples=1)), None)
+    gcs = ray._private.worker.global_worker.node.gcs_address
+
+    @ray.remote(num_cpus=1)
+    def found() -> str:
+        return canonicalize_bootstrap_address_or_die(None)
+
+    assert ray.get(found.remote()) == gcs
+    assert os.environ.get("RAY_GCS_SERVER_PORT") is None  # restored: a later `ray start` picks its own port

@@ -1,7 +1,6 @@
 """`kdstudy run --dry-run`: the plan of a study from its YAML alone."""
 
 from study.cli import main
-from study.plan.cost import MEASURED
 
 
 def test_dry_run_prints_the_plan_without_ray_or_downloads(capsys, monkeypatch):
@@ -17,25 +16,24 @@ def test_dry_run_prints_the_plan_without_ray_or_downloads(capsys, monkeypatch):
     assert not ray.is_initialized()
 
 
-def test_dry_run_estimates_gpu_hours_from_measured_throughput(capsys):
+def test_dry_run_prices_each_part_with_its_source_and_totals_them(capsys):
     assert main(["run", "search_spaces/paper.yaml", "--dry-run"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
-    # paper.yaml: 48 trials of 10,000 steps x 64 sequences x 4 workers x 128 tokens; --full 40,000 steps, 5 seeds;
-    # 2 trials at a time; the figures measured at its batch, plain KD and mixup
-    plain, mixup = (next(m for m in MEASURED if m.batch == 64 and m.mixup == mix) for mix in (False, True))
-    search, rerun = 48 * 10_000 * 64 * 4 * 128, 5 * 40_000 * 64 * 4 * 128
-
-    def hours(tokens: float) -> str:
-        return f"{tokens / plain.tokens_per_s / 3600:.1f}-{tokens / mixup.tokens_per_s / 3600:.1f}"
-
-    assert "distillation: an ESTIMATE from measured throughput" in out and plain.measured in out
-    assert f"15.73B tokens = {hours(search)} {plain.gpu} GPU-hours" in out
-    assert f"8 GPUs at a time: {hours(search / 8)} hours" in out
-    assert f"5 seeds x 1.31B tokens = {hours(rerun)} {plain.gpu} GPU-hours" in out
-    # the evaluation apart, its budget counted and its cost said to be unmeasured: no figure from a GPU
+    # 48 trials x 10,000 steps x 256 sequences x 128 tokens = 15.73B tokens at 177k tokens/s (plain KD) .. 124k
+    # (mixup) per GPU: 24.7-35.2 GPU-hours; 8 GPUs at a time
+    assert "distillation 15.73B tokens = 24.7-35.2 H200 GPU-hours" in out and "8 GPUs at a time: 3.1-4.4 hours" in out
+    assert "source: 2026-12-04, one H200, `python benchmarks/distill_gpu.py`, batch 64" in out
+    # 4 tasks x 3 seeds x 1,500 steps = 18,000 steps at 1,479 / 32 steps/s = 389 s a trial; x 48 trials
     assert "12 fine-tuning run(s) (glue: 4 task(s) x 3 seed(s), at most 1500 steps x 32 sequences each)" in out
-    assert "evaluation: no estimate: unmeasured (no fine-tuning steps/s or bias-suite seconds measured on a GPU" in out
-    assert "measured on a CPU and are not GPU figures" in out
+    assert "per trial at most 18,000 fine-tuning steps (the bias suite not timed on a GPU: not counted) = 6.5 " \
+           "H200-minutes; 48 trials = 5.19 H200 GPU-hours" in out
+    assert "source: 2026-12-04, one H200, glue.fit in fp32 at batch 32: 1,479 examples/s" in out
+    # the race: 6 trials x 2 seeds + 3 anchors x 1 (their search run is seed 0) = 15 runs first, at most every
+    # contender to 8 seeds, 6 x 8 + 3 x 7 = 69 (within the budget of 9 contenders x 8); a run = 0.514-0.734 h of
+    # distillation + 0.108 h of evaluation
+    assert "confirm race 15-69 runs" in out and "= 9.3-58.1 H200 GPU-hours" in out
+    assert "total 39.2-98.5 H200 GPU-hours" in out
+    assert "5 seeds x 1.31B tokens = 10.3-14.7 H200 GPU-hours of distillation" in out
 
 
 def test_dry_run_says_when_no_measured_figure_fits(capsys):
@@ -43,10 +41,11 @@ def test_dry_run_says_when_no_measured_figure_fits(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "no estimate: no measured distillation throughput for this study (the study runs on CPUs)" in out
     # the smoke world's evaluation has CPU figures: 1 task x 1 seed x 2 epochs of 16,000 examples at batch 64
-    assert "per trial 500 steps + the bias suite" in out and "measured on a CPU" in out
+    assert "per trial 500 fine-tuning steps + the bias suite" in out and "measured on a CPU" in out
+    assert "total no total: distillation, confirm race unmeasured" in out
     for change, why in (("teacher.source=roberta-base", "teacher roberta-base"),
-                        ("distill.batch_size=128", "batch 128 per GPU (measured: 64, 256)"),
+                        ("distill.batch_size=512", "batch 512 per GPU (measured: 64, 128, 256)"),
                         ("distill.max_length=256", "at 256 tokens")):
         assert main(["run", "search_spaces/paper.yaml", "--dry-run", "--set", change]) == 0
         out = " ".join(capsys.readouterr().out.split())
-        assert "GPU-hours" not in out and why in out, change
+        assert why in out and "total no total: distillation," in out, change

@@ -7,12 +7,12 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from study.config import DistillConfig
-from study.distill.batches import DistillData, assemble, make_plan
-from study.distill.data import selection_weights
+from study.distill.batches import make_plan
 from study.distill.loop import train
 from study.distill.models import make_student
 from study.distill.projected_loss import KDTargets, chunk_size, projected_kd_losses
 from study.distill.step import MixupStudent, loss_step
+from tests.conftest import batch_for
 
 MODES = {
     "none": {"mode": "none"},
@@ -25,16 +25,6 @@ MODES = {
 def cfg(**kw):
     base = {"steps": 4, "batch_size": 8, "max_length": 24, "log_every": 2}
     return DistillConfig.model_validate({**base, **kw})
-
-
-def batch_for(world_models, c):
-    """A batch mixing gendered and neutral sequences, so mixup has mixed and unmixed rows."""
-    _, tokenizer, ids = world_models
-    data = DistillData(ids[:200], tokenizer, c)
-    weights = selection_weights(data.ids, len(tokenizer), tokenizer.all_special_ids, c.masking)
-    gendered = [i for i in range(len(data.ids)) if data.cf[i] is not None][:5]
-    neutral = [i for i in range(len(data.ids)) if data.cf[i] is None][:3]
-    return assemble(data, gendered + neutral, c, tokenizer, weights, torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("kl_positions", ["all", "masked"])
@@ -82,7 +72,7 @@ def test_nothing_selected_gives_zero_not_nan():
     h = torch.randn(3, 4, requires_grad=True)
     w, b = torch.randn(10, 4, requires_grad=True), torch.zeros(10, requires_grad=True)
     targets = KDTargets(kl=torch.zeros(3), labels=torch.full((3,), -100), cf_labels=torch.full((3,), -100),
-                        lam=torch.ones(3), n_plain=3, n_kl=0, n_mlm=0)
+                        lam=torch.ones(3), n_plain=3, n_kl=0, n_kl_plain=0, n_mlm=0)
     loss, ce, mlm = projected_kd_losses(h, w, b, h.detach(), None, w.detach(), b.detach(), targets, 2.0, 5.0, 2.0)
     loss.backward()
     assert loss.item() == ce.item() == mlm.item() == 0.0
@@ -97,7 +87,7 @@ def test_temperature_one_and_tiny_by_hand():
     w_s = torch.tensor([[0.0], [math.log(3.0)]], requires_grad=True)
     w_t = torch.zeros(2, 1)
     targets = KDTargets(kl=torch.ones(1), labels=torch.tensor([1]), cf_labels=torch.tensor([1]),
-                        lam=torch.ones(1), n_plain=1, n_kl=1, n_mlm=1)
+                        lam=torch.ones(1), n_plain=1, n_kl=1, n_kl_plain=1, n_mlm=1)
     _, ce, mlm = projected_kd_losses(h, w_s, torch.zeros(2), h.detach(), None, w_t, torch.zeros(2), targets,
                                      1.0, 1.0, 1.0, pad_to=64)
     assert ce.item() == pytest.approx(0.5 * math.log(4 / 3), abs=1e-6)

@@ -38,6 +38,19 @@ def test_jobs_in_any_order_give_the_one_process_numbers(tiny_world, tmp_path):
         <= set(one_process)
 
 
+def test_slots_run_at_once_in_processes_give_the_numbers_of_one_after_another(tiny_world, tmp_path):
+    """What a worker does on CUDA with eval.jobs_per_gpu 2 (study.experiment.job_runner), here on the CPU."""
+    from study.experiment.job_runner import run_jobs
+
+    cfg = _cfg(tmp_path)
+    model_dir = tiny_world.teacher_dir
+    in_order = list(run_jobs(run_job, evaluation_jobs(cfg), model_dir, cfg, "cpu"))
+    at_once = list(run_jobs(run_job, evaluation_jobs(cfg), model_dir, cfg, "cpu", at_once=2))
+    assert [job for job, _, _ in in_order] == evaluation_jobs(cfg)
+    assert sorted(job.name for job, _, _ in at_once) == sorted(job.name for job in evaluation_jobs(cfg))
+    assert combine(cfg, {job: r for job, r, _ in at_once}) == combine(cfg, {job: r for job, r, _ in in_order})
+
+
 @pytest.mark.slow
 def test_a_trial_evaluated_shared_equals_one_evaluated_on_rank_0(tiny_world, tmp_path, no_ray_left_behind):
     from study.cluster.start import start_ray

@@ -14,7 +14,7 @@ import socket
 import ray
 from ray._private import ray_constants, services
 
-from study.config import StudyConfig
+from study.config import StudyConfig, with_params
 from study.errors import ConfigError
 from study.experiment.evaluation import cached_teacher_metrics, teacher_metrics
 from study.runtime import error_line, fix_threads, quiet_libraries, root_cause, setup_worker_logging
@@ -49,11 +49,15 @@ def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True)
     cpus = max(os.cpu_count() or 1, math.ceil(per_trial * concurrent))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     custom = {k: v * concurrent for k, v in s.trial_resources.items()}  # as a cluster's head
-    with on_loopback():
+    gcs = f"127.0.0.1:{free_port()}"
+    with on_loopback(), gcs_port(gcs):
         # address "local": a new cluster of this study's own, never one that another study or a `ray start` on this
-        # machine left in RAY_ADDRESS or /tmp/ray/ray_current_cluster (ray.init's default would join that one)
+        # machine left in RAY_ADDRESS or /tmp/ray/ray_current_cluster (ray.init's default would join that one).
+        # RAY_ADDRESS in the workers: Ray's own actors that look the cluster up (Ray Train's placement-group cleaner)
+        # find this one, not "multiple active Ray instances" when another cluster runs on the machine.
         ray.init(address="local", num_cpus=cpus, resources=custom or None, object_store_memory=OBJECT_STORE_BYTES,
-                 include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver)
+                 include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver,
+                 runtime_env={"env_vars": {ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE: gcs}})
     return True
 
 
@@ -72,6 +76,27 @@ def check_answers(address: str) -> None:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as err:
         raise ConfigError(f"--address {address}: nothing answers at {target} ({err.strerror or err})") from None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gcs_port(address: str):
+    """The local cluster started in this block has its GCS at `address`'s port (Ray reads RAY_GCS_SERVER_PORT when it
+    starts a head), so that its address is known before it starts."""
+    before = os.environ.get(ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE)
+    os.environ[ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE] = address.rpartition(":")[2]
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE, None)
+        else:
+            os.environ[ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE] = before
 
 
 @contextlib.contextmanager
@@ -113,6 +138,19 @@ def require_token() -> None:
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+
+
+def on_device(cfg: StudyConfig, choice: str, cluster_gpus: float) -> StudyConfig:
+    """cfg with one run's Ray Train workers on GPUs or not, as `--device` says: cpu: not; cuda: on GPUs, a usage
+    error if the cluster has fewer than one run's workers need; auto: on GPUs when it has that many."""
+    s = cfg.search.scaling
+    need = s.num_workers * s.gpus_per_worker
+    if choice == "cuda" and cluster_gpus < need:
+        raise ConfigError(f"--device cuda: the Ray cluster has {cluster_gpus:g} GPU(s); one run's {s.num_workers} "
+                          f"worker(s) need {need:g}")
+    use_gpu = choice == "cuda" or choice == "auto" and cluster_gpus >= need
+    log.info(f"workers on {'GPUs' if use_gpu else 'CPUs'} (--device {choice}; the cluster has {cluster_gpus:g} GPU(s))")
+    return with_params(cfg, {"search.scaling.use_gpu": use_gpu})
 
 
 @ray.remote

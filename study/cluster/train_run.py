@@ -147,7 +147,8 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         metrics |= objective.value(metrics)
     metrics |= {k: v for k, v in result.metrics.items() if k.startswith(("distill/", "perf/"))}
     metrics["perf/fit_seconds"] = time.time() - start  # Train's start and teardown, setup, distillation, evaluation
-    # the share of the workers' time (workers x the trial's wall) that went into distilling and evaluating
+    # the share of the workers' time (workers x the trial's wall) that went into distilling and evaluating (above 1
+    # where a worker runs several fine-tuning jobs at once on its GPU: eval.jobs_per_gpu)
     metrics["perf/busy_share"] = metrics["perf/work_seconds"] / (scaling.num_workers * metrics["perf/fit_seconds"])
     save_result(cfg, name, {"metrics": metrics, "uri": _relative(cfg, result.checkpoint.path)})
     return metrics, result.checkpoint.path

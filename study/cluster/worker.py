@@ -18,6 +18,7 @@ import ray.train.torch
 from ray.train import Checkpoint
 
 from study.config import StudyConfig
+from study.device import DEVICE_TAG, describe
 from study.distill.loop import train
 from study.distill.models import make_student, save_student
 from study.errors import Diverged
@@ -126,8 +127,9 @@ def _evaluate(cfg: StudyConfig, student, tokenizer, directory: Path, work: Path,
     def finished(job, seconds: float, done: int, mine: int) -> None:
         log.info(f"[{name}] evaluation: {job.name} done in {seconds:.0f}s on rank {rank} ({done}/{mine} of its jobs)")
 
-    scalars, _, seconds = evaluate_shared(model_dir, cfg, ray.train.torch.get_device(), rank, world_size, alone,
-                                          finished)
-    return scalars | {"perf/eval_seconds": time.time() - started, "perf/eval_work_seconds": sum(seconds)}
+    device = ray.train.torch.get_device()
+    scalars, _, seconds = evaluate_shared(model_dir, cfg, device, rank, world_size, alone, finished)
+    return scalars | {"perf/eval_seconds": time.time() - started, "perf/eval_work_seconds": sum(seconds),
+                      DEVICE_TAG: describe(device)}  # rank 0's is the one kept
 
 

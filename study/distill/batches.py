@@ -143,7 +143,7 @@ def make_plan(batch: Batch, kl_positions: str) -> StepPlan:
     targets = KDTargets(
         kl=kl.flatten()[positions].float(), labels=batch.labels.flatten()[positions],
         cf_labels=batch.cf_labels.flatten()[positions], lam=batch.lam.float()[positions // L],
-        n_plain=len(plain), n_kl=int(kl.sum()), n_mlm=int(masked.sum()))
+        n_plain=len(plain), n_kl=int(kl.sum()), n_kl_plain=int(kl.flatten()[plain].sum()), n_mlm=int(masked.sum()))
     real_idx = real.flatten().nonzero().squeeze(1)
     return StepPlan(positions, cf_rows, cf_positions, real_idx, targets, n_real=len(real_idx))
 

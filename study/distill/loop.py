@@ -7,6 +7,8 @@ logging on rank 0. It imports neither Ray nor MLflow; callers pass callbacks.
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
 import time
 from pathlib import Path
@@ -17,12 +19,16 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from study.config import DistillConfig
+from study.device import describe
 from study.distill.batches import DistillData, assemble, make_plan
 from study.distill.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from study.distill.data import selection_weights
+from study.distill.fused_loss import loss_route
 from study.distill.optim import clipped_step, make_optimizer
 from study.distill.step import MixupStudent, loss_step
 from study.errors import Diverged
+
+log = logging.getLogger(__name__)
 
 
 def total_steps(cfg: DistillConfig, steps_per_epoch: int) -> int:
@@ -37,6 +43,19 @@ def window_mean(window: dict[str, torch.Tensor], steps: int, distributed: bool) 
         dist.all_reduce(mean)
         mean /= dist.get_world_size()
     return {f"distill/{k}": v for k, v in zip(window, mean.tolist())}
+
+
+def compile_on(cfg: DistillConfig, device: torch.device) -> bool:
+    """distill.compile with auto resolved: on CUDA, where it measured faster, off elsewhere."""
+    return device.type == "cuda" if cfg.compile == "auto" else cfg.compile
+
+
+def device_teacher(teacher, device: torch.device, bf16: bool = True):
+    """The teacher as the step uses it: on CUDA (with `bf16`) a copy with its weights cast to bf16 once, leaving the
+    caller's fp32 module as it was (the student is made from it); elsewhere the teacher itself, on the device."""
+    if device.type == "cuda" and bf16:
+        return copy.deepcopy(teacher).to(device=device, dtype=torch.bfloat16).eval()
+    return teacher.to(device).eval()
 
 
 def train(
@@ -68,7 +87,7 @@ def train(
     data = DistillData(corpus_ids, tokenizer, cfg, rank, world_size)
     weights = selection_weights(data.ids, len(tokenizer), tokenizer.all_special_ids, cfg.masking)
     total = total_steps(cfg, data.steps_per_epoch)
-    teacher.to(device).eval()
+    teacher = device_teacher(teacher, device, cfg.teacher_bf16)
     student.to(device).train()
     optimizer, scheduler = make_optimizer(student, cfg.optim, total, fused=device.type == "cuda")
     step, last = 0, {}
@@ -80,10 +99,16 @@ def train(
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model)
     teacher_encoder = None
-    if cfg.compile:  # wrappers only: the caller's teacher and student stay uncompiled modules
+    compiled = compile_on(cfg, device)
+    if compiled:  # wrappers only: the caller's teacher and student stay uncompiled modules
         model = torch.compile(model)
         teacher_encoder = torch.compile(teacher.base_model)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    route = loss_route(cfg.loss_chunk, cfg.fused_loss, device.type)
+    if rank == 0:
+        dtype = str(next(teacher.parameters()).dtype).removeprefix("torch.")
+        log.info(f"distilling on {describe(device)}: {route} loss, teacher in {dtype}, "
+                 f"compile {'on' if compiled else 'off'}")
 
     end = min(total, stop_at) if stop_at is not None else total
     bar = tqdm(total=total, initial=step, desc="distill", disable=rank != 0 or not progress_bar, dynamic_ncols=True,
@@ -101,7 +126,7 @@ def train(
             n_real = batch.n_real
             batch = batch.to(device)
             with autocast:
-                losses = loss_step(model, teacher, batch, cfg, plan, teacher_encoder)
+                losses = loss_step(model, teacher, batch, cfg, plan, teacher_encoder, route == "fused")
                 loss = losses["loss"]
             loss.backward()
             clipped_step(model, optimizer, scheduler, cfg.optim.clip)

@@ -41,6 +41,7 @@ class KDTargets:
     lam: torch.Tensor  # (n,) float: the row's lambda, 1 on rows that are not mixed
     n_plain: int
     n_kl: int  # positions the KL averages over ("batchmean" over positions)
+    n_kl_plain: int  # of those, the ones among the first n_plain
     n_mlm: int  # positions the MLM cross-entropy averages over
 
     def to(self, device, non_blocking: bool = False) -> KDTargets:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from study.config import DistillConfig
 from study.distill.batches import Batch, StepPlan, make_plan
+from study.distill.fused_loss import fused_kd_losses
 from study.distill.gender import mix
 from study.distill.losses import cosine_loss, distill_losses, weighted_loss
 from study.distill.models import mlm_head
@@ -82,9 +83,9 @@ def _unwrap(model):
 
 
 def projected_loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: StepPlan | None = None,
-                        teacher_encoder=None) -> dict[str, torch.Tensor]:
-    """loss_step through the projected loss (study.distill.projected_loss): no full (B, L, V) logits, no host sync
-    given a plan."""
+                        teacher_encoder=None, fused: bool = False) -> dict[str, torch.Tensor]:
+    """loss_step through the projected loss (study.distill.projected_loss), or with `fused` through Liger Kernel's
+    fused losses where it can (study.distill.fused_loss): no full (B, L, V) logits, no host sync given a plan."""
     if plan is None:  # on device tensors this syncs; train() passes a plan made on the host
         plan = make_plan(batch, cfg.loss.kl_positions)
     w = cfg.loss
@@ -96,7 +97,8 @@ def projected_loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: 
     _, w_t, b_t = mlm_head(teacher)
     device = head_s.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
-    loss, loss_kl, loss_mlm = projected_kd_losses(
+    losses = fused_kd_losses if fused else projected_kd_losses
+    loss, loss_kl, loss_mlm = losses(
         head_s, w_s, b_s, head_t, head_t_cf, w_t.detach(), b_t.detach(), plan.targets, w.temperature, w.alpha_ce,
         w.alpha_mlm, chunk=chunk_size(cfg.loss_chunk, w_s.shape[0], device), pad_to=cfg.pad_vocab_to, dtype=dtype)
     loss_cos = cosine_loss(hidden_s.flatten(0, 1)[plan.real], hidden_t.flatten(0, 1)[plan.real])  # (n_real, H)
@@ -105,10 +107,11 @@ def projected_loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: 
 
 
 def loss_step(model, teacher, batch: Batch, cfg: DistillConfig, plan: StepPlan | None = None,
-              teacher_encoder=None) -> dict[str, torch.Tensor]:
-    """Forward the student and teacher on a batch: the unweighted loss terms and "loss", their weighted sum."""
+              teacher_encoder=None, fused: bool = False) -> dict[str, torch.Tensor]:
+    """Forward the student and teacher on a batch: the unweighted loss terms and "loss", their weighted sum. `fused`:
+    the route study.distill.fused_loss.loss_route chose is "fused"."""
     if cfg.loss_chunk:
-        return projected_loss_step(model, teacher, batch, cfg, plan, teacher_encoder)
+        return projected_loss_step(model, teacher, batch, cfg, plan, teacher_encoder, fused)
     mixing = bool(batch.mixed.any())
     logits, hidden = model(batch.ids, batch.attention_mask, batch.cf_ids if mixing else None, batch.lam)
     t_probs, t_hidden = teacher_targets(teacher, batch, cfg.loss.temperature)

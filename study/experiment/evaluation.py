@@ -21,7 +21,9 @@ import torch
 
 from study.catalog import GLUE_TASKS, WORLD_TASKS, Task
 from study.config import GlueConfig, StudyConfig
+from study.device import resolve_device
 from study.distill.models import load_masked_lm
+from study.experiment.job_runner import jobs_at_once, run_jobs
 from study.experiment.sources import teacher_dir, teacher_identity
 from study.metrics import bias, glue
 from study.runtime import cache_root
@@ -97,11 +99,16 @@ def combine(cfg: StudyConfig, results: dict[Job, object]) -> tuple[dict[str, flo
 
 def evaluate_model(model_dir: str | Path, cfg: StudyConfig,
                    device: str | torch.device | None = None) -> tuple[dict[str, float], dict]:
-    """One masked LM on cfg's bias metrics and eval suites, every job in this process, on the GPU if there is one:
-    (flat metrics, per-item bias details)."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded: dict = {}
-    return combine(cfg, {job: run_job(job, model_dir, cfg, device, loaded) for job in evaluation_jobs(cfg)})
+    """One masked LM on cfg's bias metrics and eval suites, on the GPU if there is one, every job in this process (on
+    CUDA eval.jobs_per_gpu fine-tuning slots at once, study.experiment.job_runner): (flat metrics, per-item bias
+    details)."""
+    device = device or resolve_device()
+    results = {}
+    for job, result, _ in run_jobs(run_job, evaluation_jobs(cfg), model_dir, cfg, device, jobs_at_once(cfg, device)):
+        if isinstance(result, Exception):
+            raise result
+        results[job] = result
+    return combine(cfg, results)
 
 
 def _teacher_cache(cfg: StudyConfig) -> Path:
@@ -127,13 +134,14 @@ def cached_teacher_metrics(cfg: StudyConfig) -> tuple[dict[str, float], dict] | 
     return _read_teacher_cache(_teacher_cache(cfg))
 
 
-def teacher_metrics(cfg: StudyConfig) -> tuple[dict[str, float], dict]:
-    """The teacher's evaluate_model, measured once per (teacher, bias and eval config) and cached."""
+def teacher_metrics(cfg: StudyConfig, device: str | torch.device | None = None) -> tuple[dict[str, float], dict]:
+    """The teacher's evaluate_model, measured once per (teacher, bias and eval config) and cached (on whichever
+    device measured it first: devices differ within bf16's tolerance)."""
     path = _teacher_cache(cfg)
     cached = _read_teacher_cache(path)
     if cached is not None:
         return cached
-    scalars, details = evaluate_model(teacher_dir(cfg), cfg)
+    scalars, details = evaluate_model(teacher_dir(cfg), cfg, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"teacher": teacher_identity(cfg), "scalars": scalars, "details": details}))
@@ -142,7 +150,8 @@ def teacher_metrics(cfg: StudyConfig) -> tuple[dict[str, float], dict]:
     return scalars, details
 
 
-def student_metrics(student_dir: str | Path, cfg: StudyConfig, teacher: dict[str, float]) -> tuple[dict, dict]:
+def student_metrics(student_dir: str | Path, cfg: StudyConfig, teacher: dict[str, float],
+                    device: str | torch.device | None = None) -> tuple[dict, dict]:
     """evaluate_model of the student, plus the teacher's values under teacher/ and bias/amplification."""
-    scalars, details = evaluate_model(student_dir, cfg)
+    scalars, details = evaluate_model(student_dir, cfg, device)
     return scalars | bias.amplification(scalars, teacher, cfg.bias.primary), details

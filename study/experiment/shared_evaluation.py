@@ -19,7 +19,6 @@ rank 0 alone over shared); the Ray-task version was not measured.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch.distributed as dist
 
 from study.config import StudyConfig
 from study.experiment.evaluation import Job, combine, evaluation_jobs, run_job
+from study.experiment.job_runner import jobs_at_once, run_jobs
 from study.runtime import error_line
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,13 @@ def evaluate_shared(model_dir: str | Path, cfg: StudyConfig, device: str | torch
     results: dict[Job, object] = {}
     error = None
     work = 0.0
-    loaded: dict = {}  # a task's encoded data, kept between its slots on this rank
-    for done, job in enumerate(mine, 1):
-        start = time.time()
-        try:
-            results[job] = run_job(job, model_dir, cfg, device, loaded)
-        except Exception as err:  # every rank must reach the gather, or the others would wait for ever
-            error = f"evaluation job {job.name} failed on rank {rank}: {error_line(err)}"
+    for done, (job, result, seconds) in enumerate(run_jobs(run_job, mine, model_dir, cfg, device,
+                                                            jobs_at_once(cfg, device)), 1):
+        if isinstance(result, Exception):  # every rank must reach the gather, or the others would wait for ever
+            error = f"evaluation job {job.name} failed on rank {rank}: {error_line(result)}"
             log.error(error)
             break
-        seconds = time.time() - start
+        results[job] = result
         work += seconds
         if on_job is not None:
             on_job(job, seconds, done, len(mine))

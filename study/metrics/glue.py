@@ -158,6 +158,12 @@ def load_classifier(model_dir: str | Path, task: Task, dropout: float | None = N
     return AutoModelForSequenceClassification.from_pretrained(model_dir, **kwargs)
 
 
+def autocast(device: str | torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA, for fine-tuning and prediction alike; nothing elsewhere (a CPU computes in fp32)."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
 @torch.no_grad()
 def predict(model, ids: list[list[int]], pad_id: int, batch_size: int, regression: bool) -> np.ndarray:
     model.eval()
@@ -165,7 +171,9 @@ def predict(model, ids: list[list[int]], pad_id: int, batch_size: int, regressio
     out = []
     for start in range(0, len(ids), batch_size):
         x, attn = pad(ids[start:start + batch_size], pad_id)
-        logits = model(input_ids=x.to(device), attention_mask=attn.to(device)).logits.float().cpu()
+        with autocast(device):
+            logits = model(input_ids=x.to(device), attention_mask=attn.to(device)).logits
+        logits = logits.float().cpu()
         out.append(logits[:, 0].numpy() if regression else logits.argmax(-1).numpy())
     return np.concatenate(out)
 
@@ -192,8 +200,10 @@ def load_task(model_dir: str | Path, name: str, cfg: GlueConfig, data_dir=None,
     return TaskData(task, tokenizer, max_length, train, validation)
 
 
-def fit(model_dir: str | Path, data: TaskData, cfg: GlueConfig, seed: int, device: str | torch.device = "cpu"):
-    """A classifier on top of the model, fine-tuned on the task's train split with `seed` (head init, order)."""
+def fit(model_dir: str | Path, data: TaskData, cfg: GlueConfig, seed: int, device: str | torch.device = "cpu",
+        bf16: bool = True):
+    """A classifier on top of the model, fine-tuned on the task's train split with `seed` (head init, order); on CUDA
+    under bf16 autocast unless `bf16` is off (the weights and the optimiser stay fp32)."""
     torch.manual_seed(seed)
     model = load_classifier(model_dir, data.task, cfg.dropout).to(device)
     train_ids, train_labels = data.train
@@ -214,7 +224,8 @@ def fit(model_dir: str | Path, data: TaskData, cfg: GlueConfig, seed: int, devic
                 x, attn = (t.to(device) for t in pad([train_ids[i] for i in index], pad_id))
                 y = torch.tensor([train_labels[i] for i in index], dtype=torch.float if regression else torch.long,
                                  device=device)
-                logits = model(input_ids=x, attention_mask=attn).logits
+                with autocast(device, bf16):
+                    logits = model(input_ids=x, attention_mask=attn).logits.float()
                 loss = F.mse_loss(logits[:, 0], y) if regression else F.cross_entropy(logits, y)
                 loss.backward()
                 clipped_step(model, optimizer, scheduler, cfg.optim.clip)

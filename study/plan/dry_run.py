@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from study.config import StudyConfig
-from study.plan.cost import estimate, evaluation_estimate
+from study.plan.cost import cost_lines
 from study.plan.power import power_lines
 from study.record.folder import tracking_uri
 
@@ -90,8 +90,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
         + (f" = {_tokens(search.num_samples * d.steps * sequences * d.max_length)}" if d.steps else ""),
         f"  measure  bias {cfg.bias.metrics} (primary {cfg.bias.primary})"
         + ("; " + "; ".join(suites) if suites else ""),
-        *estimate(cfg),
-        *evaluation_estimate(cfg),
+        *cost_lines(cfg),
         _confirm(search),
         *power_lines(cfg),
         f"  rerun    {cfg.rerun.seeds} seeds; --full sets " + (", ".join(f"{k}={v}" for k, v in cfg.rerun.full.items())

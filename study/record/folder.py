@@ -315,7 +315,7 @@ def create(cfg: StudyConfig, teacher: dict[str, float]) -> dict:
     server that does not answer is a usage error naming it, before any trial runs."""
     from mlflow.exceptions import MlflowException
 
-    from study.record.outbox import failing_fast
+    from study.record.tracking import failing_fast
 
     try:
         with failing_fast():
@@ -394,7 +394,7 @@ def mark_resumed(directory: Path) -> None:
     the study resumes all the same: the trials' runs wait in the outbox until it is back."""
     from mlflow.exceptions import MlflowException
 
-    from study.record.outbox import failing_fast
+    from study.record.tracking import failing_fast
 
     try:
         with failing_fast():

@@ -8,12 +8,11 @@ what is waiting (`flush`) at every trial event and when the study ends; what the
 by its trial_id tag before one is made, and a run already FINISHED is not logged again.
 
 The MLflow client retries a request for about four minutes before it raises (MLFLOW_HTTP_REQUEST_MAX_RETRIES 7,
-backoff factor 2): here it gives up within seconds (`failing_fast`), since what fails is kept and tried again.
+backoff factor 2): here it gives up within seconds (`tracking.failing_fast`), since what fails is kept and tried again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -24,28 +23,9 @@ from mlflow import MlflowClient
 
 from study.record import tracking
 from study.record.folder import OUTBOX, STUDENT
+from study.record.tracking import failing_fast
 
 log = logging.getLogger(__name__)
-
-# MLflow's client reads these at each request; a request to a server that is down then fails in ~3 s, not ~4 min.
-FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-
-
-@contextlib.contextmanager
-def failing_fast():
-    """MLflow requests in this block give up after one retry instead of minutes of them."""
-    before = {k: os.environ.get(k) for k in FAST}
-    os.environ.update(FAST)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
 
 class Outbox:
     """The trials whose runs MLflow does not have yet, as JSON in the study folder: trial id -> {start, end}."""

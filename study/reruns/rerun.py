@@ -27,7 +27,7 @@ from analysis.pick import RECOMMENDED_PICK, pick_trial
 from analysis.report import table_console
 from analysis.runs import StudyRecord, Trial, read_study
 from study.cluster.capacity import Capacity, trials_at_once
-from study.cluster.start import start_ray, teacher_metrics_task
+from study.cluster.start import on_device, start_ray, teacher_metrics_task
 from study.config import StudyConfig
 from study.record import folder, tracking
 from study.record.checkpoint import fetch_student
@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 
 
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
-          address: str | None = None, quiet: bool = False) -> dict:
-    """Rerun the picked trial; returns what was written to reruns/<trial id>[-full].json. `quiet`: the libraries' and
-    the Ray workers' lines in the study's logs/ (driver.log, each seed run's log), not on the screen."""
+          address: str | None = None, device: str = "auto", quiet: bool = False) -> dict:
+    """Rerun the picked trial, its workers on GPUs or not as `device` (auto, cpu, cuda) says
+    (study.cluster.start.on_device); returns what was written to reruns/<trial id>[-full].json. `quiet`: the
+    libraries' and the Ray workers' lines in the study's logs/ (driver.log, each seed run's log), not on the screen."""
     record = read_study(study_dir)
     trial = pick_trial(record, pick)
     params = json.loads(trial.tags[tracking.PARAMS_JSON])
@@ -53,7 +54,7 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
              f"{', '.join(f'{k}={v}' for k, v in params.items())}")
 
     with libraries_to_file(folder.driver_log(record.directory)) if quiet else contextlib.nullcontext():
-        per_seed, failed = run_on_ray(cfg, params, runs, full, address, quiet)
+        per_seed, failed = run_on_ray(cfg, params, runs, full, address, device, quiet)
         if not per_seed:
             raise RuntimeError(f"every seed of the rerun failed: {failed}")
         result = seed_result(params, per_seed, failed, seeds, rerun_of=trial.trial_id, pick=pick, full=full)
@@ -73,11 +74,13 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     return result
 
 
-def run_on_ray(cfg: StudyConfig, params: dict, runs: dict, full: bool, address: str | None,
+def run_on_ray(cfg: StudyConfig, params: dict, runs: dict, full: bool, address: str | None, device: str,
                quiet: bool) -> tuple[dict, dict]:
-    """The seeds on Ray, started or joined: as many at a time as it holds, after the teacher's measurement."""
+    """The seeds on Ray, started or joined, on the device chosen: as many at a time as it holds, after the teacher's
+    measurement."""
     started = start_ray(cfg, address, log_to_driver=not quiet)
     try:
+        cfg = on_device(cfg, device, ray.cluster_resources().get("GPU", 0))
         at_once = trials_at_once(cfg.search, Capacity.of_cluster())  # before the teacher: one that cannot run says so
         # the full budget may measure more (all nine GLUE tasks)
         teacher = teacher_metrics_task(seed_config(cfg, params, 0, full))

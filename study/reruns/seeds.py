@@ -26,6 +26,7 @@ from analysis.report import seed_summary
 from analysis.runs import StudyRecord
 from study.cluster.train_run import distill_and_evaluate
 from study.config import REPLICATE, StudyConfig, with_params
+from study.device import DEVICE_TAG
 from study.record import tracking
 from study.record.folder import trial_log
 from study.runtime import error_line, setup_worker_logging
@@ -118,10 +119,12 @@ def write_result(path: Path, result: dict) -> Path:
 def log_seed_run(record: StudyRecord, result: dict, out: Path, tags: dict[str, str], name: str,
                  extra: dict[str, float] | None = None) -> str:
     """One MLflow run under the study's parent for a trial run again with several seeds: its params, the mean per
-    metric (comparable with the trial's own), `<metric>/std|ci_low|ci_high`, the `extra` metrics, and `out` as an
-    artifact."""
+    metric (comparable with the trial's own), `<metric>/std|ci_low|ci_high`, the `extra` metrics, `out` as an
+    artifact and the seeds' devices as its `device` tag."""
     client = record.client
-    tags = {tracking.PARENT: record.meta["parent_run_id"], **tags}
+    devices = sorted({str(m[DEVICE_TAG]) for m in result["per_seed"].values() if DEVICE_TAG in m})
+    tags = {tracking.PARENT: record.meta["parent_run_id"], **({DEVICE_TAG: ", ".join(devices)} if devices else {}),
+            **tags}
     run_id = client.create_run(record.meta["experiment_id"], tags=tags, run_name=name).info.run_id
     tracking.log_params(client, run_id, result["params"])
     flat = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ray import tune
 
+from study.device import DEVICE_TAG
 from study.record import folder, mirror, tracking
 from study.record.outbox import Outbox
 from study.runtime import error_line
@@ -70,8 +71,9 @@ class TrackTrials(tune.Callback):
         metrics = {k: v for k, v in result.items() if "/" in k and isinstance(v, (int, float))}
         metrics["perf/trial_seconds"] = result.get("time_total_s", 0.0)
         student = result.get(tracking.STUDENT_URI, "")
+        tags = {tracking.STUDENT_URI: student, **{k: result[k] for k in (DEVICE_TAG,) if k in result}}
         self.outbox.put(trial.trial_id, self._start(trial), {
-            "status": "FINISHED", "metrics": metrics, "tags": {tracking.STUDENT_URI: student}, "student": str(student)})
+            "status": "FINISHED", "metrics": metrics, "tags": tags, "student": str(student)})
         self.outbox.flush()
         mirror.request()
 

@@ -31,7 +31,8 @@ from study.errors import StudyInterrupted, TrackingUnavailable
 from study.publish import publish_front
 from study.record import folder, mirror, tracking
 from study.record.optuna_store import optuna_storage
-from study.record.outbox import Outbox, failing_fast
+from study.record.outbox import Outbox
+from study.record.tracking import failing_fast
 from study.reruns.confirm import run_confirm_stage
 from study.runtime import error_line, libraries_to_file
 from study.search.callbacks import ShowProgress, TrackTrials

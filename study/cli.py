@@ -89,7 +89,12 @@ def cmd_world_build(args) -> int:
     fix_threads(cfg.threads)
     from study.world.build import build_world
 
-    world = build_world(cfg.world, Path(args.out) if args.out else None)
+    out = Path(args.out) if args.out else None
+    # a world is written into a new folder by renaming: a file, or a folder holding something else, is in the way
+    if out is not None and out.exists() and not (out / "world.json").is_file() and \
+            (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: neither a world's folder nor a new or empty one")
+    world = build_world(cfg.world, out)
     info = world.info
     log.info(f"world {info['key']} at {world.root}")
     log.info(f"  corpus      {world.root / 'corpus.txt'}: {info['sentences']} sentences, "

@@ -447,7 +447,7 @@ class ScalingConfig(Strict):
     trial_cpus: float = Field(1.0, ge=0, description="the trial's own process")
     # Custom Ray resources the trial's own process needs: {kdstudy_trial: 1} keeps it (and the Train controller in
     # it) on the nodes that declare kdstudy_trial, the non-preemptible ones (cluster.yaml: the head)
-    trial_resources: dict[str, float] = {}
+    trial_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
     # shared: every worker evaluates its share of the jobs; rank0: rank 0 alone while the others wait (the same
     # numbers, slower: kept to measure what sharing saves, benchmarks/trial_busy.py)
     evaluation: Literal["shared", "rank0"] = "shared"

@@ -165,6 +165,8 @@ CASES = [
     ("sampler-unknown", lambda d: run(d, setter("search.sampler", {"name": "cmaes"})), "search.sampler"),
     ("num-samples-zero", lambda d: run(d, setter("search.num_samples", 0)), "search.num_samples"),
     ("workers-zero", lambda d: run(d, setter("search.scaling", {"num_workers": 0})), "search.scaling.num_workers"),
+    ("trial-resource-negative", lambda d: run(d, setter("search.scaling", {"trial_resources": {"kdstudy_trial": -1}})),
+     "search.scaling.trial_resources.kdstudy_trial: Input should be greater than or equal to 0, got -1"),
     ("grid-range-without-values", lambda d: run(d, grid(space={"distill.loss.temperature": {
         "type": "float", "low": 1.0, "high": 4.0}})), "needs the levels of a float parameter as a values list"),
     ("grid-values-outside-range", lambda d: run(d, grid(space={"distill.loss.temperature": {
@@ -191,6 +193,8 @@ CASES = [
     ("set-without-equals", lambda d: run(d, None, "--set", "distill.steps"), "expected key.path=value"),
     ("set-bad-value", lambda d: run(d, None, "--set", "distill.mitigation.mode=magic"), "magic"),
     ("set-unknown-key", lambda d: run(d, None, "--set", "distill.nope=1"), "distill.nope"),
+    ("set-under-a-value", lambda d: run(d, None, "--set", "distill.steps.every=1"), "steps is not a section"),
+    ("set-empty-key", lambda d: run(d, None, "--set", "=5"), "expected key.path=value"),
     ("eval-nothing", lambda d: ["eval", "{teacher}"], "nothing to evaluate"),
     ("eval-glue-unknown-task", lambda d: ["eval", "{teacher}", "--glue", "nope"], "--glue"),
     ("eval-bias-unknown-metric", lambda d: ["eval", "{teacher}", "--bias", "nope"], "--bias"),
@@ -264,6 +268,10 @@ CASES = [
     ("export-not-a-study", lambda d: ["export", str(d)], "not a study folder"),
     ("export-nothing-finished", lambda d: ["export", str(a_study(d))], "has no finished trial yet"),
     ("world-config-missing", lambda d: ["world", "build", str(d / "nope.yaml")], "no such config file"),
+    ("world-out-a-file", lambda d: ["world", "build", "--out", str(write(d / "a-file", "x"))],
+     "neither a world's folder nor a new or empty one"),
+    ("world-out-a-full-folder", lambda d: ["world", "build", "--out", str(write(d / "notes" / "a.txt", "x").parent)],
+     "neither a world's folder nor a new or empty one"),
     ("data-fetch-to-a-file", lambda d: ["data", "fetch", "crows", "--to", str(write(d / "a-file", "x"))],
      "not a folder"),
     ("pull-no-record", lambda d: ["pull", str(d / "bucket"), str(d / "here")], "no study record there"),
@@ -358,11 +366,14 @@ def test_a_bucket_out_of_reach_is_one_line(tmp_path, monkeypatch, capsys):
     (["rerun", "STUDY", "--seeds", "0"], "argument --seeds: '0' is not a number of seeds (1 or more)"),
     (["rerun", "STUDY", "--seeds", "-3"], "argument --seeds: '-3' is not a number of seeds (1 or more)"),
     (["rerun", "STUDY", "--seeds", "two"], "argument --seeds: 'two' is not a number of seeds (1 or more)"),
+    (["rerun", "STUDY", "--device", "gpu"], "argument --device: invalid choice: 'gpu' (choose from 'auto', 'cpu', "
+                                            "'cuda')"),
+    (["run", "SPACE", "--device", "cpu"], "unrecognized arguments: --device cpu"),
 ])
 def test_a_bad_option_value_is_argparse_usage_exit_2(argv, fragment, tmp_path, capsys):
     """Option values argparse checks: its usage line, then one error line naming the option, exit 2."""
     with pytest.raises(SystemExit) as exit_:
-        main([str(tmp_path) if a == "STUDY" else a for a in argv])
+        main([str(tmp_path) if a in ("STUDY", "SPACE") else a for a in argv])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
     assert err.splitlines()[-1].endswith(fragment), err

@@ -191,10 +191,12 @@ def _balanced(runs: list[dict], factors: list[str]) -> bool:
 
 def missing_cells(record) -> list[dict]:
     """The grid's (cell, replicate) points that no finished trial ran (failed ones, or a study stopped early). Empty
-    for a complete grid."""
+    for a complete grid, and for a sampled study: its space has ranges, not cells."""
     from study.config import REPLICATE
     from study.design import grid_points
 
+    if record.config.search.sampler.name != "grid":
+        return []
     ran = {json.dumps({**r["params"], REPLICATE: r["seed"]}, sort_keys=True) for r in study_runs(record)}
     points = grid_points(record.config.search)
     return [p for p in points if json.dumps({REPLICATE: 0, **p}, sort_keys=True) not in ran]

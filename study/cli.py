@@ -89,7 +89,12 @@ def cmd_world_build(args) -> int:
     fix_threads(cfg.threads)
     from study.world.build import build_world
 
-    world = build_world(cfg.world, Path(args.out) if args.out else None)
+    out = Path(args.out) if args.out else None
+    # a world is written into a new folder by renaming: a file, or a folder holding something else, is in the way
+    if out is not None and out.exists() and not (out / "world.json").is_file() and \
+            (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out}: neither a world's folder nor a new or empty one")
+    world = build_world(cfg.world, out)
     info = world.info
     log.info(f"world {info['key']} at {world.root}")
     log.info(f"  corpus      {world.root / 'corpus.txt'}: {info['sentences']} sentences, "
@@ -173,13 +178,15 @@ def cmd_eval(args) -> int:
     quiet_libraries()
     fix_threads(cfg.threads)
     from study.device import describe
-    from study.distill.models import load_masked_lm
+    from study.distill.models import check_model, load_masked_lm
     from study.metrics import bias, glue
     from study.world import tasks as world_tasks
     from study.world.build import build_world
 
     device = _device(args.device)
     data_dir = Path(args.data_dir) if args.data_dir else None
+    if args.bias or args.glue or args.world:  # every part loads the model: one that is not there is one line first
+        args.model = check_model(args.model)
     metrics: dict[str, float] = {}
     if args.bias:
         names = list(BIAS_METRICS) if args.bias == "all" else _csv(args.bias)
@@ -198,6 +205,17 @@ def cmd_eval(args) -> int:
     if not metrics:
         raise ConfigError("nothing to evaluate: give --bias, --glue and/or --world")
     return _report(f"eval of {args.model}", metrics, args.out, describe(device))
+
+
+def _seeds(value: str) -> int:
+    """--seeds: a count of seeds, at least one (0 would fall back to the YAML's rerun.seeds, a negative to none)."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seeds (1 or more)")
+    return count
 
 
 def _benchmark(name: str) -> str:
@@ -234,10 +252,11 @@ def cmd_run(args) -> int:
     quiet_libraries()
     from study.record.folder import META, resolve
     from study.search.driver import run_study
-    from study.search.watch import live_wanted
+    from study.search.watch import live_wanted, quiet_wanted
 
     try:
-        run_study(cfg, args.study_dir, args.address, args.resume, args.source, live=live_wanted(args.verbosity))
+        run_study(cfg, args.study_dir, args.address, args.resume, args.source, live=live_wanted(args.verbosity),
+                  quiet=quiet_wanted(args.verbosity))
     except KeyboardInterrupt:  # Ctrl-C: the study's trials stopped and its state saved (StudyInterrupted), or earlier
         directory = Path(resolve(cfg, args.study_dir).study_dir)
         if not (directory / META).is_file():
@@ -265,8 +284,10 @@ def _resume_command(args, directory: Path) -> str:
 def cmd_rerun(args) -> int:
     quiet_libraries()
     from study.reruns.rerun import rerun
+    from study.search.watch import quiet_wanted
 
-    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address, args.device)
+    rerun(args.study_dir, args.pick, args.seeds, args.full, args.address, args.device,
+          quiet=quiet_wanted(args.verbosity))
     return 0
 
 
@@ -410,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--pick", default="recommended",
                        help="recommended | knee | min:<metric> | max:<metric> | trial:<id> (default: recommended, the "
                             "confirm stage's noise-aware pick)")
-    again.add_argument("--seeds", type=int, help="how many seeds (default: the YAML's rerun.seeds)")
+    again.add_argument("--seeds", type=_seeds, help="how many seeds (default: the YAML's rerun.seeds)")
     again.add_argument("--full", action="store_true", help="apply the YAML's rerun.full overrides (the full budget)")
     again.add_argument("--address", help="join a Ray cluster (auto, ray://host:10001); default: start a local one")
     again.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],

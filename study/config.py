@@ -447,7 +447,7 @@ class ScalingConfig(Strict):
     trial_cpus: float = Field(1.0, ge=0, description="the trial's own process")
     # Custom Ray resources the trial's own process needs: {kdstudy_trial: 1} keeps it (and the Train controller in
     # it) on the nodes that declare kdstudy_trial, the non-preemptible ones (cluster.yaml: the head)
-    trial_resources: dict[str, float] = {}
+    trial_resources: dict[str, Annotated[float, Field(ge=0)]] = {}
     # shared: every worker evaluates its share of the jobs; rank0: rank 0 alone while the others wait (the same
     # numbers, slower: kept to measure what sharing saves, benchmarks/trial_busy.py)
     evaluation: Literal["shared", "rank0"] = "shared"
@@ -499,7 +499,8 @@ class SearchConfig(Strict):
     repeats: int = Field(1, ge=1, description="grid: runs of each cell, with seeds shifted by 0..repeats-1")
     # Pairs of factors whose interaction `kdstudy effects` reports beside the main effects (analysis.effects).
     interactions: list[tuple[str, str]] = []
-    # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs
+    # auto: as many trials at a time as the machine's cores hold, each with its workers' CPUs; on a cluster, as many as
+    # its resources hold, each with its own process and its workers (study.cluster.capacity)
     max_concurrent_trials: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     anchors: list[Anchor] = []
     control: str | None = Field(None, description="the anchor every raced trial is compared with; default the "
@@ -522,8 +523,11 @@ class SearchConfig(Strict):
         return self
 
     def concurrent_trials(self, cpus: int | None = None) -> int:
-        """max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1): the
-        trial's own process waits on its workers, so it is not counted against a core."""
+        """The trials at a time the local cluster a study starts is sized for (study.cluster.start):
+        max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1). The
+        trial's own process waits on its workers, so it is not counted against a core; the local cluster gives it a
+        logical CPU of its own beside them. On a cluster it joins, the cluster's resources decide, each trial counted
+        with its process and its workers (study.cluster.capacity.trials_at_once)."""
         if self.max_concurrent_trials != "auto":
             return self.max_concurrent_trials
         s = self.scaling

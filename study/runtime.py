@@ -9,6 +9,7 @@ log forwarding.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 LOGGER = "study"  # the root of every kdstudy logger (study.world, study.metrics.glue, ...)
+LIBRARIES = ("optuna", "mlflow", "ray", "alembic", "urllib3", "filelock")  # the libraries' loggers on the driver
 WORKER_LEVEL = "KDSTUDY_LOG_LEVEL"  # how the driver's level reaches Ray workers (an environment variable)
 
 
@@ -78,6 +80,32 @@ def _install(handler: logging.Handler, level: int | str) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False  # Ray and pytest configure the root logger; our lines go through our handler once
+
+
+@contextlib.contextmanager
+def libraries_to_file(path: Path):
+    """The libraries' log lines (LIBRARIES: Optuna's "A new study created", MLflow's, Ray's and Tune's) go to `path`
+    instead of the screen while the block runs; their loggers are as they were afterwards."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = {}
+    for name in LIBRARIES:
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.propagate)
+        for old in list(logger.handlers):  # a stream handler writes to the screen (Optuna's own, Ray's)
+            if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
+                logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        yield path
+    finally:
+        for name, (handlers, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+        handler.close()
 
 
 def quiet_libraries() -> None:

@@ -5,6 +5,7 @@ session, reading a study's trial runs)."""
 import copy
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -277,3 +278,27 @@ def batch_for(world_models, c):
     gendered = [i for i in range(len(data.ids)) if data.cf[i] is not None][:5]
     neutral = [i for i in range(len(data.ids)) if data.cf[i] is None][:3]
     return assemble(data, gendered + neutral, c, tokenizer, weights, torch.Generator().manual_seed(0))
+
+
+# --- what a person reads off a terminal -----------------------------------------------------------------------------
+
+# A line kdstudy did not print: a Ray worker's or the raylet's prefix, Ray's log records (its CLI's, its job manager's,
+# its C++ core's, the raylet's state dump when it dies), Optuna's and MLflow's records, a Python traceback, and the
+# lines `../shared/tools/newcomer-run` counts (its pattern is the first alternatives here, unchanged).
+FOREIGN = re.compile(
+    r"^\((raylet|RayTrainWorker|TrainController|measure_teacher|[A-Za-z_]+ pid=)|^\[I [0-9]{4}-|INFO mlflow"
+    r"|^20[0-9]{2}/[0-9]{2}/[0-9]{2} .* INFO|repeated [0-9]+x across cluster|WARNING|tensorboard|View detailed results"
+    r"|^\(pid=|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(INFO|WARN|WARNING|ERROR|DEBUG|SUCC)\b"
+    r"|^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWEF] \d+ \d+\]|^\s*\[state-dump\]|^Running entrypoint for job "
+    r"|^Traceback|^\s+File \"")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def screen_lines(text: str) -> list[str]:
+    """The non-empty lines of a log as a person reads them (colours removed)."""
+    return [line for line in ANSI.sub("", text).splitlines() if line.strip()]
+
+
+def foreign_lines(lines: list[str]) -> list[int]:
+    """The indices of the lines kdstudy did not print."""
+    return [i for i, line in enumerate(lines) if FOREIGN.search(line)]

@@ -18,7 +18,7 @@ from study.cli import main
 from study.load import parse_config
 from study.record import folder
 from study.record.optuna_store import optuna_storage
-from tests.conftest import tiny_space
+from tests.conftest import free_port, tiny_space
 
 CROWS_HEADER = ",sent_more,sent_less,stereo_antistereo,bias_type\n"
 CROWS_ROW = '0,"He is a nurse.","She is a nurse.",antistereo,gender\n'
@@ -165,6 +165,8 @@ CASES = [
     ("sampler-unknown", lambda d: run(d, setter("search.sampler", {"name": "cmaes"})), "search.sampler"),
     ("num-samples-zero", lambda d: run(d, setter("search.num_samples", 0)), "search.num_samples"),
     ("workers-zero", lambda d: run(d, setter("search.scaling", {"num_workers": 0})), "search.scaling.num_workers"),
+    ("trial-resource-negative", lambda d: run(d, setter("search.scaling", {"trial_resources": {"kdstudy_trial": -1}})),
+     "search.scaling.trial_resources.kdstudy_trial: Input should be greater than or equal to 0, got -1"),
     ("grid-range-without-values", lambda d: run(d, grid(space={"distill.loss.temperature": {
         "type": "float", "low": 1.0, "high": 4.0}})), "needs the levels of a float parameter as a values list"),
     ("grid-values-outside-range", lambda d: run(d, grid(space={"distill.loss.temperature": {
@@ -191,10 +193,16 @@ CASES = [
     ("set-without-equals", lambda d: run(d, None, "--set", "distill.steps"), "expected key.path=value"),
     ("set-bad-value", lambda d: run(d, None, "--set", "distill.mitigation.mode=magic"), "magic"),
     ("set-unknown-key", lambda d: run(d, None, "--set", "distill.nope=1"), "distill.nope"),
+    ("set-under-a-value", lambda d: run(d, None, "--set", "distill.steps.every=1"), "steps is not a section"),
+    ("set-empty-key", lambda d: run(d, None, "--set", "=5"), "expected key.path=value"),
     ("eval-nothing", lambda d: ["eval", "{teacher}"], "nothing to evaluate"),
     ("eval-glue-unknown-task", lambda d: ["eval", "{teacher}", "--glue", "nope"], "--glue"),
     ("eval-bias-unknown-metric", lambda d: ["eval", "{teacher}", "--bias", "nope"], "--bias"),
     ("eval-crows-without-data", lambda d: ["eval", "{teacher}", "--bias", "crows"], "kdstudy data fetch crows"),
+    ("run-address-nothing-there", lambda d: run(d, None, "--address", f"127.0.0.1:{free_port()}"),
+     "nothing answers at"),  # (ray.init would try it for minutes)
+    ("run-address-not-an-address", lambda d: run(d, None, "--address", "nonsense"),
+     "--address nonsense: no Ray cluster to join"),
     # --- benchmark data and corpus files ----------------------------------------------------------------------------
     ("crows-missing", lambda d: ["eval", "{teacher}", "--bias", "crows", "--data-dir", str(d)],
      "kdstudy data fetch crows --to"),
@@ -221,6 +229,14 @@ CASES = [
     ("model-no-weights", lambda d: model_dir(d, {"config.json": json.dumps({"model_type": "bert"}),
                                                     "vocab.txt": "[PAD]\n[UNK]\n"}), "cannot load the model's weights"),
     ("model-no-mlm-head", lambda d: ["bias", "{headless}"], "no MLM head"),
+    ("eval-world-no-such-model", lambda d: ["eval", "/nonexistent", "--world"],
+     "/nonexistent: no such model directory"),
+    ("eval-world-dir-without-model", lambda d: ["eval", str(Path(d, "model").mkdir() or d / "model"), "--world"],
+     "cannot load a model config"),
+    ("eval-world-no-tokenizer", lambda d: ["eval", "{tokenizerless}", "--world"], "no tokenizer files"),
+    ("eval-glue-no-weights", lambda d: ["eval", model_dir(d, {"config.json": json.dumps({"model_type": "bert"}),
+                                                              "vocab.txt": "[PAD]\n[UNK]\n"})[1], "--glue", "rte"],
+     "cannot load the model's weights"),
     ("model-no-tokenizer", lambda d: ["bias", "{tokenizerless}"], "no tokenizer files"),
     ("teacher-not-bert", lambda d: ["distill", str(space(d, lambda raw: raw.pop("search"))), "--set",
                                        "teacher.source={student}", "--out", str(d / "out")], "needs a BERT teacher"),
@@ -252,11 +268,17 @@ CASES = [
     ("export-not-a-study", lambda d: ["export", str(d)], "not a study folder"),
     ("export-nothing-finished", lambda d: ["export", str(a_study(d))], "has no finished trial yet"),
     ("world-config-missing", lambda d: ["world", "build", str(d / "nope.yaml")], "no such config file"),
+    ("world-out-a-file", lambda d: ["world", "build", "--out", str(write(d / "a-file", "x"))],
+     "neither a world's folder nor a new or empty one"),
+    ("world-out-a-full-folder", lambda d: ["world", "build", "--out", str(write(d / "notes" / "a.txt", "x").parent)],
+     "neither a world's folder nor a new or empty one"),
     ("data-fetch-to-a-file", lambda d: ["data", "fetch", "crows", "--to", str(write(d / "a-file", "x"))],
      "not a folder"),
     ("pull-no-record", lambda d: ["pull", str(d / "bucket"), str(d / "here")], "no study record there"),
     ("pull-into-a-study", lambda d: ["pull", str(write(d / "bucket" / folder.RECORD / folder.META, "{}").parents[1]),
                                      str(a_study(d))], "not empty"),
+    ("pull-unknown-scheme", lambda d: ["pull", "foo://bucket/study", str(d / "here")],
+     "foo://bucket/study: cannot read a study record there"),
     ("run-from-without-resume", lambda d: run(d, None, "--from", str(d / "bucket")), "add --resume"),
     ("resume-from-no-record", lambda d: run(d, None, "--resume", "--from", str(d / "bucket")),
      "no study record there"),
@@ -325,3 +347,33 @@ def test_every_command_has_bad_inputs_in_the_catalogue(tmp_path):
         (tmp_path / name).mkdir()
         covered.add(build(tmp_path / name)[0])
     assert commands <= covered, f"no bad-input case for {sorted(commands - covered)}"
+
+
+def test_a_bucket_out_of_reach_is_one_line(tmp_path, monkeypatch, capsys):
+    """`kdstudy pull s3://...` with no way to S3 (here: an endpoint where nothing listens, as a machine offline has)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "none")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "none")
+    assert main(["pull", "s3://no-such-bucket/p", str(tmp_path / "here")]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("kdstudy: error: s3://no-such-bucket/p: cannot read a study record there (OSError: ")
+    assert not (tmp_path / "here").exists()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["rerun", "STUDY", "--seeds", "0"], "argument --seeds: '0' is not a number of seeds (1 or more)"),
+    (["rerun", "STUDY", "--seeds", "-3"], "argument --seeds: '-3' is not a number of seeds (1 or more)"),
+    (["rerun", "STUDY", "--seeds", "two"], "argument --seeds: 'two' is not a number of seeds (1 or more)"),
+    (["rerun", "STUDY", "--device", "gpu"], "argument --device: invalid choice: 'gpu' (choose from 'auto', 'cpu', "
+                                            "'cuda')"),
+    (["run", "SPACE", "--device", "cpu"], "unrecognized arguments: --device cpu"),
+])
+def test_a_bad_option_value_is_argparse_usage_exit_2(argv, fragment, tmp_path, capsys):
+    """Option values argparse checks: its usage line, then one error line naming the option, exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path) if a in ("STUDY", "SPACE") else a for a in argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].endswith(fragment), err

@@ -34,8 +34,10 @@ pytestmark = [pytest.mark.slow,  # real Ray clusters, real signals, a real mlflo
 
 
 def _driver(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "study.cli", *argv], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})})
+    """The driver, with -v: the workers' lines (steps, resuming) in its output, where the test watches for them."""
+    return subprocess.Popen([sys.executable, "-m", "study.cli", "-v", *argv], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})})
 
 
 def _session_processes(sid: int) -> list[psutil.Process]:
@@ -91,7 +93,7 @@ def test_ctrl_c_stops_the_study_cleanly_and_resume_finishes_it(tiny_world, tmp_p
 
     argv = lines[-1].split()[1:]  # the printed command, as the user would paste it
     capfd.readouterr()
-    assert main_exit(argv) == 0
+    assert main_exit(["-v", *argv]) == 0  # (-v: the workers' lines on the screen)
     assert "resuming from" in capfd.readouterr().err  # the trial went on from its last checkpoint
     children = trial_runs(study_dir)
     assert [r.info.status for r in children] == ["FINISHED"]  # one run for the one trial, not two

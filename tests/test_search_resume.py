@@ -25,7 +25,8 @@ from tests.conftest import OBJECTIVES, SLOW_POLL, TIMEOUT, kill_session, tiny_sp
 pytestmark = [pytest.mark.slow,  # a real Ray cluster per test, and a study killed and resumed
               pytest.mark.usefixtures("no_ray_left_behind")]
 def _start_driver(space: Path, study_dir: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "study.cli", "run", str(space), "--study-dir", str(study_dir)],
+    """The driver, with -v: the workers' lines (steps, resuming) in its output, where the tests watch for them."""
+    return subprocess.Popen([sys.executable, "-m", "study.cli", "-v", "run", str(space), "--study-dir", str(study_dir)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})})
 

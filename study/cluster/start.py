@@ -1,5 +1,6 @@
 """Ray for a study and for `kdstudy rerun`: join a cluster or start a local one sized for the trials, and measure the
-teacher in a Ray task with a worker's resources (on a GPU node when the workers have GPUs)."""
+teacher in a Ray task with a worker's resources (on a GPU node when the workers have GPUs). How many trials run at a
+time on the cluster, joined or started, is study.cluster.capacity's to say."""
 
 from __future__ import annotations
 
@@ -11,18 +12,19 @@ import secrets
 import socket
 
 import ray
-from ray._private import ray_constants
+from ray._private import ray_constants, services
 
 from study.config import StudyConfig, with_params
 from study.errors import ConfigError
 from study.experiment.evaluation import cached_teacher_metrics, teacher_metrics
-from study.runtime import fix_threads, quiet_libraries, root_cause, setup_worker_logging
+from study.runtime import error_line, fix_threads, quiet_libraries, root_cause, setup_worker_logging
+
+log = logging.getLogger(__name__)
 
 OBJECT_STORE_BYTES = 256 * 1024**2  # a local cluster moves configs and metrics, not data: keep the store small
 SINGLE_MACHINE = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # "0": the node's address is the loopback one
 CLUSTER_MODE = ray_constants.ENABLE_RAY_CLUSTER  # as this process found it when Ray was imported
-
-log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 10  # a cluster's head that does not accept a connection in this long is not there
 
 
 def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True) -> bool:
@@ -31,14 +33,18 @@ def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True)
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address, log_to_driver=log_to_driver)
+        check_answers(address)
+        try:
+            ray.init(address=address, log_to_driver=log_to_driver, logging_level="WARNING")
+        except (ConnectionError, TimeoutError, ValueError) as err:
+            raise ConfigError(f"--address {address}: no Ray cluster to join ({error_line(err)})") from None
         return True
     require_token()
     # One machine is not preempted: no watcher actor per Train run (its process start competes with the trials).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     s = cfg.search.scaling
     per_trial = s.trial_cpus + s.num_workers * s.cpus_per_worker
-    # Logical CPUs: each trial holds its own process plus its workers.
+    # Logical CPUs: each trial holds its own process plus its workers (study.cluster.capacity counts them so).
     concurrent = cfg.search.concurrent_trials()
     cpus = max(os.cpu_count() or 1, math.ceil(per_trial * concurrent))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
@@ -53,6 +59,23 @@ def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True)
                  include_dashboard=True, logging_level="WARNING", log_to_driver=log_to_driver,
                  runtime_env={"env_vars": {ray_constants.RAY_ADDRESS_ENVIRONMENT_VARIABLE: gcs}})
     return True
+
+
+def check_answers(address: str) -> None:
+    """Something listens at the cluster address `address` (auto: $RAY_ADDRESS, as a Ray job has it, else the cluster
+    last started on this machine; host:port; ray://host:port), checked in seconds: ray.init tries an address where
+    nothing listens for minutes (its GCS client's 30 s wait, 20 times) before it gives up."""
+    try:
+        target = address[len("ray://"):] if address.startswith("ray://") else \
+            services.canonicalize_bootstrap_address(address)  # as ray.init reads it (localhost: this node's IP)
+        host, port = target.rsplit(":", 1)
+        port = int(port)
+    except (ConnectionError, ValueError) as err:  # auto, and no cluster to find; not host:port
+        raise ConfigError(f"--address {address}: no Ray cluster to join ({error_line(err)})") from None
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(f"--address {address}: nothing answers at {target} ({err.strerror or err})") from None
 
 
 def free_port() -> int:
@@ -149,7 +172,10 @@ def teacher_metrics_task(cfg: StudyConfig) -> dict[str, float]:
     s = cfg.search.scaling
     task = measure_teacher.options(num_cpus=s.cpus_per_worker, num_gpus=s.worker_resources.get("GPU", 0))
     try:
-        return ray.get(task.remote(cfg))
+        scalars = ray.get(task.remote(cfg))
     except ray.exceptions.RayTaskError as err:
         cause = root_cause(err)
         raise (cause if isinstance(cause, Exception) else err) from None
+    shown = dict.fromkeys([cfg.bias.primary, "world/score", "glue/score"])
+    log.info("teacher measured: " + ", ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars))
+    return scalars

@@ -23,12 +23,15 @@ import ray
 import ray.train
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.train.v2._internal.constants import DEFAULT_WORKER_GROUP_START_TIMEOUT_S, WORKER_GROUP_START_TIMEOUT_S_ENV_VAR
+from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 
+from study.cluster.capacity import Capacity, unplaced
 from study.config import StudyConfig
 from study.metrics.bias import amplification
 from study.record.checkpoint import read_evaluation
 from study.record.folder import EVALUATION, RESULT
-from study.runtime import error_line
+from study.runtime import error_line, root_cause
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,20 @@ def distill_worker(loop_config: dict) -> None:
 # --- the Train run, from the trial's process -----------------------------------------------------------------
 
 
-def train_run_config(cfg: StudyConfig, name: str) -> RunConfig:
-    """A stable name per trial: a restarted trial finds its Train run, and its checkpoints, under the same name."""
+# How many times a Train run's workers wait for room (Ray Train's worker-group start, 60 s each unless
+# RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S says otherwise) on a cluster that cannot grow. Ray Train's own default is for
+# ever, which on a full cluster is a timeout repeated every minute; a study sized to its cluster
+# (study.cluster.capacity) finds room at once, so a wait this long means something else holds the resources.
+PLACEMENT_TRIES = 3
+
+
+def train_run_config(cfg: StudyConfig, name: str, autoscaling: bool) -> RunConfig:
+    """A stable name per trial: a restarted trial finds its Train run, and its checkpoints, under the same name.
+    Where an autoscaler adds nodes, the workers wait for them as long as it takes."""
+    placement = -1 if autoscaling else PLACEMENT_TRIES - 1  # Train counts the retries after the first try
     return RunConfig(name=name, storage_path=cfg.search.storage_path,
-                     failure_config=FailureConfig(max_failures=cfg.search.max_failures),
+                     failure_config=FailureConfig(max_failures=cfg.search.max_failures,
+                                                  controller_failure_limit=placement),
                      checkpoint_config=CheckpointConfig(num_to_keep=1),
                      logging_config=LoggingConfig(log_level="WARNING"),  # no controller chatter per trial
                      # Train's print patch echoes each print twice (its logger and the captured stdout)
@@ -108,17 +121,21 @@ def distill_and_evaluate(cfg: StudyConfig, teacher: dict[str, float], name: str)
         return saved["metrics"], _absolute(cfg, saved["uri"])
     scaling = cfg.search.scaling
     os.environ.setdefault(POLL_INTERVAL_ENV, POLL_INTERVAL_S)
+    cap = Capacity.of_cluster()
     trainer = TorchTrainer(
         distill_worker,
         train_loop_config={"cfg": cfg, "trial": name},
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker=scaling.worker_resources),
-        run_config=train_run_config(cfg, name),
+        run_config=train_run_config(cfg, name, cap.autoscaling),
     )
     start = time.time()
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as err:
+        if isinstance(root_cause(err), WorkerGroupStartupTimeoutError):
+            seconds = float(os.environ.get(WORKER_GROUP_START_TIMEOUT_S_ENV_VAR, DEFAULT_WORKER_GROUP_START_TIMEOUT_S))
+            failed(cfg, name, unplaced(scaling, cap, ray.available_resources(), PLACEMENT_TRIES, seconds))
         failed(cfg, name, f"distillation failed: {error_line(err)}")
     if result.metrics.get("distill/diverged"):
         failed(cfg, name, result.metrics["distill/failure"])

@@ -17,23 +17,47 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 from study.errors import ModelError
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "spiece.model", "vocab.json")
+WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
 
 
 def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).suffix != "" or name.count("/") > 1
 
 
-def load_masked_lm(name_or_path: str | Path):
-    """(model, tokenizer) for a hub name such as bert-base-uncased or a local model dir; eval mode."""
+def _config(name_or_path: str | Path) -> tuple[str, object]:
+    """(the name to load the model by: a local dir with ~ expanded, or a hub name; its config). A path that is not
+    there, or a config that does not load, is a ModelError naming it."""
     name = str(name_or_path)
     if not Path(name).expanduser().exists() and _looks_like_path(name):
         raise ModelError(f"{name}: no such model directory")
     name = str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
     try:
-        config = AutoConfig.from_pretrained(name)
+        return name, AutoConfig.from_pretrained(name)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{name}: cannot load a model config ({first})") from None
+
+
+def _check_tokenizer(name: str) -> None:
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(f"{name}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
+
+
+def check_model(name_or_path: str | Path) -> str:
+    """The name to load a model by, checked without loading it: its config loads and, for a local dir, weights and
+    tokenizer files are there; else a ModelError naming it. What fine-tuning a model on GLUE or the world's tasks
+    needs first (load_masked_lm checks a masked LM further)."""
+    name, _ = _config(name_or_path)
+    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in WEIGHTS_FILES):
+        raise ModelError(f"{name}: cannot load the model's weights (none of {', '.join(WEIGHTS_FILES)})")
+    _check_tokenizer(name)
+    return name
+
+
+def load_masked_lm(name_or_path: str | Path):
+    """(model, tokenizer) for a hub name such as bert-base-uncased or a local model dir; eval mode."""
+    name, config = _config(name_or_path)
     if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         raise ModelError(f"{name}: model type {config.model_type!r} has no masked-LM head")
     try:
@@ -45,8 +69,7 @@ def load_masked_lm(name_or_path: str | Path):
     head_missing = [k for k in info["missing_keys"] if not k.startswith(("bert.", "distilbert.", "roberta."))]
     if head_missing:
         raise ModelError(f"{name}: checkpoint has no MLM head weights (missing {head_missing[0]}, ...)")
-    if Path(name).is_dir() and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelError(f"{name}: no tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
+    _check_tokenizer(name)
     tokenizer = AutoTokenizer.from_pretrained(name)
     # Benchmarks truncate to this, so a sentence longer than the model's positions cannot crash a forward pass.
     tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)

@@ -144,6 +144,11 @@ def trial_log(study_dir: str | Path, name: str) -> Path:
     return Path(study_dir) / LOGS / f"{name}.log"
 
 
+def driver_log(study_dir: str | Path) -> Path:
+    """The libraries' lines on the driver of a study or a rerun (study.runtime.libraries_to_file)."""
+    return Path(study_dir) / LOGS / DRIVER_LOG
+
+
 def confirm_result(study_dir: str | Path, trial_id: str) -> Path:
     """A raced trial's result: its seed means, P(front), place and verdicts."""
     return Path(study_dir) / CONFIRM / f"{trial_id}.json"

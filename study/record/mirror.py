@@ -22,9 +22,12 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow
 import pyarrow.fs
 
+from study.errors import DataError
 from study.record import folder
+from study.runtime import error_line
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +80,24 @@ def _upload(fs: pyarrow.fs.FileSystem, path: Path, dest: str) -> None:
 
 
 def pull_record(storage_path: str, study_dir: Path) -> None:
-    """The record in the storage, copied into `study_dir` (new or empty), its paths re-pointed to it."""
-    fs, root = pyarrow.fs.FileSystem.from_uri(record_uri(storage_path))
-    if fs.get_file_info(f"{root}/{folder.META}").type != pyarrow.fs.FileType.File:
+    """The record in the storage, copied into `study_dir` (new or empty), its paths re-pointed to it. A storage that
+    cannot be read (no such scheme, a bucket out of reach) is a DataError naming it, in one line."""
+    try:
+        fs, root = pyarrow.fs.FileSystem.from_uri(record_uri(storage_path))
+        found = fs.get_file_info(f"{root}/{folder.META}").type == pyarrow.fs.FileType.File
+    except (OSError, pyarrow.ArrowException) as err:  # pyarrow's own errors: an unknown scheme, no network to S3
+        raise DataError(f"{storage_path}: cannot read a study record there ({error_line(err)})") from None
+    if not found:
         raise folder.ConfigError(f"{storage_path}: no study record there (no {folder.RECORD}/{folder.META})")
     if study_dir.exists() and any(study_dir.iterdir()):
         raise folder.ConfigError(f"{study_dir}: not empty; pull a study record into a new or empty folder")
     study_dir.mkdir(parents=True, exist_ok=True)
-    pyarrow.fs.copy_files(root, str(study_dir), source_filesystem=fs,
-                          destination_filesystem=pyarrow.fs.LocalFileSystem())
+    try:
+        pyarrow.fs.copy_files(root, str(study_dir), source_filesystem=fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+    except (OSError, pyarrow.ArrowException) as err:  # the storage gone mid-copy
+        raise DataError(f"{storage_path}: the study record could not be copied into {study_dir} "
+                        f"({error_line(err)}); delete the folder and pull again") from None
     for part in study_dir.rglob("*.part"):  # a copy the driver was writing when its machine went
         part.unlink()
     (study_dir / folder.LOCK).unlink(missing_ok=True)  # the lock's owner was the old driver: kept in the storage only

@@ -68,9 +68,9 @@ def anchor_trials(record: StudyRecord) -> list[Trial]:
     return [t for name in names for t in finished if t.anchor == name][:len(names)]
 
 
-def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]:
-    """Race the study's best trials and its control (cfg.search.confirm); Ray must be up. Returns each raced
-    trial's result."""
+def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float], at_once: int) -> list[dict]:
+    """Race the study's best trials and its control (cfg.search.confirm), `at_once` runs at a time (as many as the
+    search ran trials); Ray must be up. Returns each raced trial's result."""
     spec = cfg.search.confirm
     directory = Path(cfg.study_dir)
     record = read_study(directory)
@@ -102,7 +102,7 @@ def run_confirm_stage(cfg: StudyConfig, teacher: dict[str, float]) -> list[dict]
                 per_run[(tid, k)] = json.loads(path.read_text())
             else:
                 todo[(tid, k)] = (params[tid], k, folder.seed_run("confirm", tid, k))
-        finished, failed = run_seeds(cfg, teacher, todo)
+        finished, failed = run_seeds(cfg, teacher, todo, at_once)
         for (tid, k), metrics in finished.items():
             write_result(folder.confirm_seed_result(directory, tid, k), metrics)
         for (tid, k), reason in failed.items():

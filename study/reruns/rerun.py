@@ -13,6 +13,7 @@ that is interrupted continues where it stopped when run again (its Train runs ke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -25,19 +26,23 @@ from rich.table import Table
 from analysis.pick import RECOMMENDED_PICK, pick_trial
 from analysis.report import table_console
 from analysis.runs import StudyRecord, Trial, read_study
+from study.cluster.capacity import Capacity, trials_at_once
 from study.cluster.start import on_device, start_ray, teacher_metrics_task
+from study.config import StudyConfig
 from study.record import folder, tracking
 from study.record.checkpoint import fetch_student
 from study.reruns.seeds import log_seed_run, run_seeds, seed_config, seed_result, shown_metrics, write_result
-from study.runtime import error_line
+from study.runtime import error_line, libraries_to_file
 from study.student import registry
 
 log = logging.getLogger(__name__)
 
+
 def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool = False,
-          address: str | None = None, device: str = "auto") -> dict:
+          address: str | None = None, device: str = "auto", quiet: bool = False) -> dict:
     """Rerun the picked trial, its workers on GPUs or not as `device` (auto, cpu, cuda) says
-    (study.cluster.start.on_device); returns what was written to reruns/<trial id>[-full].json."""
+    (study.cluster.start.on_device); returns what was written to reruns/<trial id>[-full].json. `quiet`: the
+    libraries' and the Ray workers' lines in the study's logs/ (driver.log, each seed run's log), not on the screen."""
     record = read_study(study_dir)
     trial = pick_trial(record, pick)
     params = json.loads(trial.tags[tracking.PARAMS_JSON])
@@ -48,33 +53,41 @@ def rerun(study_dir: str | Path, pick: str, seeds: int | None = None, full: bool
     log.info(f"rerun of trial {trial.trial_id} ({pick}) with {seeds} seed(s){', full budget' if full else ''}: "
              f"{', '.join(f'{k}={v}' for k, v in params.items())}")
 
-    started = start_ray(cfg, address)
-    try:
-        cfg = on_device(cfg, device, ray.cluster_resources().get("GPU", 0))
-        # the full budget may measure more (all nine GLUE tasks)
-        teacher = teacher_metrics_task(seed_config(cfg, params, 0, full))
-        per_seed, failed = run_seeds(cfg, teacher, runs, full)
-    finally:
-        if started:
-            ray.shutdown()
-    if not per_seed:
-        raise RuntimeError(f"every seed of the rerun failed: {failed}")
-
-    result = seed_result(params, per_seed, failed, seeds, rerun_of=trial.trial_id, pick=pick, full=full)
-    result["original"] = {m: trial.metrics.get(m) for m in result["summary"]}
-    out = write_result(folder.rerun_result(record.directory, trial.trial_id, full), result)
-    tags = {tracking.RERUN_OF: trial.trial_id, tracking.ROLE: "rerun", "pick": pick, "full": str(full).lower(),
-            tracking.SEEDS: str(seeds)}
-    result["mlflow_run_id"] = log_seed_run(record, result, out, tags, f"rerun-{label}")
-    write_result(out, result)  # with its run, which `kdstudy export` names on the card
-    log.info(f"rerun written to {out}")
-    try:
-        register_rerun(record, trial, pick, result)
-    except MlflowException as err:  # a store without a registry: the rerun's numbers are kept all the same
-        log.warning(f"the rerun's student was not registered in MLflow ({error_line(err)})")
+    with libraries_to_file(folder.driver_log(record.directory)) if quiet else contextlib.nullcontext():
+        per_seed, failed = run_on_ray(cfg, params, runs, full, address, device, quiet)
+        if not per_seed:
+            raise RuntimeError(f"every seed of the rerun failed: {failed}")
+        result = seed_result(params, per_seed, failed, seeds, rerun_of=trial.trial_id, pick=pick, full=full)
+        result["original"] = {m: trial.metrics.get(m) for m in result["summary"]}
+        out = write_result(folder.rerun_result(record.directory, trial.trial_id, full), result)
+        tags = {tracking.RERUN_OF: trial.trial_id, tracking.ROLE: "rerun", "pick": pick, "full": str(full).lower(),
+                tracking.SEEDS: str(seeds)}
+        result["mlflow_run_id"] = log_seed_run(record, result, out, tags, f"rerun-{label}")
+        write_result(out, result)  # with its run, which `kdstudy export` names on the card
+        log.info(f"rerun written to {out}")
+        try:
+            register_rerun(record, trial, pick, result)
+        except MlflowException as err:  # a store without a registry: the rerun's numbers are kept all the same
+            log.warning(f"the rerun's student was not registered in MLflow ({error_line(err)})")
     table = rerun_table(result, shown_metrics(cfg, set(result["summary"])), f"{record.name}: rerun of {trial.trial_id}")
     table_console().print(table)
     return result
+
+
+def run_on_ray(cfg: StudyConfig, params: dict, runs: dict, full: bool, address: str | None, device: str,
+               quiet: bool) -> tuple[dict, dict]:
+    """The seeds on Ray, started or joined, on the device chosen: as many at a time as it holds, after the teacher's
+    measurement."""
+    started = start_ray(cfg, address, log_to_driver=not quiet)
+    try:
+        cfg = on_device(cfg, device, ray.cluster_resources().get("GPU", 0))
+        at_once = trials_at_once(cfg.search, Capacity.of_cluster())  # before the teacher: one that cannot run says so
+        # the full budget may measure more (all nine GLUE tasks)
+        teacher = teacher_metrics_task(seed_config(cfg, params, 0, full))
+        return run_seeds(cfg, teacher, runs, at_once, full)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def register_rerun(record: StudyRecord, trial: Trial, pick: str, result: dict) -> str | None:

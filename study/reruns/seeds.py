@@ -61,10 +61,11 @@ def run_seed(cfg: StudyConfig, params: dict, seed: int, full: bool, teacher: dic
     return {**metrics, tracking.STUDENT_URI: uri}
 
 
-def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict,
+def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict, at_once: int,
               full: bool = False) -> tuple[dict, dict[object, str]]:
     """Distil and evaluate each of `runs` ({key: (a trial's params, seed, Train run name)}) at its seed_config, as a
-    Ray task of its own, as many at once as the search ran trials (search.max_concurrent_trials), the next one
+    Ray task of its own, `at_once` at a time (study.cluster.capacity.trials_at_once: what the cluster holds, each run
+    counted as a trial), the next one
     started as one finishes: ({key: metrics}, {key: one-line failure}). Ray must be up.
 
     The cap is ours, not the cluster's: a task waiting on its Train run gives its CPU back to Ray while it waits, so
@@ -72,7 +73,6 @@ def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict,
     confirm stage: 4 runs at once on 2 cores, 250-270 s each, against 105-120 s for its trials 2 at a time)."""
     scaling = cfg.search.scaling  # each seed's process where a trial's would be (trial_resources)
     task = run_seed.options(num_cpus=scaling.trial_cpus, resources=scaling.trial_resources or None)
-    at_once = cfg.search.concurrent_trials()
     waiting = list(runs.items())
     pending: dict = {}
     done_runs, failed = {}, {}

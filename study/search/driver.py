@@ -24,6 +24,7 @@ import ray
 from mlflow.exceptions import MlflowException
 from ray import tune
 
+from study.cluster.capacity import Capacity, demand_text, trials_at_once
 from study.cluster.start import start_ray, teacher_metrics_task
 from study.config import ConfigError, StudyConfig
 from study.errors import StudyInterrupted, TrackingUnavailable
@@ -33,11 +34,11 @@ from study.record.optuna_store import optuna_storage
 from study.record.outbox import Outbox
 from study.record.tracking import failing_fast
 from study.reruns.confirm import run_confirm_stage
-from study.runtime import error_line
+from study.runtime import error_line, libraries_to_file
 from study.search.callbacks import ShowProgress, TrackTrials
 from study.search.space import make_searcher, requeue_lost_points
 from study.search.trial import run_trial
-from study.search.watch import StudyView, chatter_to_file, showing
+from study.search.watch import StudyView, showing
 
 log = logging.getLogger(__name__)
 # At the study's end, how long a tracking server that is down gets to come back (a restart takes seconds) before
@@ -52,8 +53,10 @@ def trial_dirname(trial) -> str:
     return f"trial-{trial.trial_id}"
 
 
-def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, restore: str | None = None) -> tune.Tuner:
-    """The study's Tuner: a new one over the Optuna `storage`, or the one restored from Tune's state at `restore`."""
+def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, at_once: int,
+               restore: str | None = None) -> tune.Tuner:
+    """The study's Tuner: a new one over the Optuna `storage` running `at_once` trials at a time, or the one restored
+    from Tune's state at `restore`."""
     search = cfg.search
     # A trial that stops prints one line (callbacks.ShowProgress) and keeps its traceback in its error file and its
     # MLflow run; Tune would print the whole traceback too, even for a trial it is about to retry.
@@ -71,7 +74,7 @@ def make_tuner(cfg: StudyConfig, meta: dict | None, teacher: dict, storage, rest
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(cfg, storage), num_samples=search.num_samples,
-                                    max_concurrent_trials=search.concurrent_trials(),
+                                    max_concurrent_trials=at_once,
                                     trial_dirname_creator=trial_dirname,
                                     reuse_actors=True),  # a trial's process serves the next: no start-up each time
         run_config=tune.RunConfig(name=folder.TUNE, storage_path=search.storage_path, verbose=0,
@@ -93,12 +96,12 @@ def _trainable(cfg: StudyConfig, teacher: dict):
 
 
 def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: str | None = None,
-              resume: bool = False, source: str | None = None, live: bool = False):
+              resume: bool = False, source: str | None = None, live: bool = False, quiet: bool = False):
     """Run (or resume) the study to the end; returns its Pareto front (analysis.report.Front). Ctrl-C stops it with
     the folder resumable (StudyInterrupted). `source` (resume only): the storage whose record rebuilds the folder
-    first (study.record.mirror), for a study whose machine is gone. `live`: the trials in a live view
-    (study.search.watch), the libraries' lines in logs/driver.log and the workers' in each trial's log, not on the
-    screen."""
+    first (study.record.mirror), for a study whose machine is gone. `quiet`: the libraries' lines in logs/driver.log
+    and the workers' in each trial's log, not on the screen (study.search.watch); `live` (with quiet): the trials in
+    a live view."""
     if cfg.search is None:
         raise ConfigError(f"{cfg.name}: no search section: `kdstudy run` needs search.space and search.objectives")
     cfg = folder.resolve(cfg, study_dir)
@@ -120,36 +123,47 @@ def run_study(cfg: StudyConfig, study_dir: str | Path | None = None, address: st
             teacher = state = None
         # A trial restarted on resume that had finished reports again; Optuna has its values already and says so.
         logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
-        if live:
-            chatter_to_file(directory)
-        started = start_ray(cfg, address, log_to_driver=not live)
-        try:
-            if not resume:  # the teacher first: a missing model or data file stops the study before it writes anything
-                teacher = teacher_metrics_task(cfg)
-            meta = None if resume else folder.create(cfg, teacher)
-            if resume and cfg.search.sampler.name == "grid":
-                known = [t.config for t in tune.ExperimentAnalysis(state).trials]
-                lost = requeue_lost_points(cfg, optuna_storage(directory), known)
-                if lost:
-                    log.info(f"{len(lost)} grid cell(s) handed out just before the interruption, which Tune had not "
-                             f"saved, will run now: {lost}")
-            tuner = make_tuner(cfg, meta, teacher, optuna_storage(directory), restore=state)
-            if resume:
-                folder.mark_resumed(directory)
-            else:
-                log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, "
-                         f"tracking {meta['tracking_uri']}")
-            search = cfg.search
-            view = StudyView(cfg.name, str(directory), [o.model_dump() for o in search.objectives],
-                             search.num_samples, search.concurrent_trials()) if live else None
-            with stop_on_interrupt() as interrupted, showing(view):
-                tuner.fit()
-            if interrupted:
-                raise StudyInterrupted(f"study {cfg.name} stopped; {directory} is kept and can be resumed")
-            return finish_study(cfg, teacher)
-        finally:
-            if started:
-                ray.shutdown()
+        with libraries_to_file(folder.driver_log(directory)) if quiet else contextlib.nullcontext():
+            return _run_on_ray(cfg, address, resume, teacher, state, live=live and quiet, quiet=quiet)
+
+
+def _run_on_ray(cfg: StudyConfig, address: str | None, resume: bool, teacher: dict | None, state: str | None,
+                live: bool, quiet: bool):
+    """The study's part on Ray: Ray started or joined, the trials at a time it holds, the teacher measured (a new
+    study) and the folder created, the trials, then the confirm stage and the front."""
+    directory = Path(cfg.study_dir)
+    started = start_ray(cfg, address, log_to_driver=not quiet)
+    try:
+        cap = Capacity.of_cluster()
+        at_once = trials_at_once(cfg.search, cap)  # before the teacher: a study that cannot run says so at once
+        if not resume:  # the teacher first: a missing model or data file stops the study before it writes anything
+            teacher = teacher_metrics_task(cfg)
+        meta = None if resume else folder.create(cfg, teacher)
+        if resume and cfg.search.sampler.name == "grid":
+            known = [t.config for t in tune.ExperimentAnalysis(state).trials]
+            lost = requeue_lost_points(cfg, optuna_storage(directory), known)
+            if lost:
+                log.info(f"{len(lost)} grid cell(s) handed out just before the interruption, which Tune had not "
+                         f"saved, will run now: {lost}")
+        tuner = make_tuner(cfg, meta, teacher, optuna_storage(directory), at_once, restore=state)
+        if resume:
+            folder.mark_resumed(directory)
+        else:
+            log.info(f"study {cfg.name}: {cfg.search.num_samples} trials in {directory}, {at_once} at a time, "
+                     f"tracking {meta['tracking_uri']}")
+        if address:  # a cluster's resources decide how many trials it holds: say what was counted
+            log.info(f"the cluster has {cap.describe()}; a trial holds {demand_text(cfg.search.scaling)}")
+        search = cfg.search
+        view = StudyView(cfg.name, str(directory), [o.model_dump() for o in search.objectives],
+                         search.num_samples, at_once) if live else None
+        with stop_on_interrupt() as interrupted, showing(view):
+            tuner.fit()
+        if interrupted:
+            raise StudyInterrupted(f"study {cfg.name} stopped; {directory} is kept and can be resumed")
+        return finish_study(cfg, teacher, at_once)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 @contextlib.contextmanager
@@ -185,7 +199,7 @@ def stop_on_interrupt():
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
 
 
-def finish_study(cfg: StudyConfig, teacher: dict[str, float]):
+def finish_study(cfg: StudyConfig, teacher: dict[str, float], at_once: int):
     """After the last trial: log what waits in the outbox, close what never came back (MLflow runs and Optuna trials
     of trials lost to an interruption), run the confirm stage if the study has one, then publish the fronts. With
     the tracking server still down, the trials' results stay in Ray's and Optuna's records and the outbox, and
@@ -207,7 +221,7 @@ def finish_study(cfg: StudyConfig, teacher: dict[str, float]):
             if lost:
                 log.info(f"closed {len(lost)} run(s) of trials lost when the study was interrupted: {lost}")
             if cfg.search.confirm is not None:
-                run_confirm_stage(cfg, teacher)
+                run_confirm_stage(cfg, teacher, at_once)
             return publish_front(directory)
     except MlflowException as err:
         raise TrackingUnavailable(f"the trials are done and logged, but publishing the front to "

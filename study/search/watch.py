@@ -1,18 +1,18 @@
-"""Watching a study: on a terminal one live view (rich) of its trials, with the libraries' chatter in a log file;
-elsewhere (CI, `ray job submit`, a pipe) the plain lines of study.search.callbacks.ShowProgress.
+"""Watching a study: on a terminal one live view (rich) of its trials; elsewhere (CI, `ray job submit`, a pipe) the
+plain lines of study.search.callbacks.ShowProgress, one per trial event. Either way the screen holds kdstudy's own
+lines only, and the rest goes to the study's logs/:
 
-    logs/driver.log      the libraries' lines on the driver (Optuna, MLflow, Ray, Tune), unless -v
+    logs/driver.log      the libraries' lines on the driver (Optuna, MLflow, Ray, Tune; study.runtime.libraries_to_file)
     logs/<train run>.log each trial's own lines (its Ray Train workers and its process), named in the view
 
-On a terminal the workers' output is not forwarded to the driver (`ray.init(log_to_driver=False)`): that is where
-Ray's worker prefixes, its log-dedup notice, Tune's and Train's boxes and the raylet's warnings come from. Each
-trial writes its lines to its own file instead (study.runtime.setup_worker_logging), which the view reads for the
-trial's phase (its last step line, or evaluating). -v keeps everything on the screen.
+The workers' output is not forwarded to the driver (`ray.init(log_to_driver=False)`): that is where Ray's worker
+prefixes, its log-dedup notice, Tune's and Train's boxes and the raylet's warnings come from. Each trial writes its
+lines to its own file instead (study.runtime.setup_worker_logging), which the view reads for the trial's phase (its
+last step line, or evaluating). -v keeps everything on the screen.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -23,33 +23,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from study.record.folder import DRIVER_LOG, LOGS, train_run, trial_log
-
-CHATTY = ("optuna", "mlflow", "ray", "alembic", "urllib3", "filelock")  # the libraries' loggers on the driver
+from study.record.folder import LOGS, train_run, trial_log
 
 
 def live_wanted(verbosity: int) -> bool:
-    """The live view: on a terminal, unless -v (everything on the screen) or KDSTUDY_PLAIN=1."""
+    """The live view: on a terminal, unless -v (everything on the screen) or KDSTUDY_PLAIN=1 (the plain lines)."""
     return sys.stderr.isatty() and verbosity <= 0 and os.environ.get("KDSTUDY_PLAIN") != "1"
 
 
-def chatter_to_file(study_dir: Path) -> Path:
-    """Send the libraries' log lines on the driver to logs/driver.log instead of the screen."""
-    import optuna
-
-    path = Path(study_dir) / LOGS / DRIVER_LOG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    optuna.logging.disable_default_handler()  # Optuna's own stderr handler: "A new study created in RDB ..."
-    for name in CHATTY:
-        logger = logging.getLogger(name)
-        for old in list(logger.handlers):
-            if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
-                logger.removeHandler(old)
-        logger.addHandler(handler)
-        logger.propagate = False
-    return path
+def quiet_wanted(verbosity: int) -> bool:
+    """The libraries' and the Ray workers' lines in the study's logs/, not on the screen: unless -v."""
+    return verbosity <= 0
 
 
 class StudyView:

@@ -8,7 +8,6 @@ into a `ConfigError` whose message names the field path and the bad value, e.g.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -521,17 +520,6 @@ class SearchConfig(Strict):
         if self.control is not None and self.control not in {a.name for a in self.anchors}:
             raise ValueError(f"control must name an anchor ({[a.name for a in self.anchors]}), got {self.control!r}")
         return self
-
-    def concurrent_trials(self, cpus: int | None = None) -> int:
-        """The trials at a time the local cluster a study starts is sized for (study.cluster.start):
-        max_concurrent_trials, with auto as the machine's cores over one trial's workers' CPUs (at least 1). The
-        trial's own process waits on its workers, so it is not counted against a core; the local cluster gives it a
-        logical CPU of its own beside them. On a cluster it joins, the cluster's resources decide, each trial counted
-        with its process and its workers (study.cluster.capacity.trials_at_once)."""
-        if self.max_concurrent_trials != "auto":
-            return self.max_concurrent_trials
-        s = self.scaling
-        return max(1, int((cpus or os.cpu_count() or 1) // (s.num_workers * s.cpus_per_worker)))
 
     @property
     def control_anchor(self) -> str | None:

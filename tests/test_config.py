@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from study.cluster.capacity import local_trials
 from study.config import ConfigError, with_params
 from study.distill.losses import weighted_loss
 from study.distill.optim import make_optimizer
@@ -138,5 +139,5 @@ def test_an_objective_toward_a_target_optimises_the_distance():
 def test_auto_concurrency_counts_the_workers_cores():
     raw = study_raw(max_concurrent_trials="auto", scaling={"num_workers": 2, "cpus_per_worker": 1})
     search = parse_config(raw).search
-    assert search.concurrent_trials(cpus=8) == 4 and search.concurrent_trials(cpus=1) == 1
+    assert local_trials(search, cpus=8) == 4 and local_trials(search, cpus=1) == 1
     assert parse_config(study_raw(max_concurrent_trials=3)).search.concurrent_trials(cpus=64) == 3

@@ -6,6 +6,7 @@ gpus_per_worker with use_gpu). A 2-CPU node holds one trial of one 1-CPU worker,
 take both CPUs, and their workers would wait for one until Ray Train's worker-group start timed out, again every
 minute. A seed run of `kdstudy rerun` or of the confirm stage is counted as a trial (its task stands for the process).
 
+    local_trials(search)         the trials at a time of the local cluster a study starts (study.cluster.start)
     Capacity.of_cluster()        the live nodes' resources and whether an autoscaler can add nodes (Ray must be up)
     Capacity.trials_that_fit     how many trials the nodes hold side by side
     adds_nodes(status)           whether the head's monitor is an autoscaler that adds nodes
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 
 from study.config import ScalingConfig, SearchConfig
@@ -34,6 +36,16 @@ Resources = dict[str, float]
 SHOWN = ("CPU", "GPU")  # then the custom resources; Ray's own (memory, node:<ip>, accelerator_type:...) are left out
 INTERNAL = ("memory", "object_store_memory", "node:", "accelerator_type:")
 EPSILON = 1e-9  # fractional resources (0.5 CPU) summed in floats
+
+
+def local_trials(search: SearchConfig, cpus: int | None = None) -> int:
+    """The trials at a time the local cluster a study starts is sized for: max_concurrent_trials, with auto as the
+    machine's cores over one trial's workers' CPUs (at least 1). The trial's own process waits on its workers, so it
+    is not counted against a core; the local cluster gives it a logical CPU of its own beside them."""
+    if search.max_concurrent_trials != "auto":
+        return search.max_concurrent_trials
+    s = search.scaling
+    return max(1, int((cpus or os.cpu_count() or 1) // (s.num_workers * s.cpus_per_worker)))
 
 
 def process_bundle(scaling: ScalingConfig) -> Resources:

@@ -14,6 +14,7 @@ import socket
 import ray
 from ray._private import ray_constants, services
 
+from study.cluster.capacity import local_trials
 from study.config import StudyConfig, with_params
 from study.errors import ConfigError
 from study.experiment.evaluation import cached_teacher_metrics, teacher_metrics
@@ -45,7 +46,7 @@ def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True)
     s = cfg.search.scaling
     per_trial = s.trial_cpus + s.num_workers * s.cpus_per_worker
     # Logical CPUs: each trial holds its own process plus its workers (study.cluster.capacity counts them so).
-    concurrent = cfg.search.concurrent_trials()
+    concurrent = local_trials(cfg.search)
     cpus = max(os.cpu_count() or 1, math.ceil(per_trial * concurrent))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     custom = {k: v * concurrent for k, v in s.trial_resources.items()}  # as a cluster's head

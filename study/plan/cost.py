@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from study.cluster.capacity import local_trials
 from study.config import StudyConfig, WorldConfig, with_params
 from study.world.tasks import SIZES
 
@@ -142,7 +143,7 @@ def distillation(cfg: StudyConfig) -> Part:
     plain, mixup = _figure(cfg, False), _figure(cfg, _may_mixup(cfg))
     tokens = cfg.search.num_samples * distill_tokens(cfg)
     low, high = tokens / plain.tokens_per_s / 3600, tokens / mixup.tokens_per_s / 3600
-    gpus = cfg.search.concurrent_trials() * cfg.search.scaling.num_workers
+    gpus = local_trials(cfg.search) * cfg.search.scaling.num_workers
     unit = f"{plain.gpu} GPU-hours"
     span = " (every trial plain KD .. every trial mixup)" if _may_mixup(cfg) else ""
     return Part(low, high, [

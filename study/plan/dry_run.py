@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from study.cluster.capacity import local_trials
 from study.config import StudyConfig
 from study.plan.cost import cost_lines
 from study.plan.power import power_lines
@@ -53,7 +54,7 @@ def plan(cfg: StudyConfig, study_dir: str) -> list:
     trial_cpus = s.trial_cpus + s.num_workers * s.cpus_per_worker
     trial_gpus = s.num_workers * gpus
     sequences = d.batch_size * s.num_workers
-    concurrent = search.concurrent_trials()
+    concurrent = local_trials(search)
     budget = (f"{d.steps} steps x {sequences} sequences ({d.batch_size} per worker x {s.num_workers}) x at most "
               f"{d.max_length} tokens = {_tokens(d.steps * sequences * d.max_length)}"
               if d.steps else f"{d.epochs:g} epoch(s) of the corpus, {sequences} sequences per step")

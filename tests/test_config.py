@@ -140,4 +140,4 @@ def test_auto_concurrency_counts_the_workers_cores():
     raw = study_raw(max_concurrent_trials="auto", scaling={"num_workers": 2, "cpus_per_worker": 1})
     search = parse_config(raw).search
     assert local_trials(search, cpus=8) == 4 and local_trials(search, cpus=1) == 1
-    assert parse_config(study_raw(max_concurrent_trials=3)).search.concurrent_trials(cpus=64) == 3
+    assert local_trials(parse_config(study_raw(max_concurrent_trials=3)).search, cpus=64) == 3

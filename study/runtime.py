@@ -108,6 +108,21 @@ def libraries_to_file(path: Path):
         handler.close()
 
 
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """os.environ with `values` set in this block, and as it was afterwards (a variable that was unset is unset)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def quiet_libraries() -> None:
     """Keep transformers', datasets' and the hub's progress bars and retries out of kdstudy's own output."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

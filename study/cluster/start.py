@@ -18,7 +18,7 @@ from study.cluster.capacity import local_trials
 from study.config import StudyConfig, with_params
 from study.errors import ConfigError
 from study.experiment.evaluation import cached_teacher_metrics, teacher_metrics
-from study.runtime import error_line, fix_threads, quiet_libraries, root_cause, setup_worker_logging
+from study.runtime import environment, error_line, fix_threads, quiet_libraries, root_cause, setup_worker_logging
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,10 @@ def start_ray(cfg: StudyConfig, address: str | None, log_to_driver: bool = True)
     cpus = max(os.cpu_count() or 1, math.ceil(per_trial * concurrent))
     # The dashboard (on 127.0.0.1) serves the state API that Ray Train's placement-group cleaner polls.
     custom = {k: v * concurrent for k, v in s.trial_resources.items()}  # as a cluster's head
-    gcs = f"127.0.0.1:{free_port()}"
-    with on_loopback(), gcs_port(gcs):
+    port = free_port()
+    gcs = f"127.0.0.1:{port}"
+    # RAY_GCS_SERVER_PORT: Ray starts the head's GCS on it, so that its address is known before it starts
+    with on_loopback(), environment({ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE: str(port)}):
         # address "local": a new cluster of this study's own, never one that another study or a `ray start` on this
         # machine left in RAY_ADDRESS or /tmp/ray/ray_current_cluster (ray.init's default would join that one).
         # RAY_ADDRESS in the workers: Ray's own actors that look the cluster up (Ray Train's placement-group cleaner)
@@ -86,21 +88,6 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gcs_port(address: str):
-    """The local cluster started in this block has its GCS at `address`'s port (Ray reads RAY_GCS_SERVER_PORT when it
-    starts a head), so that its address is known before it starts."""
-    before = os.environ.get(ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE)
-    os.environ[ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE] = address.rpartition(":")[2]
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE, None)
-        else:
-            os.environ[ray_constants.GCS_PORT_ENVIRONMENT_VARIABLE] = before
-
-
-@contextlib.contextmanager
 def on_loopback():
     """A local cluster started in this block listens on 127.0.0.1 only: Ray's single-machine mode, the one it uses on
     macOS and Windows (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes the node's address the loopback one, and every Ray
@@ -109,17 +96,12 @@ def on_loopback():
     the raylets, 0.0.0.0 for the agents and the metrics endpoints). The Ray processes read the variable when they
     start, this driver when Ray was imported (services.get_node_ip_address reads the module's constant); both are
     restored afterwards, so that a `ray start` of a real cluster from this process later is not single-machine."""
-    before = os.environ.get(SINGLE_MACHINE)
-    os.environ[SINGLE_MACHINE] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with environment({SINGLE_MACHINE: "0"}):
+            yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = CLUSTER_MODE
-        if before is None:
-            os.environ.pop(SINGLE_MACHINE, None)
-        else:
-            os.environ[SINGLE_MACHINE] = before
 
 
 def require_token() -> None:

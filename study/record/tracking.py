@@ -11,34 +11,24 @@ Plain functions over an explicit MlflowClient: no global active run, no Ray.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from study.runtime import environment
+
 # MLflow's client reads these at each request; a request to a server that is down then fails in ~3 s, not ~4 min.
 FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
-@contextlib.contextmanager
 def failing_fast():
     """MLflow requests in this block give up after one retry instead of minutes of them."""
-    before = {k: os.environ.get(k) for k in FAST}
-    os.environ.update(FAST)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return environment(FAST)
 
 
 # The tags kdstudy writes and reads, each named once

@@ -34,7 +34,7 @@ from study.record.optuna_store import optuna_storage
 from study.record.outbox import Outbox
 from study.record.tracking import failing_fast
 from study.reruns.confirm import run_confirm_stage
-from study.runtime import error_line, libraries_to_file
+from study.runtime import environment, error_line, libraries_to_file
 from study.search.callbacks import ShowProgress, TrackTrials
 from study.search.space import make_searcher, requeue_lost_points
 from study.search.trial import run_trial
@@ -187,16 +187,11 @@ def stop_on_interrupt():
         os.kill(os.getpid(), signal.SIGUSR1)
 
     before = signal.signal(signal.SIGINT, on_sigint)
-    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
-        yield interrupted
+        with environment({"TUNE_DISABLE_SIGINT_HANDLER": "1"}):
+            yield interrupted
     finally:
         signal.signal(signal.SIGINT, before)
-        if disabled is None:
-            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-        else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
 
 
 def finish_study(cfg: StudyConfig, teacher: dict[str, float], at_once: int):

@@ -2,7 +2,8 @@
 
     round 1     every trial and the control run the first `seeds` seeds (the same seeds for all)
     then        each trial's P(front) (analysis.verdicts.front_probability), its place (front, off or undecided:
-                analysis.verdicts.place) and its verdict against the control on every objective;
+                analysis.verdicts.place; off also when another trial outdoes it within the margins,
+                analysis.verdicts.outdone_by) and its verdict against the control on every objective;
                 a trial whose place is undecided, or any of whose verdicts is, gets its seed count doubled (at
                 most max_seeds); the others leave the race (a trial off the front still owes its verdicts: the
                 study ends with every trial's difference from the control)
@@ -38,6 +39,7 @@ class RaceResult:
     values: dict[str, np.ndarray]  # trial -> (s, k) its objective values at the race's seeds, in order (nan: none)
     p_front: dict[str, float]
     place: dict[str, str]  # front | off | undecided
+    outdone_by: dict[str, str]  # trial -> the trial that outdoes it within the margins (its place is off)
     comparisons: dict[str, dict]  # trial -> {metric: difference from the control, interval, verdict}
     rounds: list[dict] = field(default_factory=list)
     runs: int = 0
@@ -81,7 +83,7 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
     asked = set(given)
     target = {t: seeds for t in everyone}  # seeds wanted so far, counted from first[t]
     place = {t: "undecided" for t in everyone}
-    result = RaceResult({t: [] for t in everyone}, {}, {}, place, {}, control=control, given=sorted(given))
+    result = RaceResult({t: [] for t in everyone}, {}, {}, place, {}, {}, control=control, given=sorted(given))
     while True:
         if control:  # the control runs every seed a trial runs, so that each difference is paired
             target[control] = max(target[control], max(first[t] + target[t] for t in everyone) - first[control])
@@ -103,6 +105,8 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
         columns = range(min(first.values()), max(first[t] + target[t] for t in everyone))
         table = _table(done, everyone, columns, k)
         p = verdicts.front_probability(table, modes)
+        outdone = verdicts.outdone_by(table, modes, margins)
+        result.outdone_by = {t: everyone[u] for t, u in zip(everyone, outdone) if u is not None}
         if control:
             comparisons = verdicts.compare_with_control(table, table[everyone.index(control)], metrics, modes,
                                                         margins)
@@ -110,7 +114,7 @@ def race(trials: list[str], control: str | None, run: Callable[[list[tuple[str, 
             comparisons = [{} for _ in everyone]
         result.p_front = {t: float(p[i]) for i, t in enumerate(everyone)}
         for i, t in enumerate(everyone):
-            place[t] = verdicts.place(p[i])
+            place[t] = verdicts.place(p[i], outdone[i] is not None)
             unsure = any(c["verdict"] == "undecided" for c in comparisons[i].values()) if t != control else False
             if place[t] == "undecided" or unsure:
                 target[t] = min(2 * target[t], max_seeds)

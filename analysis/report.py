@@ -19,7 +19,7 @@ from scipy import stats
 
 from analysis import pareto, verdicts
 from analysis.runs import StudyRecord, Trial
-from study.record.tracking import P_FRONT, PLACE, SEEDS, VERDICT
+from study.record.tracking import OUTDONE_BY, P_FRONT, PLACE, SEEDS, VERDICT
 
 
 @dataclass
@@ -83,6 +83,7 @@ class RaceFront(Front):
     single: np.ndarray  # (n, k) each trial's search run, beside its means
     p_front: np.ndarray  # (n,) probability of being on the front (analysis.verdicts.front_probability)
     places: list[str]  # front | off | undecided, as the race left each trial
+    outdone_by: list[str | None]  # the trial that outdoes each within the margins (analysis.verdicts.outdone_by)
     comparisons: list[dict]  # per trial {metric: its difference from the control, interval, verdict}
     control: str | None  # the control's trial id
     recommended: int | None = None  # index into trials: the noise-aware pick (analysis.verdicts.recommend)
@@ -92,7 +93,8 @@ class RaceFront(Front):
         return super().row(i) | {
             "interval": {m: [_finite(lo), _finite(hi)] for m, (lo, hi) in zip(self.metrics, self.intervals[i])},
             "single_run": dict(zip(self.metrics, map(float, self.single[i]))),
-            "p_front": _finite(self.p_front[i]), "place": self.places[i], "verdicts": self.comparisons[i]}
+            "p_front": _finite(self.p_front[i]), "place": self.places[i], "outdone_by": self.outdone_by[i],
+            "verdicts": self.comparisons[i]}
 
     def raced_rows(self) -> list[dict]:
         """Every raced trial as JSON, on the seed-mean front or not."""
@@ -143,8 +145,8 @@ def summarize(record: StudyRecord) -> SearchFront:
 def summarize_race(record: StudyRecord) -> RaceFront | None:
     """The race front: the raced trials on the means over their race seeds (an anchor's search run counted as its
     seed 0), with the standard error of each mean (std / sqrt(seeds)) and its 95% Student-t interval; on the front
-    are the trials with P(front) >= 0.5 (analysis.verdicts); the hypervolume is against the search front's reference
-    point, so that the two are comparable. None if the study raced none."""
+    are the trials with P(front) >= 0.5 that no other outdoes within the margins (analysis.verdicts); the hypervolume
+    is against the search front's reference point, so that the two are comparable. None if the study raced none."""
     trials, values = record.raced()
     if not trials:
         return None
@@ -159,11 +161,13 @@ def summarize_race(record: StudyRecord) -> RaceFront | None:
                         "ci_high": r.metrics.get(f"{VERDICT}/{m}/ci_high"), "verdict": r.tags[f"{VERDICT}/{m}"]}
                     for m in record.metrics if f"{VERDICT}/{m}" in r.tags} for r in runs]
     control = next((t.trial_id for t in trials if t.anchor and t.anchor == record.config.search.control_anchor), None)
+    outdone_by = [r.tags.get(OUTDONE_BY) for r in runs]
     errors = std / np.sqrt(n)
-    front = RaceFront(**_front_of(record, trials, values, errors, on_front=p_front >= verdicts.FRONT,
+    on_front = (p_front >= verdicts.FRONT) & np.array([by is None for by in outdone_by])
+    front = RaceFront(**_front_of(record, trials, values, errors, on_front=on_front,
                                   reference=summarize(record).reference),
                       intervals=intervals, single=single, p_front=p_front, places=[r.tags[PLACE] for r in runs],
-                      comparisons=comparisons, control=control)
+                      outdone_by=outdone_by, comparisons=comparisons, control=control)
     if len(trials) > 1:
         margins = [o.margin for o in record.config.search.objectives]
         front.recommended, front.recommended_reason = verdicts.recommend(values, errors, record.metrics,
@@ -209,7 +213,8 @@ def front_table(front: Front, title: str) -> Table:
 
 def race_table(front: RaceFront, title: str) -> Table:
     """Every raced trial: its seed means [95% interval] over the race's seeds, its single run, and its probability of
-    being on the front with the place the race left it in (0.05 < P < 0.95 is undecided)."""
+    being on the front with the place the race left it in (0.05 < P < 0.95 is undecided, unless another trial outdoes
+    it within the margins: then it is off, "by" that trial)."""
     # The mitigation alone names a trial here; every sampled value is in the single-run table and pareto.json.
     params = [p for p in ("distill.mitigation.mode",) if any(p in t.params for t in front.trials)]
     table = Table(title=title, caption=race_caption(front), show_edge=False)
@@ -223,10 +228,17 @@ def race_table(front: RaceFront, title: str) -> Table:
         note = " ".join(n for n in (row["anchor"], "control" if row["trial_id"] == front.control else None,
                                     "knee" if row["knee"] else None,
                                     "recommended" if row["trial_id"] == recommended else None) if n)
-        p = row.get("p_front")
         table.add_row(row["trial_id"], note, *(_short(row["params"].get(x, "-")) for x in params),
-                      *(_cell(row, m) for m in front.metrics), "-" if p is None else f"{p:.2f}\n{verdicts.place(p)}")
+                      *(_cell(row, m) for m in front.metrics), _place_cell(row))
     return table
+
+
+def _place_cell(row: dict) -> str:
+    """`0.67` over `off, by 9c1d2e3f` (outdone within the margins) or over the place its P(front) gives."""
+    p = row.get("p_front")
+    if p is None:
+        return "-"
+    return f"{p:.2f}\n{row['place']}" + (f", by\n{row['outdone_by']}" if row.get("outdone_by") else "")
 
 
 def verdict_table(front: RaceFront, title: str) -> Table:
@@ -246,8 +258,9 @@ def verdict_table(front: RaceFront, title: str) -> Table:
 
 
 def race_caption(front: RaceFront) -> str:
-    undecided = int(sum(verdicts.place(p) == "undecided" for p in front.p_front))
-    text = caption(front) + f"; on the front: P(front) >= {verdicts.FRONT:g}; {undecided} undecided (0.05 < P < 0.95)"
+    undecided = front.places.count("undecided")
+    text = caption(front) + (f"; on the front: P(front) >= {verdicts.FRONT:g}; {undecided} undecided "
+                             f"(0.05 < P < 0.95); off, by another: outdone by it within the margins")
     if front.recommended is not None:
         text += (f"\nrecommended: {front.trials[front.recommended].trial_id}, {front.recommended_reason}")
     return text

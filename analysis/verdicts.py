@@ -19,6 +19,13 @@ lifts every trial alike) cancels in a difference taken seed by seed.
                       better      the interval lies wholly on the better side of 0
                       worse       the interval lies wholly on the worse side of 0
                       undecided   anything else: more seeds would tell
+    outdone       a trial that another one beats where it matters: paired over the seeds both ran, the other is
+                  better on at least one objective and within ±m or better on every other (the verdicts above, read
+                  from the trial to the other). Its place is off the front up to the margins, whatever its P(front):
+                  an edge it may keep on a tied objective is smaller than the margin, the smallest difference that
+                  matters. Without this a trial that ties another on the noisy objective (plain KD against a
+                  mitigation that does not cost task score) keeps P(front) near 1/2 at any number of seeds, and the
+                  race would spend its budget on a place no seed can decide.
     recommended   the noise-aware pick: among the trials not shown worse than the best on the noisy objective by
                   more than its margin (one standard error of the best mean where none is declared), the best on
                   the precise objective. "Shown worse" is the one-sided 95% test of the gap: the best mean minus the
@@ -56,10 +63,31 @@ def front_probability(values: np.ndarray, modes: list[str], draws: int = 4000, s
     return 1.0 - dominated.mean(axis=0)
 
 
-def place(p: float) -> str:
+def place(p: float, outdone: bool = False) -> str:
     """A trial's place for its P(front): front (P >= DECIDED), off (P <= 1 - DECIDED: dominated with probability
-    >= DECIDED) or undecided."""
+    >= DECIDED; or outdone within the margins, see `outdone_by`) or undecided."""
+    if outdone:
+        return "off"
     return "front" if p >= DECIDED else "off" if p <= 1 - DECIDED else "undecided"
+
+
+def outdone_by(values: np.ndarray, modes: list[str], margins: list[float | None]) -> list[int | None]:
+    """For each of n trials, from their (n, s, k) paired seed values: the index of the first other trial that
+    outdoes it within the margins (the module docstring), or None."""
+    values = np.asarray(values, dtype=float)
+    out: list[int | None] = []
+    for i in range(len(values)):
+        by = None
+        for u in range(len(values)):
+            if u == i:
+                continue
+            said = [verdict(*paired_difference(values[u, :, j], values[i, :, j])[1:], mode, margin)
+                    for j, (mode, margin) in enumerate(zip(modes, margins))]
+            if "better" in said and all(v == "better" or v.startswith("within") for v in said):
+                by = u
+                break
+        out.append(by)
+    return out
 
 
 def paired_difference(trial: np.ndarray, control: np.ndarray) -> tuple[float, float, float]:

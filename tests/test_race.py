@@ -71,11 +71,29 @@ def test_on_a_flat_task_axis_the_verdict_is_within_the_margin_and_never_worse(an
             worse += v == "worse"
     total = REPEATS * (len(FLAT) - 1)
     assert within >= 0.9 * total, (within, total)
-    assert worse == 0
+    # a false "worse" is the 95% interval's one-sided miss: at most 2.5% of the verdicts (a trial leaves the race
+    # once its place and verdicts are decided, so its last look is the one that counts)
+    assert worse <= 0.025 * total, (worse, total)
     # the bias differences are real and precise: each mitigation's verdict on bias is decided
     result, _ = race_of(FLAT, 0)
     assert result.comparisons["a"]["bias/amplification"]["verdict"] == "better"
     assert result.comparisons["c"]["bias/amplification"]["verdict"] == "worse"
+
+
+def test_a_control_that_a_mitigation_outdoes_within_the_margin_leaves_the_race():
+    """On the flat task axis the control ties a and b on the score and loses to both on bias: its P(front) stays near
+    a coin flip at any seed count, but a's verdict (better on bias, within ±1 on the score) puts it off, by a. With
+    the margin alone deciding nothing, it would run every round to max_seeds for its place."""
+    off, runs, runs_without = 0, [], []
+    for repeat in range(REPEATS):
+        result, _ = race_of(FLAT, repeat)
+        off += result.place["plain_kd"] == "off" and result.outdone_by["plain_kd"] in ("a", "b")
+        runs.append(result.runs)
+        run, _ = simulate(FLAT, repeat)
+        without = race([t for t in FLAT if t != "plain_kd"], "plain_kd", run, METRICS, MODES, [None, None], 2, 8, 80)
+        runs_without.append(without.runs)
+    assert off >= 0.9 * REPEATS, off
+    assert np.mean(runs) < np.mean(runs_without), (np.mean(runs), np.mean(runs_without))
 
 
 def _decided(result) -> int:

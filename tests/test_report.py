@@ -46,6 +46,24 @@ def test_the_race_front_is_the_seed_means_with_p_front_at_least_half():
     assert race.to_json()["reference"] == single.to_json()["reference"]  # one reference: comparable hypervolumes
 
 
+def test_a_trial_outdone_within_the_margins_is_off_the_race_front_and_says_by_whom():
+    # the control ties the mixup's score and loses on bias: its P(front) stays 0.6, but the race put it off, by m
+    record = _study(trials={"m": (0.10, 50.0), "ctl": (0.40, 50.5)},
+                    raced={"m": (0.10, 50.0, 1.0), "ctl": (0.40, 50.4, 0.6)})
+    record.confirm_runs["ctl"].tags |= {"confirm/place": "off", "confirm/outdone_by": "m"}
+    race = summarize_race(record)
+    assert [t.trial_id for t, _ in race.front_trials()] == ["m"]
+    assert [(r["place"], r["outdone_by"]) for r in race.raced_rows()] == [("front", None), ("off", "m")]
+    from rich.console import Console
+
+    from analysis.report import race_table
+
+    console = Console(width=200, record=True)
+    console.print(race_table(race, "t"))
+    text = console.export_text()
+    assert "0.60" in text and "off, by" in text and "0 undecided" in text
+
+
 def test_single_run_front_carries_each_trials_standard_error():
     record = _study(trials={"a": (0.10, 50.0), "b": (0.20, 56.0)}, raced={})
     front = summarize(record)

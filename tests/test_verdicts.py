@@ -35,6 +35,29 @@ def test_a_place_is_decided_at_095_either_way():
         "front", "front", "undecided", "undecided", "undecided", "off", "off"]
 
 
+def test_a_trial_tied_within_the_margin_and_beaten_elsewhere_is_outdone():
+    """Objectives bias (min, no margin) and score (max, margin 1), three seeds. The control's score swings with the
+    seed and m's follows it: m - control = (-0.5, +0.2, 0.0) points, mean -0.1, sd 0.361, 95% half-width
+    4.303 x 0.361 / sqrt(3) = 0.896: [-0.996, +0.796], inside (-1, +1): within ±1. Its bias is lower by 0.3 at every
+    seed: better. So m outdoes the control, whose P(front) is still undecided (its score beats m's at two of three
+    seeds' weights). x is worse on bias by 0.1 and better on score by 2 at every seed: nobody outdoes it, nor does it
+    outdo anyone (its score gain is beyond the margin; its bias is worse)."""
+    control = np.array([[0.4, 80.0], [0.4, 83.0], [0.4, 81.0]])
+    m = np.array([[0.1, 79.5], [0.1, 83.2], [0.1, 81.0]])
+    x = control + [0.1, 2.0]
+    v = np.stack([control, m, x])
+    modes, margins = ["min", "max"], [None, 1.0]
+    _, low, high = verdicts.paired_difference(m[:, 1], control[:, 1])
+    assert (low, high) == pytest.approx((-0.1 - 0.8957, -0.1 + 0.8957), abs=1e-3)
+    assert verdicts.outdone_by(v, modes, margins) == [1, None, None]
+    assert verdicts.place(verdicts.front_probability(v, modes)[0]) == "undecided"
+    assert verdicts.place(verdicts.front_probability(v, modes)[0], outdone=True) == "off"
+    # without the margin the tie on the score decides nothing: the control is not outdone
+    assert verdicts.outdone_by(v, modes, [None, None]) == [None, None, None]
+    # a tie on every objective outdoes nobody: `better` somewhere is needed
+    assert verdicts.outdone_by(np.stack([control, control + [0.0, 0.1]]), modes, [0.5, 1.0]) == [None, None]
+
+
 def test_paired_difference_is_the_paired_t_interval():
     trial, control = np.array([85.0, 86.5, 84.0]), np.array([84.0, 85.0, 84.5])
     d = trial - control  # 1.0, 1.5, -0.5: mean 0.6667, sd 1.0408

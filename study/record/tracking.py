@@ -49,6 +49,7 @@ RERUN_OF = "rerun_of"  # a `kdstudy rerun` run: the trial it reruns
 SEEDS = "seeds"  # a confirm or rerun run: the seeds its means are over
 P_FRONT = "confirm/p_front"  # a confirm run's metric: the trial's probability of being on the front
 PLACE = "confirm/place"  # a confirm run's tag: front | off | undecided
+OUTDONE_BY = "confirm/outdone_by"  # a confirm run's tag: the trial that outdoes it within the margins (place off)
 VERDICT = "verdict"  # verdict/<metric> (tag: better | worse | within ±m | undecided), verdict/<metric>/diff|ci_*
 NOTE = "mlflow.note.content"  # a run's description: markdown, shown on the run's page
 MAX_TAG = 5000  # MLflow's limit on a tag value

@@ -136,12 +136,13 @@ def _metrics(trial: Trial) -> dict[str, float]:
 
 def raced_result(tid: str, trial: Trial, params: dict, per_run: dict, result: RaceResult) -> dict:
     """A raced trial's record: the metrics of the seeds that count for it and their summary, its single run,
-    P(front), its place and its verdicts against the control."""
+    P(front), its place (and the trial that outdoes it, if one does) and its verdicts against the control."""
     seeds = result.seeds[tid]
     per_seed = {k: per_run[(tid, k)] for k in seeds}
     failed = {k: "failed" for k in range(1, max(seeds, default=0) + 1) if k not in seeds}
     out = seed_result(params, per_seed, failed, len(per_seed), **{tracking.CONFIRM_OF: tid})
     out |= {"single_run": _metrics(trial), "p_front": result.p_front[tid], "place": result.place[tid],
+            "outdone_by": result.outdone_by.get(tid),
             "verdicts": result.comparisons.get(tid, {}), "search_run_counted": (tid, 0) in result.given}
     return out
 
@@ -155,6 +156,8 @@ def _logged(record: StudyRecord, path: Path) -> dict:
     if not existing:
         tags = {tracking.CONFIRM_OF: trial_id, tracking.ROLE: "confirm", tracking.SEEDS: str(result["seeds"]),
                 tracking.PLACE: result["place"]}
+        if result.get("outdone_by"):
+            tags[tracking.OUTDONE_BY] = result["outdone_by"]
         extra = {tracking.P_FRONT: result["p_front"]}
         for metric, c in result["verdicts"].items():
             tags[f"{tracking.VERDICT}/{metric}"] = c["verdict"]

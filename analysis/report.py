@@ -259,8 +259,9 @@ def verdict_table(front: RaceFront, title: str) -> Table:
 
 def race_caption(front: RaceFront) -> str:
     undecided = front.places.count("undecided")
-    text = caption(front) + (f"; on the front: P(front) >= {verdicts.FRONT:g}; {undecided} undecided "
-                             f"(0.05 < P < 0.95); off, by another: outdone by it within the margins")
+    text = caption(front) + (f"; on the front: P(front) >= {verdicts.FRONT:g} unless outdone (off, by another: "
+                             f"beaten on one objective, within the margin on the rest); {undecided} undecided "
+                             f"(0.05 < P < 0.95)")
     if front.recommended is not None:
         text += (f"\nrecommended: {front.trials[front.recommended].trial_id}, {front.recommended_reason}")
     return text

@@ -238,8 +238,10 @@ def verdicts_and_race(base: StudyConfig, names: list[str], values: dict, seeds: 
     budget = spec.runs(len(names)) if spec else len(names) * seeds
     result = race(names, control, lambda wanted: {key: values[key] for key in wanted if key in values}, metrics, modes,
                   margins, min(spec.seeds if spec else 2, most), most, budget, given=given)
-    print(f"race on the grid: {result.stopped}; P(front) "
-          + ", ".join(f"{t} {p:.2f}" for t, p in result.p_front.items()))
+    places = {t: result.place[t] + (f" by {result.outdone_by[t]}" if t in result.outdone_by else "")
+              for t in result.p_front}
+    print(f"race on the grid: {result.stopped}; P(front) and place "
+          + ", ".join(f"{t} {p:.2f} {places[t]}" for t, p in result.p_front.items()))
     for name, comparison in result.comparisons.items():
         print(verdicts.verdict_line(f"race: {name} vs {control} at seeds {result.seeds[name]}", comparison))
     return f"race_runs: {result.runs} fixed_runs: {result.fixed_runs()}"

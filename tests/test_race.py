@@ -61,7 +61,7 @@ def test_the_true_front_is_found_and_a_clear_loser_left_behind(anchors):
 
 
 @pytest.mark.parametrize("anchors", [(), ("plain_kd", "a")], ids=["all picked", "anchors hand in seed 0"])
-def test_on_a_flat_task_axis_the_verdict_is_within_the_margin_and_never_worse(anchors):
+def test_on_a_flat_task_axis_the_verdict_is_within_the_margin_and_rarely_worse(anchors):
     within = worse = 0
     for repeat in range(REPEATS):
         result, _ = race_of(FLAT, repeat, anchors=anchors)

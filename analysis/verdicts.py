@@ -75,19 +75,14 @@ def outdone_by(values: np.ndarray, modes: list[str], margins: list[float | None]
     """For each of n trials, from their (n, s, k) paired seed values: the index of the first other trial that
     outdoes it within the margins (the module docstring), or None."""
     values = np.asarray(values, dtype=float)
-    out: list[int | None] = []
-    for i in range(len(values)):
-        by = None
-        for u in range(len(values)):
-            if u == i:
-                continue
-            said = [verdict(*paired_difference(values[u, :, j], values[i, :, j])[1:], mode, margin)
-                    for j, (mode, margin) in enumerate(zip(modes, margins))]
-            if "better" in said and all(v == "better" or v.startswith("within") for v in said):
-                by = u
-                break
-        out.append(by)
-    return out
+
+    def outdoes(u: int, i: int) -> bool:
+        said = [verdict(*paired_difference(values[u, :, j], values[i, :, j])[1:], mode, margin)
+                for j, (mode, margin) in enumerate(zip(modes, margins))]
+        return "better" in said and all(v == "better" or v.startswith("within") for v in said)
+
+    n = len(values)
+    return [next((u for u in range(n) if u != i and outdoes(u, i)), None) for i in range(n)]
 
 
 def paired_difference(trial: np.ndarray, control: np.ndarray) -> tuple[float, float, float]:

@@ -65,8 +65,8 @@ def run_seeds(cfg: StudyConfig, teacher: dict[str, float], runs: dict, at_once: 
               full: bool = False) -> tuple[dict, dict[object, str]]:
     """Distil and evaluate each of `runs` ({key: (a trial's params, seed, Train run name)}) at its seed_config, as a
     Ray task of its own, `at_once` at a time (study.cluster.capacity.trials_at_once: what the cluster holds, each run
-    counted as a trial), the next one
-    started as one finishes: ({key: metrics}, {key: one-line failure}). Ray must be up.
+    counted as a trial), the next one started as one finishes: ({key: metrics}, {key: one-line failure}). Ray must
+    be up.
 
     The cap is ours, not the cluster's: a task waiting on its Train run gives its CPU back to Ray while it waits, so
     Ray would start every task at once, and their workers would share the cores (measured in the smoke study's
